@@ -1,0 +1,138 @@
+"""The boot-environment agent: read the task → execute it → report the outcome.
+
+This is what ``python -m imager`` runs inside the initramfs.  Whatever
+happens, the server hears the outcome and the console shows a message a
+technician can read; the machine then reboots (or powers off).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from imager import bootenv, cmdline, imagestore
+from imager.api import TaskClient
+from imager.errors import ImagerError, InvalidTask
+from imager.ops.capture import capture
+from imager.ops.deploy import deploy
+from imager.progress import Progress, console_sink
+
+log = logging.getLogger("imager")
+
+
+class LogTail(logging.Handler):
+    """Keeps the last lines of the log, sent to the server with a failure."""
+
+    def __init__(self, size: int = 40) -> None:
+        super().__init__()
+        self.lines: collections.deque[str] = collections.deque(maxlen=size)
+        self.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def setup_logging(debug: bool) -> LogTail:
+    tail = LogTail()
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(logging.Formatter("[imager] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [console, tail]
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    tail.setLevel(logging.DEBUG)
+    return tail
+
+
+# --- the ops a task can ask for -------------------------------------------------
+
+def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
+    try:
+        return capture(task.get("disk"), root, task["image"]["name"], progress)
+    finally:
+        bootenv.unmount_storage(root)
+
+
+def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
+    try:
+        return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress)
+    finally:
+        bootenv.unmount_storage(root)
+
+
+OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
+    "capture": run_capture,
+    "deploy": run_deploy,
+}
+
+
+def validate_task(task: dict[str, Any], task_id: int) -> None:
+    if task.get("id") != task_id:
+        raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
+    if task.get("type") not in OPS:
+        raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
+    if task["type"] in ("capture", "deploy"):
+        if not task.get("image", {}).get("name") or not task.get("storage", {}).get("export"):
+            raise InvalidTask("the task names no image or no storage node")
+        imagestore.check_name(task["image"]["name"])
+
+
+# --- the loop ---------------------------------------------------------------------
+
+def main() -> int:
+    tail = setup_logging(debug=False)
+    try:
+        params = cmdline.read()
+    except ImagerError as exc:
+        show_failure(exc)
+        wait_then(120, "reboot")
+        return 1
+    if params.debug:
+        logging.getLogger().setLevel(logging.DEBUG)
+    client = TaskClient(params.server, params.task, params.token)
+    after = "reboot"
+    try:
+        bootenv.bring_up_network(params.mac)
+        task = client.checkin()
+        validate_task(task, params.task)
+        after = task.get("after", "reboot")
+        log.info("task %d: %s of image %r", task["id"], task["type"], task.get("image", {}).get("name"))
+        progress = Progress([console_sink, client.progress])
+        result = OPS[task["type"]](task, progress)
+        client.done(result)
+    except Exception as exc:  # every failure is reported, whatever raised it
+        error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
+        if not isinstance(exc, ImagerError):
+            log.error("%s", traceback.format_exc())
+        show_failure(error)
+        try:
+            client.failed(error.to_dict(), tail.text())
+        except ImagerError as report_error:
+            log.error("could not report the failure to the server: %s", report_error.message)
+        wait_then(params.fail_wait, "reboot")
+        return 1
+    log.info("task %d done: %s", params.task, result)
+    print("\n*** imager: task finished successfully ***\n", flush=True)
+    bootenv.power(after)
+    return 0
+
+
+def show_failure(error: ImagerError) -> None:
+    bar = "*" * 72
+    print(f"\n{bar}\n*** imager: TASK FAILED ({error.code})\n*** {error.message}", flush=True)
+    if error.hint:
+        print(f"*** What to do: {error.hint}", flush=True)
+    print(bar, flush=True)
+
+
+def wait_then(seconds: int, action: str) -> None:
+    print(f"*** The machine will {action} in {seconds} s.", flush=True)
+    time.sleep(max(0, seconds))
+    bootenv.power(action)

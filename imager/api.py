@@ -1,0 +1,73 @@
+"""The client's side of the server API: fetch the task, report progress and the end.
+
+Every call carries the per-task token.  Transient failures (connection
+refused, 5xx) are retried with exponential backoff and jitter, so a server
+restart or a busy network does not fail a task.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import requests
+
+from imager.errors import ServerError, TaskCanceled
+
+log = logging.getLogger(__name__)
+
+
+class TaskClient:
+    def __init__(self, server: str, task_id: int, token: str, *, attempts: int = 8,
+                 base_delay: float = 1.0, max_delay: float = 30.0, timeout: float = 15.0) -> None:
+        self.base = f"{server.rstrip('/')}/api/tasks/{task_id}"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.timeout = timeout
+
+    def checkin(self) -> dict[str, Any]:
+        """Fetch the task and tell the server it is running."""
+        return self._post("checkin", {})
+
+    def progress(self, snapshot: dict[str, Any]) -> None:
+        self._post("progress", snapshot, attempts=2)
+
+    def done(self, result: dict[str, Any]) -> None:
+        self._post("done", {"result": result})
+
+    def failed(self, error: dict[str, Any], log_tail: str) -> None:
+        self._post("failed", {"error": error, "log": log_tail})
+
+    def _post(self, what: str, body: dict, attempts: int | None = None) -> dict[str, Any]:
+        url = f"{self.base}/{what}"
+        attempts = attempts or self.attempts
+        last = ""
+        for attempt in range(attempts):
+            try:
+                response = self.session.post(url, json=body, timeout=self.timeout)
+            except requests.RequestException as exc:
+                last = str(exc)
+            else:
+                if response.status_code == 409:
+                    raise TaskCanceled(_reason(response) or "the task is no longer active on the server")
+                if response.status_code < 500:
+                    if response.status_code >= 400:
+                        raise ServerError(f"server refused {what}: HTTP {response.status_code} {_reason(response)}")
+                    return response.json() if response.content else {}
+                last = f"HTTP {response.status_code} {_reason(response)}"
+            if attempt + 1 < attempts:
+                delay = min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
+                log.warning("server call %s failed (%s); retrying in %.1f s", what, last, delay)
+                time.sleep(delay)
+        raise ServerError(f"server unreachable for {what} after {attempts} attempts: {last}")
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error", ""))
+    except ValueError:
+        return response.text[:200]

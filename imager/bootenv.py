@@ -1,0 +1,91 @@
+"""What only the PXE-booted environment does: network, NFS mount, power."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from imager import process
+from imager.errors import NetworkError, StorageError
+
+log = logging.getLogger(__name__)
+
+UDHCPC_SCRIPT = "/etc/imager/udhcpc.script"
+STORAGE_MOUNT = "/images"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def choose_interface(mac: str | None) -> str:
+    names = sorted(n for n in os.listdir("/sys/class/net") if n != "lo")
+    if mac:
+        for name in names:
+            if _read(f"/sys/class/net/{name}/address").lower() == mac:
+                return name
+        raise NetworkError(f"no network interface has the boot MAC {mac} (found: {', '.join(names) or 'none'})",
+                           hint="The NIC driver may be missing from the boot image.")
+    for name in names:
+        if _read(f"/sys/class/net/{name}/type") == "1":  # Ethernet
+            return name
+    raise NetworkError("no Ethernet interface found", hint="The NIC driver may be missing from the boot image.")
+
+
+def bring_up_network(mac: str | None, timeout: float = 60.0) -> str:
+    """DHCP on the boot NIC; returns the interface name."""
+    deadline = time.monotonic() + timeout
+    while True:  # udev may still be loading the NIC driver
+        try:
+            name = choose_interface(mac)
+            break
+        except NetworkError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    process.run(["ip", "link", "set", name, "up"])
+    while _read(f"/sys/class/net/{name}/carrier") != "1":
+        if time.monotonic() > deadline:
+            raise NetworkError(f"{name} has no link")
+        time.sleep(0.2)
+    for attempt in range(3):
+        result = process.run(["udhcpc", "-i", name, "-n", "-q", "-f", "-t", "5", "-T", "2", "-s", UDHCPC_SCRIPT],
+                             check=False, timeout=60)
+        if result.returncode == 0:
+            log.info("network up on %s: %s", name, _addresses(name))
+            return name
+        log.warning("DHCP on %s failed (attempt %d)", name, attempt + 1)
+    raise NetworkError(f"no DHCP answer on {name}")
+
+
+def _addresses(name: str) -> str:
+    return " ".join(process.run(["ip", "-o", "-4", "addr", "show", "dev", name], check=False).text.split()[3:4])
+
+
+def mount_storage(export: str, options: str = "vers=4.1", mountpoint: str = STORAGE_MOUNT) -> str:
+    os.makedirs(mountpoint, exist_ok=True)
+    last = ""
+    for attempt in range(5):  # the NFS server may still be in its grace period
+        result = process.run(["mount.nfs", export, mountpoint, "-o", options], check=False, timeout=120)
+        if result.returncode == 0:
+            log.info("mounted %s on %s", export, mountpoint)
+            return mountpoint
+        last = result.stderr.decode(errors="replace").strip()
+        log.warning("mounting %s failed: %s", export, last)
+        time.sleep(2 * (attempt + 1))
+    raise StorageError(f"cannot mount {export}: {last}")
+
+
+def unmount_storage(mountpoint: str = STORAGE_MOUNT) -> None:
+    process.run(["umount", mountpoint], check=False, timeout=120)
+
+
+def power(action: str) -> None:
+    """reboot or poweroff, now; the data is already synced."""
+    process.run(["sync"], check=False)
+    flag = {"reboot": "reboot", "poweroff": "poweroff"}.get(action, "reboot")
+    process.run([flag, "-f"], check=False)

@@ -1,0 +1,81 @@
+"""``imager``: the same ops from a shell, outside the boot environment too.
+
+    imager capture DISK IMAGE_DIR     save DISK as the image IMAGE_DIR (published atomically)
+    imager deploy IMAGE_DIR DISK      lay the image onto DISK
+    imager info IMAGE_DIR             what the image holds
+    imager agent                      the boot-environment agent (what the initramfs runs)
+
+Exit status 0 only on success; errors print their reason and what to do.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from imager import imagestore, manifest
+from imager.errors import ImagerError
+from imager.progress import Progress, console_sink, human
+
+
+def _cmd_capture(args: argparse.Namespace) -> dict:
+    from imager.ops.capture import capture
+    target = os.path.abspath(args.image_dir)
+    return capture(args.disk, os.path.dirname(target), os.path.basename(target), Progress([console_sink]))
+
+
+def _cmd_deploy(args: argparse.Namespace) -> dict:
+    from imager.ops.deploy import deploy
+    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]))
+
+
+def _cmd_info(args: argparse.Namespace) -> dict:
+    image = manifest.load(imagestore.resolve_path(args.image_dir))
+    for disk in image["disks"]:
+        layout = disk["layout"]
+        print(f"image {image['name']}  created {image['created']}  table {layout['label']}  "
+              f"sector {layout['sector_size']}  needs {human(manifest.Layout.from_dict(layout).required_bytes)}")
+        for part in disk["partitions"]:
+            print(f"  p{part['number']}: {part['fstype'] or 'raw':6} {human(part['raw_bytes']):>10} → "
+                  f"{human(part['stored_bytes']):>10}  {part['file']}")
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imager", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("capture", help="save a disk into an image")
+    p.add_argument("disk")
+    p.add_argument("image_dir")
+    p.set_defaults(func=_cmd_capture)
+    p = sub.add_parser("deploy", help="lay an image onto a disk")
+    p.add_argument("image_dir")
+    p.add_argument("disk")
+    p.set_defaults(func=_cmd_deploy)
+    p = sub.add_parser("info", help="show what an image holds")
+    p.add_argument("image_dir")
+    p.set_defaults(func=_cmd_info)
+    sub.add_parser("agent", help="run the boot-environment agent (reads /proc/cmdline)")
+    args = parser.parse_args(argv)
+    if args.command == "agent":
+        from imager.agent import main as agent_main
+        return agent_main()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        result = args.func(args)
+    except ImagerError as exc:
+        print(f"imager: error ({exc.code}): {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"imager: {exc.hint}", file=sys.stderr)
+        return 1
+    if result:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

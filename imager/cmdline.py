@@ -1,0 +1,84 @@
+"""Kernel command-line parameters of the boot environment.
+
+Every parameter is declared once below, with its meaning; docs/kernel-parameters.md
+mirrors this table.  Values are parsed, never evaluated.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from imager.errors import BootParameterError
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+@dataclass(frozen=True)
+class BootParams:
+    # imager.server=URL    Base URL of the imaging server's HTTP API, e.g. http://10.0.0.1:8080. Required.
+    server: str
+    # imager.task=ID       Number of the task this boot runs. Required.
+    task: int
+    # imager.token=SECRET  Per-task secret; sent with every call about this task. Required.
+    token: str
+    # imager.mac=MAC       MAC of the NIC that booted (iPXE's ${net0/mac}); DHCP runs on it.
+    #                      Optional: without it, pxelinux's BOOTIF=01-aa-bb-… is used, else the first NIC with a link.
+    mac: str | None = None
+    # imager.debug=1       Verbose log on the console.
+    debug: bool = False
+    # imager.fail_wait=S   Seconds an error stays on screen before the machine reboots (default 120).
+    fail_wait: int = 120
+
+
+_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait"}
+
+
+def parse(text: str) -> BootParams:
+    """Parse /proc/cmdline text; unknown imager.* keys are an error (a typo must not pass silently)."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise BootParameterError(f"kernel command line is not parseable: {exc}") from exc
+    values: dict[str, str] = {}
+    bootif = None
+    for word in words:
+        key, sep, value = word.partition("=")
+        if key == "BOOTIF" and sep:
+            bootif = value
+        if not key.startswith("imager."):
+            continue
+        name = key[len("imager."):]
+        if name not in _KNOWN:
+            raise BootParameterError(f"unknown kernel parameter {key}")
+        values[name] = value
+    for required in ("server", "task", "token"):
+        if not values.get(required):
+            raise BootParameterError(f"kernel parameter imager.{required}= is missing")
+    server = values["server"].rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", server):
+        raise BootParameterError(f"imager.server={server} is not an http(s) URL")
+    try:
+        task = int(values["task"])
+        fail_wait = int(values.get("fail_wait", "120"))
+    except ValueError as exc:
+        raise BootParameterError(f"imager.task and imager.fail_wait must be numbers: {exc}") from exc
+    mac = values.get("mac") or _mac_from_bootif(bootif)
+    if mac is not None:
+        mac = mac.lower().replace("-", ":")
+        if not _MAC.match(mac):
+            raise BootParameterError(f"imager.mac={mac} is not a MAC address")
+    return BootParams(server=server, task=task, token=values["token"], mac=mac,
+                      debug=values.get("debug", "0") not in ("0", "", "no", "false"), fail_wait=fail_wait)
+
+
+def _mac_from_bootif(bootif: str | None) -> str | None:
+    # pxelinux: BOOTIF=01-aa-bb-cc-dd-ee-ff (01 = Ethernet)
+    if bootif and len(bootif) == 20 and bootif.startswith("01-"):
+        return bootif[3:]
+    return None
+
+
+def read() -> BootParams:
+    with open("/proc/cmdline") as f:
+        return parse(f.read())

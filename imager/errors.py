@@ -1,0 +1,97 @@
+"""Every error imager raises on purpose.
+
+Each error carries a stable ``code`` so the server, the console and scripts can
+tell failures apart without parsing prose; ``to_dict()`` is what the client
+reports to the server when a task fails.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class ImagerError(Exception):
+    """Base class: a failure we understand and can explain to a technician."""
+
+    code = "imager_error"
+    # What the technician should do next; shown under the message on the console.
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
+
+
+class BootParameterError(ImagerError):
+    code = "boot_parameter"
+    hint = "Check the kernel command line the server generated (imager.* parameters)."
+
+
+class NetworkError(ImagerError):
+    code = "network"
+    hint = "Check the cable, the DHCP server and that the imaging server is reachable."
+
+
+class ServerError(ImagerError):
+    code = "server"
+    hint = "Check that the imaging server is running and the task still exists."
+
+
+class TaskCanceled(ImagerError):
+    code = "task_canceled"
+    hint = "The task was canceled on the server; nothing more will be written."
+
+
+class InvalidTask(ImagerError):
+    code = "invalid_task"
+    hint = "Recreate the task on the server."
+
+
+class StorageError(ImagerError):
+    code = "storage"
+    hint = "Check the storage node's NFS export and its free space."
+
+
+class DiskNotFound(ImagerError):
+    code = "disk_not_found"
+    hint = "Check that the disk is connected, or name it in the task."
+
+
+class DiskTooSmall(ImagerError):
+    code = "disk_too_small"
+    hint = "Deploy onto a disk at least as large as the image needs."
+
+
+class SectorSizeMismatch(ImagerError):
+    code = "sector_size_mismatch"
+    hint = "512-byte and 4K-native disks are not interchangeable; capture an image from a disk like this one."
+
+
+class UnsupportedDisk(ImagerError):
+    code = "unsupported_disk"
+    hint = "This disk layout is not supported yet."
+
+
+class ImageNotFound(ImagerError):
+    code = "image_not_found"
+    hint = "Check the image name, or capture it first."
+
+
+class InvalidImage(ImagerError):
+    code = "invalid_image"
+    hint = "The image is incomplete or damaged; capture it again."
+
+
+class ChecksumMismatch(InvalidImage):
+    code = "checksum_mismatch"
+    hint = "The image on the storage node is corrupt; capture it again. The target disk is incomplete."
+
+
+class CommandFailed(ImagerError):
+    code = "command_failed"
+    hint = "See the log lines above for the tool's own message."

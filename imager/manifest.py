@@ -1,0 +1,78 @@
+"""manifest.json: what an image holds, and the checks before any disk is written."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from imager.errors import InvalidImage, SectorSizeMismatch, DiskTooSmall
+from imager.partitions import Layout
+
+FORMAT = "imager-image"
+VERSION = 1
+MANIFEST = "manifest.json"
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def write(image_dir: str, manifest: dict[str, Any]) -> None:
+    from imager.datapath import write_bytes_fsync
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
+    write_bytes_fsync(os.path.join(image_dir, MANIFEST), data)
+
+
+def load(image_dir: str) -> dict[str, Any]:
+    path = os.path.join(image_dir, MANIFEST)
+    try:
+        with open(path, "rb") as f:
+            manifest = json.load(f)
+    except FileNotFoundError as exc:
+        raise InvalidImage(f"{image_dir} has no {MANIFEST}: not an image, or its capture never finished") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidImage(f"{path} is not valid JSON: {exc}") from exc
+    validate(manifest, image_dir)
+    return manifest
+
+
+def validate(manifest: dict[str, Any], image_dir: str) -> None:
+    """Structure, file names and file sizes; checksums are checked while streaming."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InvalidImage(f"{image_dir}: {MANIFEST} is not an imager manifest")
+    if manifest.get("version") != VERSION:
+        raise InvalidImage(f"{image_dir}: manifest version {manifest.get('version')} is not supported (expected {VERSION})")
+    files = manifest.get("files")
+    disks = manifest.get("disks")
+    if not isinstance(files, dict) or not isinstance(disks, list) or not disks:
+        raise InvalidImage(f"{image_dir}: manifest lacks its files or disks")
+    for name, meta in files.items():
+        if not _SAFE_FILE.match(name) or not isinstance(meta, dict):
+            raise InvalidImage(f"{image_dir}: manifest names an unsafe file {name!r}")
+        path = os.path.join(image_dir, name)
+        if not os.path.isfile(path):
+            raise InvalidImage(f"{image_dir}: {name} is missing")
+        if os.path.getsize(path) != meta.get("size"):
+            raise InvalidImage(f"{image_dir}: {name} is {os.path.getsize(path)} bytes, the manifest says {meta.get('size')}")
+    for disk in disks:
+        try:
+            layout = Layout.from_dict(disk["layout"])
+        except (KeyError, TypeError) as exc:
+            raise InvalidImage(f"{image_dir}: disk entry is malformed ({exc})") from exc
+        referenced = list(disk.get("table_files", {}).values())
+        referenced += [p["file"] for p in disk.get("partitions", []) if p.get("file")]
+        for name in referenced:
+            if name not in files:
+                raise InvalidImage(f"{image_dir}: {name} is used but not listed with a checksum")
+        if not layout.partitions:
+            raise InvalidImage(f"{image_dir}: disk {disk.get('index')} has no partitions")
+
+
+def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_size: int, target: str) -> None:
+    """Refuse, before any write, a target that cannot hold the image's layout."""
+    layout = Layout.from_dict(disk_entry["layout"])
+    if layout.sector_size != target_sector_size:
+        raise SectorSizeMismatch(
+            f"the image has {layout.sector_size}-byte sectors, {target} has {target_sector_size}-byte sectors")
+    if target_bytes < layout.required_bytes:
+        raise DiskTooSmall(
+            f"{target} holds {target_bytes} bytes, the image's layout needs {layout.required_bytes} bytes",
+            target_bytes=target_bytes, required_bytes=layout.required_bytes)

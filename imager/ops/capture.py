@@ -1,0 +1,136 @@
+"""Capture: save a whole disk into a new image.
+
+The recipe a technician would follow: pick the disk, make sure nothing on it
+is mounted, save its partition table and boot area, stream each partition's
+used blocks through partclone and zstd, write the manifest last, publish.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import imager
+from imager import datapath, disks, imagestore, manifest, partclone, process
+from imager.errors import UnsupportedDisk
+from imager.partitions import Layout, probe_filesystem, read_layout, save_table
+from imager.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> dict[str, Any]:
+    started = time.monotonic()
+    disk = disks.select(disk_spec)
+    log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
+    refuse_if_mounted(disk.path)
+
+    layout = read_layout(disk.path)
+    disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
+    for part in layout.partitions:
+        part.__dict__.update(probe_filesystem(disks.partition_path(disk.path, part.number)))
+    if any(p.kind != "normal" for p in layout.partitions):
+        raise UnsupportedDisk(f"{disk.path} has extended/logical partitions, not supported yet")
+
+    staging = imagestore.Staging(root, name)
+    try:
+        table_files = save_table(disk.path, layout, staging.path)
+        files = {f: _file_entry(staging.path, f) for f in table_files.values()}
+        parts = []
+        for i, part in enumerate(layout.partitions, 1):
+            entry = capture_partition(disk.path, part.number, part.fstype, staging.path,
+                                      progress, f"partition {i}/{len(layout.partitions)}")
+            files[entry["file"]] = {"size": entry["stored_bytes"], "sha256": entry.pop("sha256")}
+            parts.append(entry)
+        image = build_manifest(name, disk, layout, table_files, parts, files)
+        manifest.write(staging.path, image)
+        link = staging.publish()
+    except BaseException:
+        staging.discard()
+        raise
+    elapsed = time.monotonic() - started
+    raw = sum(p["raw_bytes"] for p in parts)
+    stored = sum(meta["size"] for meta in files.values())
+    log.info("image %s published: %s of partclone data stored in %s, %.1f s", link, _size(raw), _size(stored), elapsed)
+    return {"image": name, "version": staging.version, "raw_bytes": raw, "stored_bytes": stored,
+            "seconds": round(elapsed, 1), "partitions": len(parts)}
+
+
+def capture_partition(disk_path: str, number: int, fstype: str, image_dir: str,
+                      progress: Progress, stage: str) -> dict[str, Any]:
+    device = disks.partition_path(disk_path, number)
+    flavour = partclone.flavour_for(fstype)
+    filename = f"d1p{number}.pcl.zst"
+    progress.set_stage(f"{stage}: {os.path.basename(device)} ({fstype or 'raw'})", total=_device_bytes(device))
+    tool = process.spawn(partclone.clone_argv(flavour, device), stdout=process.PIPE)
+    datapath.widen_pipe(tool.stdout)
+
+    def on_head(head: bytes) -> None:
+        header = partclone.parse_header(head)
+        if header:  # used blocks only: that is what will flow
+            progress.total = header.stream_size
+
+    try:
+        result = datapath.compress_to_file(tool.stdout, os.path.join(image_dir, filename),
+                                           on_progress=progress.add, on_head=on_head)
+    except BaseException:
+        tool.kill()
+        raise
+    tool.wait()
+    log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
+    return {"number": number, "fstype": fstype, "tool": flavour, "file": filename,
+            "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
+
+
+def build_manifest(name: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],
+                   parts: list[dict], files: dict[str, dict]) -> dict[str, Any]:
+    return {
+        "format": manifest.FORMAT,
+        "version": manifest.VERSION,
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "image_type": "multiple-partitions-single-disk",
+        "compression": {"algorithm": "zstd", "level": datapath.DEFAULT_LEVEL},
+        "tools": tool_versions(),
+        "source": disk.to_dict(),
+        "disks": [{"index": 1, "layout": layout.to_dict(), "table_files": table_files, "partitions": parts}],
+        "files": files,
+    }
+
+
+def refuse_if_mounted(disk_path: str) -> None:
+    """A mounted filesystem changes under partclone; its image would be inconsistent."""
+    name = os.path.basename(os.path.realpath(disk_path))
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            source = os.path.basename(line.split()[0])
+            if source == name or (source.startswith(name) and source[len(name):].lstrip("p").isdigit()):
+                raise UnsupportedDisk(f"{line.split()[0]} is mounted on {line.split()[1]}; unmount it first")
+
+
+def tool_versions() -> dict[str, str]:
+    import zstandard
+    first_line = lambda argv: process.run(argv, check=False).text.strip().splitlines()[:1]  # noqa: E731
+    return {
+        "imager": imager.__version__,
+        "partclone": " ".join(first_line(["partclone.restore", "-v"])),
+        "zstd": ".".join(map(str, zstandard.ZSTD_VERSION)),
+        "sfdisk": " ".join(first_line(["sfdisk", "--version"])),
+        "sgdisk": " ".join(first_line(["sgdisk", "--version"])),
+    }
+
+
+def _file_entry(image_dir: str, filename: str) -> dict[str, Any]:
+    size, sha = datapath.hash_file(os.path.join(image_dir, filename))
+    return {"size": size, "sha256": sha}
+
+
+def _device_bytes(device: str) -> int:
+    with open(device, "rb") as f:
+        return f.seek(0, os.SEEK_END)
+
+
+def _size(n: int) -> str:
+    from imager.progress import human
+    return human(n)

@@ -1,0 +1,67 @@
+"""Deploy: lay an image onto a disk.
+
+The recipe: open the image and check its manifest, pick the target disk and
+check it is big enough and has the same sector size — all before a single
+byte is written — then restore the partition table and boot area, and stream
+each partition back through zstd and partclone, verifying checksums as we go.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from imager import datapath, disks, manifest, partclone, process
+from imager.ops.capture import refuse_if_mounted
+from imager.partitions import Layout, restore_table
+from imager.progress import Progress, human
+
+log = logging.getLogger(__name__)
+
+
+def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+    started = time.monotonic()
+    image = manifest.load(image_dir)
+    disk_entry = image["disks"][0]
+    layout = Layout.from_dict(disk_entry["layout"])
+
+    target = disks.select(disk_spec)
+    manifest.check_target(disk_entry, target.size_bytes, target.logical_sector_size, target.path)
+    refuse_if_mounted(target.path)
+    log.info("deploying image %r (%d partitions) onto %s (%s)", image.get("name"), len(layout.partitions),
+             target.path, human(target.size_bytes))
+
+    restore_table(target.path, layout, image_dir, disk_entry["table_files"], target.size_bytes)
+    disks.reread_partitions(target.path, [p.number for p in layout.partitions])
+
+    parts = disk_entry["partitions"]
+    for i, part in enumerate(parts, 1):
+        restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress,
+                          f"partition {i}/{len(parts)}")
+    process.run(["sync"], check=False)
+    elapsed = time.monotonic() - started
+    raw = sum(p["raw_bytes"] for p in parts)
+    log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), target.path, human(raw), elapsed)
+    return {"image": image.get("name"), "disk": target.path, "raw_bytes": raw, "seconds": round(elapsed, 1),
+            "partitions": len(parts)}
+
+
+def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: str,
+                      progress: Progress, stage: str) -> None:
+    device = disks.partition_path(disk_path, part["number"])
+    progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
+                       total=part["raw_bytes"])
+    tool = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
+    datapath.widen_pipe(tool.stdin)
+    try:
+        datapath.decompress_from_file(os.path.join(image_dir, part["file"]), tool.stdin,
+                                      expected_sha256=file_meta["sha256"], expected_size=file_meta["size"],
+                                      on_progress=progress.add)
+    except BrokenPipeError:
+        tool.wait()  # partclone stopped reading: its own message is the real reason
+        raise
+    except BaseException:
+        tool.kill()
+        raise
+    tool.wait()

@@ -1,0 +1,145 @@
+"""Partition tables: read with pyparted, saved and restored with sfdisk/sgdisk.
+
+What an image keeps of a table (see docs/image-format.md):
+- ``d1.sfdisk``   ``sfdisk --dump`` (MBR and GPT; the MBR restore source),
+- ``d1.sgdisk``   ``sgdisk --backup`` (GPT only; the GPT restore source, keeps every GUID),
+- ``d1.bootarea`` the bytes before the first partition (boot code, GRUB's core image).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import parted
+
+from imager import process
+from imager.errors import UnsupportedDisk
+
+# Room the backup GPT needs at the end of a disk: header + 128 entries of 128 bytes.
+GPT_TAIL_BYTES = 33 * 512
+# Boot areas beyond this are not boot code but a layout we do not understand.
+MAX_BOOT_AREA = 16 * 1024 * 1024
+
+
+@dataclass
+class Partition:
+    number: int
+    start: int          # in logical sectors
+    sectors: int
+    kind: str           # normal | logical | extended
+    name: str = ""
+    fstype: str = ""
+    uuid: str = ""
+    label: str = ""
+
+    @property
+    def end(self) -> int:
+        return self.start + self.sectors - 1
+
+
+@dataclass
+class Layout:
+    label: str          # gpt | msdos
+    sector_size: int
+    disk_sectors: int
+    partitions: list[Partition] = field(default_factory=list)
+
+    @property
+    def boot_area_bytes(self) -> int:
+        first = min((p.start for p in self.partitions), default=1)
+        return first * self.sector_size
+
+    @property
+    def required_bytes(self) -> int:
+        """Smallest disk that holds this exact layout."""
+        last = max((p.end for p in self.partitions), default=0)
+        tail = GPT_TAIL_BYTES if self.label == "gpt" else 0
+        return (last + 1) * self.sector_size + tail
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Layout":
+        parts = [Partition(**p) for p in data["partitions"]]
+        return cls(data["label"], data["sector_size"], data["disk_sectors"], parts)
+
+
+_KINDS = {parted.PARTITION_NORMAL: "normal", parted.PARTITION_LOGICAL: "logical",
+          parted.PARTITION_EXTENDED: "extended"}
+
+
+def probe_filesystem(device: str) -> dict[str, str]:
+    """blkid's low-level probe (no udev needed): TYPE, UUID, LABEL when present."""
+    result = process.run(["blkid", "-p", "-o", "export", device], check=False)
+    values = {}
+    for line in result.text.splitlines():
+        key, _, value = line.partition("=")
+        values[key] = value
+    return {"fstype": values.get("TYPE", ""), "uuid": values.get("UUID", ""), "label": values.get("LABEL", "")}
+
+
+def read_layout(disk_path: str) -> Layout:
+    try:
+        device = parted.getDevice(disk_path)
+        disk = parted.newDisk(device)
+    except parted.DiskException as exc:
+        raise UnsupportedDisk(f"{disk_path} has no partition table pyparted can read: {exc}") from exc
+    if disk.type not in ("gpt", "msdos"):
+        raise UnsupportedDisk(f"{disk_path} has a {disk.type} partition table; only GPT and MBR are supported")
+    layout = Layout(disk.type, device.sectorSize, device.length)
+    for part in disk.partitions:
+        layout.partitions.append(Partition(
+            number=part.number, start=part.geometry.start, sectors=part.geometry.length,
+            kind=_KINDS.get(part.type, "normal"),
+            name=(part.name or "") if disk.type == "gpt" else ""))
+    return layout
+
+
+def save_table(disk_path: str, layout: Layout, image_dir: str, prefix: str = "d1") -> dict[str, str]:
+    """Write the table files into ``image_dir``; returns {role: filename}."""
+    from imager.datapath import write_bytes_fsync
+
+    files = {"sfdisk": f"{prefix}.sfdisk", "bootarea": f"{prefix}.bootarea"}
+    dump = process.run(["sfdisk", "--dump", disk_path]).stdout
+    write_bytes_fsync(os.path.join(image_dir, files["sfdisk"]), dump)
+    if layout.label == "gpt":
+        files["sgdisk"] = f"{prefix}.sgdisk"
+        process.run(["sgdisk", f"--backup={os.path.join(image_dir, files['sgdisk'])}", disk_path])
+    size = min(layout.boot_area_bytes, MAX_BOOT_AREA)
+    with open(disk_path, "rb") as disk:
+        write_bytes_fsync(os.path.join(image_dir, files["bootarea"]), disk.read(size))
+    return files
+
+
+def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[str, str], disk_bytes: int) -> None:
+    """Lay the saved table onto ``disk_path``; the caller has checked the size."""
+    # Old signatures (a previous GPT's backup header at the end, a stale fs) must not survive.
+    process.run(["wipefs", "--all", "--force", disk_path])
+    with open(os.path.join(image_dir, files["bootarea"]), "rb") as src:
+        boot_area = src.read()
+    with open(disk_path, "r+b") as disk:
+        disk.write(boot_area)
+        disk.flush()
+        os.fsync(disk.fileno())
+    if layout.label == "gpt":
+        process.run(["sgdisk", f"--load-backup={os.path.join(image_dir, files['sgdisk'])}", disk_path])
+        if disk_bytes != layout.disk_sectors * layout.sector_size:
+            process.run(["sgdisk", "--move-second-header", disk_path])  # backup GPT to the real end
+    else:
+        with open(os.path.join(image_dir, files["sfdisk"]), "rb") as dump:
+            process.run(["sfdisk", "--no-reread", "--force", disk_path], input=dump.read())
+
+
+def dump_table(disk_path: str) -> str:
+    """``sfdisk --dump`` with device names removed, for comparing two disks."""
+    text = process.run(["sfdisk", "--dump", disk_path]).text
+    name = os.path.realpath(disk_path)
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("device:"):
+            continue
+        if line.startswith(name):
+            line = "p" + line[len(name):].lstrip("p")
+        lines.append(line)
+    return "\n".join(lines)
