@@ -1,0 +1,1 @@
+"""imager-server: boot, task and image server."""

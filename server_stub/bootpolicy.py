@@ -1,0 +1,64 @@
+"""What a machine boots: one pure function of (host, task), and its renderings.
+
+No I/O here: the HTTP and TFTP servers look the host and task up, call
+``decide``, and send ``render_ipxe`` of the answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BootContext:
+    base_url: str            # how the client reaches our HTTP server, e.g. http://10.0.0.1:8080
+    kernel: str = "vmlinuz"
+    initrd: str = "initrd.img"
+    extra_args: str = "console=tty0 console=ttyS0,115200n8"
+
+
+@dataclass(frozen=True)
+class ImagerBoot:
+    kernel_url: str
+    initrd_url: str
+    cmdline: str
+
+
+@dataclass(frozen=True)
+class LocalBoot:
+    reason: str
+
+
+BootSpec = ImagerBoot | LocalBoot
+
+
+def decide(mac: str, host: dict | None, task: dict | None, ctx: BootContext) -> BootSpec:
+    """An active task for this MAC boots the imager; everything else boots the local disk."""
+    if host is None:
+        return LocalBoot("unknown host")
+    if task is None or task.get("state") not in ("queued", "running"):
+        return LocalBoot("no task")
+    args = [f"imager.server={ctx.base_url}", f"imager.task={task['id']}", f"imager.token={task['token']}",
+            f"imager.mac={mac}", ctx.extra_args]
+    return ImagerBoot(kernel_url=f"{ctx.base_url}/files/{ctx.kernel}",
+                      initrd_url=f"{ctx.base_url}/files/{ctx.initrd}",
+                      cmdline=" ".join(a for a in args if a))
+
+
+def render_ipxe(spec: BootSpec) -> str:
+    if isinstance(spec, ImagerBoot):
+        return ("#!ipxe\n"
+                "echo imager: booting the imaging environment\n"
+                f"kernel {spec.kernel_url} initrd=initrd.img {spec.cmdline}\n"
+                f"initrd --name initrd.img {spec.initrd_url}\n"
+                "boot\n")
+    # Like FOG: hand the machine back to its own disk; 'exit' returns to the firmware's next boot device.
+    return ("#!ipxe\n"
+            f"echo imager: {spec.reason}, booting the local disk\n"
+            "sanboot --no-describe --drive 0x80 || exit\n")
+
+
+def render_chain_script(http_port: int) -> str:
+    """The static script for clients that arrive over TFTP: continue over HTTP, per MAC."""
+    return ("#!ipxe\n"
+            f"chain http://${{next-server}}:{http_port}/boot/${{net0/mac}}.ipxe || "
+            "sanboot --no-describe --drive 0x80 || exit\n")

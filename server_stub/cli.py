@@ -1,0 +1,218 @@
+"""``imager-server``: run the server, or administer it over its HTTP API.
+
+    imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
+    imager-server host add MAC NAME | host list
+    imager-server storage add NAME HOST:/EXPORT [--options O] | storage list
+    imager-server image add NAME --storage NODE | image list
+    imager-server task capture|deploy HOST IMAGE [--disk DEV] [--after reboot|poweroff]
+    imager-server task list [--active] | task show ID | task cancel ID
+    imager-server boot-log [--mac MAC]
+
+Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
+
+
+# --- serve -------------------------------------------------------------------
+
+async def _serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from server_stub import bootpolicy, db, tftp, webapp
+
+    data_dir = Path(args.data_dir)
+    tftp_root = data_dir / "tftp"
+    tftp_root.mkdir(parents=True, exist_ok=True)
+    for name in IPXE_BINARIES:  # Debian's ipxe package; served as-is over TFTP
+        source = Path("/usr/lib/ipxe") / name
+        if source.exists() and not (tftp_root / name).exists():
+            shutil.copy(source, tftp_root / name)
+    store = db.Store(str(data_dir / "imager.sqlite3"))
+    public_url = args.public_url or (f"http://{args.bind}:{args.http_port}" if args.bind != "0.0.0.0" else "")
+    config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
+              "kernel_args": args.kernel_args}
+
+    def dynamic(path: str, client_ip: str) -> bytes | None:
+        if path == "boot.ipxe":
+            return bootpolicy.render_chain_script(args.http_port).encode()
+        match = re.fullmatch(r"boot/([0-9a-fA-F:-]{17})\.ipxe", path)
+        if match and public_url:
+            ctx = bootpolicy.BootContext(base_url=public_url, extra_args=args.kernel_args)
+            return bootpolicy.render_ipxe(webapp.decide_for_mac(store, match.group(1), ctx)).encode()
+        return None
+
+    runner = web.AppRunner(webapp.make_app(store, config), access_log=logging.getLogger("http.access"))
+    await runner.setup()
+    await web.TCPSite(runner, args.bind, args.http_port).start()
+    tftp_server = tftp.TftpServer(str(tftp_root), dynamic)
+    await tftp_server.start(args.bind, args.tftp_port)
+    logging.info("imager-server: HTTP on %s:%d, TFTP on %s:%d, data in %s", args.bind, args.http_port,
+                 args.bind, args.tftp_port, data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    tftp_server.close()
+    await runner.cleanup()
+    store.close()
+
+
+# --- admin -------------------------------------------------------------------
+
+class ApiError(Exception):
+    pass
+
+
+def _call(server: str, method: str, path: str, body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{server.rstrip('/')}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.load(exc).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ApiError(f"HTTP {exc.code}: {message}") from exc
+    except urllib.error.URLError as exc:
+        raise ApiError(f"cannot reach the server at {server}: {exc.reason}") from exc
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _task_rows(tasks: list[dict]) -> list[dict]:
+    for t in tasks:
+        progress = t.get("progress") or {}
+        t["progress_"] = f"{progress.get('percent', 0)}% {progress.get('stage', '')}".strip() if progress else ""
+        t["error_"] = (t.get("error") or {}).get("message", "")
+    return tasks
+
+
+def _admin(args: argparse.Namespace) -> object:
+    s = args.server
+    match args.command, getattr(args, "action", None):
+        case "host", "add":
+            return _call(s, "POST", "/api/hosts", {"mac": args.mac, "name": args.name})
+        case "host", "list":
+            return _table(_call(s, "GET", "/api/hosts"), ["id", "mac", "name"])
+        case "storage", "add":
+            return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options})
+        case "storage", "list":
+            return _table(_call(s, "GET", "/api/storage"), ["id", "name", "export", "options"])
+        case "image", "add":
+            return _call(s, "POST", "/api/images", {"name": args.name, "storage": args.storage,
+                                                     "description": args.description})
+        case "image", "list":
+            return _table(_call(s, "GET", "/api/images"), ["id", "name", "storage", "stored_bytes", "captured"])
+        case "task", ("capture" | "deploy") as kind:
+            return _call(s, "POST", "/api/tasks", {"host": args.host, "type": kind, "image": args.image,
+                                                    "disk": args.disk, "after": args.after})
+        case "task", "list":
+            tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
+            return _table(_task_rows(tasks), ["id", "host", "type", "image", "state", "progress_", "error_"])
+        case "task", "show":
+            return _call(s, "GET", f"/api/tasks/{args.id}")
+        case "task", "cancel":
+            return _call(s, "POST", f"/api/tasks/{args.id}/cancel")
+        case "boot-log", _:
+            query = f"?mac={args.mac}" if args.mac else ""
+            return _table(_call(s, "GET", f"/api/boot-log{query}"), ["time", "mac", "decision", "task_id"])
+    raise ApiError(f"unknown command {args.command}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imager-server", description="imager's boot and task server",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--server", default=os.environ.get("IMAGER_SERVER", "http://127.0.0.1:8080"),
+                        help="server URL for admin commands")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run HTTP + TFTP")
+    p.add_argument("--bind", default="0.0.0.0")
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--tftp-port", type=int, default=69)
+    p.add_argument("--data-dir", default=os.environ.get("IMAGER_DATA", str(REPO / "var" / "server")))
+    p.add_argument("--boot-dir", default=str(REPO / "build" / "boot"), help="where vmlinuz and initrd.img are")
+    p.add_argument("--public-url", default="", help="URL clients use to reach this server (default: as asked)")
+    p.add_argument("--kernel-args", default="console=tty0 console=ttyS0,115200n8",
+                   help="extra kernel command-line arguments for the imaging environment")
+
+    host = sub.add_parser("host").add_subparsers(dest="action", required=True)
+    p = host.add_parser("add")
+    p.add_argument("mac")
+    p.add_argument("name")
+    host.add_parser("list")
+
+    storage = sub.add_parser("storage").add_subparsers(dest="action", required=True)
+    p = storage.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("export", help="HOST:/PATH of the NFS export")
+    p.add_argument("--options", default="vers=4.1")
+    storage.add_parser("list")
+
+    image = sub.add_parser("image").add_subparsers(dest="action", required=True)
+    p = image.add_parser("add")
+    p.add_argument("name")
+    p.add_argument("--storage", required=True)
+    p.add_argument("--description", default="")
+    image.add_parser("list")
+
+    task = sub.add_parser("task").add_subparsers(dest="action", required=True)
+    for kind in ("capture", "deploy"):
+        p = task.add_parser(kind)
+        p.add_argument("host", help="MAC or name")
+        p.add_argument("image")
+        p.add_argument("--disk", default=None, help="device path; default: the machine's only fixed disk")
+        p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+    p = task.add_parser("list")
+    p.add_argument("--active", action="store_true")
+    for action in ("show", "cancel"):
+        task.add_parser(action).add_argument("id", type=int)
+
+    p = sub.add_parser("boot-log")
+    p.add_argument("--mac")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        asyncio.run(_serve(args))
+        return 0
+    try:
+        result = _admin(args)
+    except ApiError as exc:
+        print(f"imager-server: {exc}", file=sys.stderr)
+        return 1
+    print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The server's state: hosts, storage nodes, images and tasks in one SQLite file.
+
+All writes go through this module; each public method is one transaction.
+Names and MACs are validated here so no caller can store a bad one.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    id INTEGER PRIMARY KEY, mac TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS storage_nodes (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, export TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT 'vers=4.1', created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, storage_id INTEGER NOT NULL REFERENCES storage_nodes(id),
+    description TEXT NOT NULL DEFAULT '', created REAL NOT NULL, captured REAL, stored_bytes INTEGER);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL REFERENCES hosts(id), type TEXT NOT NULL,
+    image_id INTEGER REFERENCES images(id), disk TEXT, after TEXT NOT NULL DEFAULT 'reboot',
+    state TEXT NOT NULL, token TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
+    progress TEXT, error TEXT, log TEXT, result TEXT);
+-- A host runs one task at a time.
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_task_per_host ON tasks(host_id) WHERE state IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS boot_log (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, mac TEXT NOT NULL, decision TEXT NOT NULL, task_id INTEGER);
+"""
+
+TASK_TYPES = ("capture", "deploy")
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "canceled")
+AFTER = ("reboot", "poweroff")
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_EXPORT = re.compile(r"^[A-Za-z0-9.:\[\]-]+:/[A-Za-z0-9._/-]*$")
+
+
+class Invalid(ValueError):
+    """Bad input from an admin or a client: becomes HTTP 400."""
+
+
+class NotFound(LookupError):
+    """Becomes HTTP 404."""
+
+
+class Conflict(RuntimeError):
+    """The request contradicts the current state: becomes HTTP 409."""
+
+
+def normalize_mac(mac: str) -> str:
+    value = mac.strip().lower().replace("-", ":")
+    if not _MAC.match(value):
+        raise Invalid(f"{mac!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+    return value
+
+
+def check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise Invalid(f"{what} name {name!r} must be 1-100 letters, digits, '.', '_' or '-'")
+    return name
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _one(self, sql: str, *args: Any) -> dict | None:
+        row = self.conn.execute(sql, args).fetchone()
+        return dict(row) if row else None
+
+    def _all(self, sql: str, *args: Any) -> list[dict]:
+        return [dict(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    # --- hosts -------------------------------------------------------------
+    def add_host(self, mac: str, name: str) -> dict:
+        mac, name = normalize_mac(mac), check_name(name, "host")
+        try:
+            self.conn.execute("INSERT INTO hosts(mac, name, created) VALUES (?, ?, ?)", (mac, name, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"a host with MAC {mac} or name {name} exists already") from exc
+        return self.host(mac)
+
+    def host(self, key: str) -> dict:
+        """By MAC or by name."""
+        try:
+            row = self._one("SELECT * FROM hosts WHERE mac = ?", normalize_mac(key))
+        except Invalid:
+            row = self._one("SELECT * FROM hosts WHERE name = ?", key)
+        if not row:
+            raise NotFound(f"no host {key!r}")
+        return row
+
+    def find_host_by_mac(self, mac: str) -> dict | None:
+        return self._one("SELECT * FROM hosts WHERE mac = ?", normalize_mac(mac))
+
+    def hosts(self) -> list[dict]:
+        return self._all("SELECT * FROM hosts ORDER BY name")
+
+    # --- storage nodes and images ------------------------------------------
+    def add_storage(self, name: str, export: str, options: str = "vers=4.1") -> dict:
+        check_name(name, "storage node")
+        if not _EXPORT.match(export or ""):
+            raise Invalid(f"{export!r} is not an NFS export (host:/path)")
+        if not re.match(r"^[A-Za-z0-9=.,_-]*$", options or ""):
+            raise Invalid(f"{options!r} are not NFS mount options")
+        try:
+            self.conn.execute("INSERT INTO storage_nodes(name, export, options, created) VALUES (?, ?, ?, ?)",
+                              (name, export, options, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"storage node {name} exists already") from exc
+        return self.storage(name)
+
+    def storage(self, name: str) -> dict:
+        row = self._one("SELECT * FROM storage_nodes WHERE name = ?", name)
+        if not row:
+            raise NotFound(f"no storage node {name!r}")
+        return row
+
+    def storage_nodes(self) -> list[dict]:
+        return self._all("SELECT * FROM storage_nodes ORDER BY name")
+
+    def add_image(self, name: str, storage: str, description: str = "") -> dict:
+        check_name(name, "image")
+        node = self.storage(storage)
+        try:
+            self.conn.execute("INSERT INTO images(name, storage_id, description, created) VALUES (?, ?, ?, ?)",
+                              (name, node["id"], description, time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"image {name} exists already") from exc
+        return self.image(name)
+
+    def image(self, name: str) -> dict:
+        row = self._one("SELECT i.*, s.name AS storage FROM images i JOIN storage_nodes s ON s.id = i.storage_id "
+                        "WHERE i.name = ?", name)
+        if not row:
+            raise NotFound(f"no image {name!r}")
+        return row
+
+    def images(self) -> list[dict]:
+        return self._all("SELECT i.*, s.name AS storage FROM images i JOIN storage_nodes s ON s.id = i.storage_id "
+                         "ORDER BY i.name")
+
+    # --- tasks -------------------------------------------------------------
+    def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
+                 after: str = "reboot") -> dict:
+        if type_ not in TASK_TYPES:
+            raise Invalid(f"task type {type_!r} is not one of {', '.join(TASK_TYPES)}")
+        if after not in AFTER:
+            raise Invalid(f"after must be one of {', '.join(AFTER)}")
+        if disk is not None and not re.match(r"^/dev/[A-Za-z0-9/_.-]+$", disk):
+            raise Invalid(f"{disk!r} is not a device path")
+        host_row = self.host(host)
+        image_row = self.image(image or "")
+        if type_ == "deploy" and not image_row["captured"]:
+            raise Conflict(f"image {image} has never been captured; nothing to deploy")
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO tasks(host_id, type, image_id, disk, after, state, token, created) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (host_row["id"], type_, image_row["id"], disk, after, secrets.token_urlsafe(24), time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"host {host_row['name']} has an active task already; cancel it first") from exc
+        return self.task(cur.lastrowid)
+
+    _TASK_SELECT = ("SELECT t.*, h.mac, h.name AS host, i.name AS image FROM tasks t "
+                    "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id ")
+
+    def task(self, task_id: int) -> dict:
+        row = self._one(self._TASK_SELECT + "WHERE t.id = ?", task_id)
+        if not row:
+            raise NotFound(f"no task {task_id}")
+        return _decode_task(row)
+
+    def tasks(self, include_finished: bool = True) -> list[dict]:
+        where = "" if include_finished else "WHERE t.state IN ('queued', 'running') "
+        return [_decode_task(r) for r in self._all(self._TASK_SELECT + where + "ORDER BY t.id")]
+
+    def active_task_for_mac(self, mac: str) -> dict | None:
+        row = self._one(self._TASK_SELECT + "WHERE h.mac = ? AND t.state IN ('queued', 'running')",
+                        normalize_mac(mac))
+        return _decode_task(row) if row else None
+
+    def _transition(self, task_id: int, allowed_from: tuple[str, ...], state: str, **fields: Any) -> dict:
+        sets = ", ".join(f"{k} = ?" for k in ("state", *fields))
+        cur = self.conn.execute(
+            f"UPDATE tasks SET {sets} WHERE id = ? AND state IN ({','.join('?' * len(allowed_from))})",
+            (state, *fields.values(), task_id, *allowed_from))
+        if cur.rowcount != 1:
+            current = self.task(task_id)["state"]
+            raise Conflict(f"task {task_id} is {current}; it cannot become {state}")
+        return self.task(task_id)
+
+    def start_task(self, task_id: int) -> dict:
+        task = self.task(task_id)
+        if task["state"] == "running":  # the client rebooted mid-task and checks in again
+            return task
+        return self._transition(task_id, ("queued",), "running", started=time.time())
+
+    def record_progress(self, task_id: int, progress: dict) -> None:
+        cur = self.conn.execute("UPDATE tasks SET progress = ? WHERE id = ? AND state = 'running'",
+                                (json.dumps(progress), task_id))
+        if cur.rowcount != 1:
+            raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; stop")
+
+    def finish_task(self, task_id: int, result: dict) -> dict:
+        self.conn.execute("BEGIN")
+        try:
+            task = self._transition(task_id, ("running",), "done", finished=time.time(), result=json.dumps(result))
+            if task["type"] == "capture":
+                self.conn.execute("UPDATE images SET captured = ?, stored_bytes = ? WHERE id = ?",
+                                  (time.time(), result.get("stored_bytes"), task["image_id"]))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return task
+
+    def fail_task(self, task_id: int, error: dict, log: str) -> dict:
+        return self._transition(task_id, ACTIVE, "failed", finished=time.time(),
+                                error=json.dumps(error), log=log[-20000:])
+
+    def cancel_task(self, task_id: int) -> dict:
+        return self._transition(task_id, ACTIVE, "canceled", finished=time.time())
+
+    # --- boot log ----------------------------------------------------------
+    def log_boot(self, mac: str, decision: str, task_id: int | None) -> None:
+        self.conn.execute("INSERT INTO boot_log(time, mac, decision, task_id) VALUES (?, ?, ?, ?)",
+                          (time.time(), mac, decision, task_id))
+
+    def boot_log(self, mac: str | None = None, limit: int = 100) -> list[dict]:
+        if mac:
+            return self._all("SELECT * FROM boot_log WHERE mac = ? ORDER BY id DESC LIMIT ?", normalize_mac(mac), limit)
+        return self._all("SELECT * FROM boot_log ORDER BY id DESC LIMIT ?", limit)
+
+
+def _decode_task(row: dict) -> dict:
+    for key in ("progress", "error", "result"):
+        if row.get(key):
+            row[key] = json.loads(row[key])
+    return row

@@ -1,0 +1,183 @@
+"""A read-only TFTP server (RFC 1350, options per RFC 2347-2349) on asyncio.
+
+Each transfer runs on its own UDP socket (its own TID, as the RFC asks), so
+many clients are served at once by one event loop.  Paths are confined to the
+root: '..', absolute paths, NUL bytes and symlinks leading outside are refused.
+Dynamic files (the boot script) come from a callback before the disk is asked.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import socket
+import struct
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
+ERR_NOT_FOUND, ERR_ACCESS, ERR_ILLEGAL, ERR_OPTION = 1, 2, 4, 8
+DEFAULT_BLKSIZE = 512
+MAX_BLKSIZE = 65464
+RETRIES = 5
+
+DynamicFiles = Callable[[str, str], bytes | None]  # (path, client ip) → content, or None to look on disk
+
+
+def safe_path(root: str, requested: str) -> str | None:
+    """The file under ``root`` that ``requested`` names, or None if it would leave the root."""
+    if "\0" in requested or not requested:
+        return None
+    parts = [p for p in requested.replace("\\", "/").split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts) or not parts:
+        return None
+    real_root = os.path.realpath(root)
+    candidate = os.path.realpath(os.path.join(real_root, *parts))
+    if os.path.commonpath([real_root, candidate]) != real_root:
+        return None
+    return candidate
+
+
+def _error_packet(code: int, message: str) -> bytes:
+    return struct.pack("!HH", ERROR, code) + message.encode()[:200] + b"\0"
+
+
+def parse_request(packet: bytes) -> tuple[int, str, str, dict[str, str]]:
+    opcode = struct.unpack("!H", packet[:2])[0]
+    fields = packet[2:].split(b"\0")
+    if len(fields) < 3:
+        raise ValueError("malformed request")
+    filename = fields[0].decode("latin-1")
+    mode = fields[1].decode("latin-1").lower()
+    options = {}
+    rest = fields[2:-1]
+    for i in range(0, len(rest) - 1, 2):
+        options[rest[i].decode("latin-1").lower()] = rest[i + 1].decode("latin-1")
+    return opcode, filename, mode, options
+
+
+class _Listener(asyncio.DatagramProtocol):
+    def __init__(self, server: "TftpServer") -> None:
+        self.server = server
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        task = asyncio.get_running_loop().create_task(self.server.handle(data, addr))
+        self.server.transfers.add(task)
+        task.add_done_callback(self.server.transfers.discard)
+
+
+class TftpServer:
+    def __init__(self, root: str, dynamic: DynamicFiles | None = None, timeout: float = 1.0) -> None:
+        self.root = root
+        self.dynamic = dynamic
+        self.timeout = timeout
+        self.transfers: set[asyncio.Task] = set()
+        self.transport = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(self), local_addr=(host, port))
+        log.info("TFTP serving %s on %s:%d", self.root, host, port)
+
+    def close(self) -> None:
+        if self.transport:
+            self.transport.close()
+        for task in self.transfers:
+            task.cancel()
+
+    def _open(self, filename: str, client_ip: str) -> io.BufferedIOBase | None:
+        path = filename.lstrip("/")
+        if self.dynamic:
+            content = self.dynamic(path, client_ip)
+            if content is not None:
+                return io.BytesIO(content)
+        real = safe_path(self.root, filename)
+        if real is None or not os.path.isfile(real):
+            return None
+        return open(real, "rb")
+
+    async def handle(self, packet: bytes, addr) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        bind_ip = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
+        sock.bind((bind_ip, 0))
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                opcode, filename, mode, options = parse_request(packet)
+            except (ValueError, struct.error, UnicodeDecodeError):
+                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, "malformed request"), addr)
+                return
+            if opcode == WRQ:
+                await loop.sock_sendto(sock, _error_packet(ERR_ACCESS, "read-only server"), addr)
+                return
+            if opcode != RRQ:
+                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, "expected a read request"), addr)
+                return
+            source = self._open(filename, addr[0])
+            if source is None:
+                log.info("TFTP %s: %s not found", addr[0], filename)
+                await loop.sock_sendto(sock, _error_packet(ERR_NOT_FOUND, "file not found"), addr)
+                return
+            with source:
+                await self._send(sock, addr, source, options, filename)
+        finally:
+            sock.close()
+
+    async def _send(self, sock: socket.socket, addr, source: io.BufferedIOBase, options: dict[str, str],
+                    filename: str) -> None:
+        loop = asyncio.get_running_loop()
+        blksize, timeout, accepted = DEFAULT_BLKSIZE, self.timeout, {}
+        if "blksize" in options and options["blksize"].isdigit():
+            blksize = max(8, min(int(options["blksize"]), MAX_BLKSIZE))
+            accepted["blksize"] = str(blksize)
+        if "timeout" in options and options["timeout"].isdigit() and 1 <= int(options["timeout"]) <= 255:
+            timeout = float(options["timeout"])
+            accepted["timeout"] = options["timeout"]
+        if "tsize" in options:
+            size = source.seek(0, os.SEEK_END)
+            source.seek(0)
+            accepted["tsize"] = str(size)
+        if accepted:
+            oack = struct.pack("!H", OACK) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in accepted.items())
+            if not await self._exchange(sock, addr, oack, 0, timeout):
+                return
+        block = 1
+        while True:
+            data = source.read(blksize)
+            packet = struct.pack("!HH", DATA, block & 0xFFFF) + data
+            if not await self._exchange(sock, addr, packet, block & 0xFFFF, timeout):
+                log.info("TFTP %s: %s abandoned at block %d", addr[0], filename, block)
+                return
+            if len(data) < blksize:
+                log.info("TFTP %s: sent %s", addr[0], filename)
+                return
+            block += 1
+
+    async def _exchange(self, sock: socket.socket, addr, packet: bytes, expect_block: int, timeout: float) -> bool:
+        """Send ``packet`` until its ACK arrives from the client's TID; False if it never does."""
+        loop = asyncio.get_running_loop()
+        for _ in range(RETRIES):
+            await loop.sock_sendto(sock, packet, addr)
+            deadline = loop.time() + timeout
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    reply, source = await asyncio.wait_for(loop.sock_recvfrom(sock, 65536), remaining)
+                except asyncio.TimeoutError:
+                    break
+                if source != addr:  # a stranger on our TID: tell it off, keep waiting
+                    await loop.sock_sendto(sock, _error_packet(5, "unknown transfer ID"), source)
+                    continue
+                if len(reply) >= 4:
+                    opcode, number = struct.unpack("!HH", reply[:4])
+                    if opcode == ACK and number == expect_block:
+                        return True
+                    if opcode == ERROR:
+                        return False
+                # a duplicate ACK of an earlier block: ignore it (no Sorcerer's Apprentice resend)
+        return False
