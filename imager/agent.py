@@ -113,7 +113,7 @@ def main() -> int:
             log.error("%s", traceback.format_exc())
         show_failure(error)
         try:
-            client.failed(error.to_dict(), tail.text())
+            client.failed(error.to_dict(), tail.text(), attempts=4)
         except ImagerError as report_error:
             log.error("could not report the failure to the server: %s", report_error.message)
         wait_then(params.fail_wait, "reboot")

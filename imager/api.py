@@ -39,8 +39,8 @@ class TaskClient:
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})
 
-    def failed(self, error: dict[str, Any], log_tail: str) -> None:
-        self._post("failed", {"error": error, "log": log_tail})
+    def failed(self, error: dict[str, Any], log_tail: str, attempts: int | None = None) -> None:
+        self._post("failed", {"error": error, "log": log_tail}, attempts=attempts)
 
     def _post(self, what: str, body: dict, attempts: int | None = None) -> dict[str, Any]:
         url = f"{self.base}/{what}"

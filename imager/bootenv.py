@@ -68,6 +68,7 @@ def _addresses(name: str) -> str:
 
 def mount_storage(export: str, options: str = "vers=4.1", mountpoint: str = STORAGE_MOUNT) -> str:
     os.makedirs(mountpoint, exist_ok=True)
+    process.run(["modprobe", "nfsv4"], check=False)  # also autoloaded; explicit is clearer in the log
     last = ""
     for attempt in range(5):  # the NFS server may still be in its grace period
         result = process.run(["mount.nfs", export, mountpoint, "-o", options], check=False, timeout=120)

@@ -1,0 +1,307 @@
+"""The lab: a private network namespace where QEMU clients PXE-boot against the real server.
+
+    netns imagerlab-<pid>
+      br0 10.231.0.1/24 ── tap per VM ── QEMU (SeaBIOS + iPXE ROM, virtio disk)
+      dnsmasq      DHCP only; boot file boot.ipxe from next-server 10.231.0.1
+      imager-server HTTP :8080, TFTP :69, SQLite in the lab's directory
+      ganesha.nfsd NFSv4.1 export /images → <lab>/images (userspace: this host has no nfsd)
+
+Everything is started by this module and stopped by PID on exit, failures included.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+BOOT_DIR = REPO / "build" / "boot"
+SERVER_IP = "10.231.0.1"
+HTTP_PORT = 8080
+SERVER_URL = f"http://{SERVER_IP}:{HTTP_PORT}"
+EXPORT = f"{SERVER_IP}:/images"
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def _run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, text=True, capture_output=True, **kwargs)
+
+
+class VM:
+    """One QEMU client; its serial console goes to a file."""
+
+    def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768) -> None:
+        self.name, self.mac, self.disk = name, mac, disk
+        self.console = lab.dir / f"{name}.console.log"
+        tap = f"tap{len(lab.vms)}"
+        lab.netns("ip", "tuntap", "add", tap, "mode", "tap")
+        lab.netns("ip", "link", "set", tap, "master", "br0", "up")
+        self.started = time.monotonic()
+        self.proc = lab.spawn([
+            "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", "-boot", "n",
+            "-monitor", "none", "-serial", f"file:{self.console}",
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+            "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
+        ], log=lab.dir / f"{name}.qemu.log")
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"VM {self.name} still running after {timeout:.0f} s; console tail:\n"
+                           + "\n".join(self.console_text().splitlines()[-25:])) from None
+
+    def wait_console(self, text: str, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.console_text():
+                return time.monotonic() - self.started
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        raise LabError(f"VM {self.name}: {text!r} never appeared on the console; tail:\n"
+                       + "\n".join(self.console_text().splitlines()[-25:]))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Lab:
+    def __init__(self, workdir: str | None = None, fail_wait: int = 5) -> None:
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
+        self.ns = f"imagerlab-{os.getpid()}"
+        self.images = self.dir / "images"
+        self.fail_wait = fail_wait
+        self.procs: list[subprocess.Popen] = []
+        self.vms: list[VM] = []
+
+    # --- plumbing -------------------------------------------------------------
+    def netns(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        return _run("ip", "netns", "exec", self.ns, *argv, check=check)
+
+    def spawn(self, argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns, *argv], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+        self.procs.append(proc)
+        return proc
+
+    def __enter__(self) -> "Lab":
+        if not (BOOT_DIR / "vmlinuz").exists() or not (BOOT_DIR / "initrd.img").exists():
+            raise LabError("boot files missing: run 'make initramfs'")
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        _run("ip", "netns", "add", self.ns)
+        self.netns("ip", "link", "set", "lo", "up")
+        self.netns("ip", "link", "add", "br0", "type", "bridge")
+        self.netns("ip", "addr", "add", f"{SERVER_IP}/24", "dev", "br0")
+        self.netns("ip", "link", "set", "br0", "up")
+        self.images.mkdir(parents=True, exist_ok=True)
+        self._start_nfs()
+        self._start_server()
+        self._start_dhcp()
+
+    def _start_nfs(self) -> None:
+        state = self.dir / "ganesha"
+        (state / "recovery").mkdir(parents=True, exist_ok=True)
+        conf = state / "ganesha.conf"
+        conf.write_text(f"""
+NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}
+NFSv4 {{ Graceless = true; Only_Numeric_Owners = true; RecoveryRoot = "{state}/recovery"; }}
+NFS_KRB5 {{ Active_krb5 = false; CCacheDir = "{state}/ccache"; }}
+EXPORT {{
+    Export_Id = 1; Path = "{self.images}"; Pseudo = /images; Protocols = 4; Transports = TCP;
+    Access_Type = RW; Squash = No_Root_Squash; SecType = sys; FSAL {{ Name = VFS; }}
+}}
+""")
+        self.spawn(["env", f"BLKID_FILE={state}/blkid.tab", "ganesha.nfsd", "-F", "-f", str(conf),
+                    "-L", str(state / "ganesha.log"), "-p", str(state / "ganesha.pid")], log=state / "stdout.log")
+        self._wait_port(2049, "nfs-ganesha", state / "ganesha.log")
+
+    def _start_server(self) -> None:
+        self.server_log = self.dir / "server.log"
+        self.spawn([str(VENV_BIN / "imager-server"), "serve", "--bind", SERVER_IP, "--http-port", str(HTTP_PORT),
+                    "--tftp-port", "69", "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
+                    "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait}"],
+                   log=self.server_log)
+        self._wait_port(HTTP_PORT, "imager-server", self.server_log)
+        self.cli("storage", "add", "lab", EXPORT)
+
+    def _start_dhcp(self) -> None:
+        log = self.dir / "dnsmasq.log"
+        self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+                    "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
+                    f"--dhcp-leasefile={self.dir / 'dnsmasq.leases'}", f"--pid-file={self.dir / 'dnsmasq.pid'}",
+                    # iPXE (user class / option 175) gets our script; plain PXE ROMs get iPXE first.
+                    "--dhcp-match=set:ipxe,175", f"--dhcp-boot=tag:!ipxe,undionly.kpxe,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:ipxe,boot.ipxe,,{SERVER_IP}", "--log-dhcp"], log=log)
+
+    def _wait_port(self, port: int, what: str, log: Path, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if f":{port} " in self.netns("ss", "-ltnH", check=False).stdout:
+                return
+            if any(p.poll() is not None for p in self.procs):
+                break
+            time.sleep(0.2)
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise LabError(f"{what} did not start listening on port {port}:\n{tail}")
+
+    def close(self) -> None:
+        for vm in self.vms:
+            vm.stop()
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        _run("ip", "netns", "delete", self.ns, check=False)
+
+    # --- what tests do ----------------------------------------------------------
+    def cli(self, *args: str) -> str:
+        result = self.netns(str(VENV_BIN / "imager-server"), "--server", SERVER_URL, *args, check=False)
+        if result.returncode != 0:
+            raise LabError(f"imager-server {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def cli_json(self, *args: str):
+        return json.loads(self.cli(*args))
+
+    def http_get(self, path: str) -> tuple[int, str]:
+        result = self.netns("curl", "-s", "-o", "-", "-w", "\n%{http_code}", f"{SERVER_URL}{path}", check=False)
+        body, _, code = result.stdout.rpartition("\n")
+        return int(code or 0), body
+
+    def task(self, task_id: int) -> dict:
+        return self.cli_json("task", "show", str(task_id))
+
+    def wait_task(self, task_id: int, states: tuple[str, ...], timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.task(task_id)
+            if task["state"] in states:
+                return task
+            time.sleep(2)
+        raise LabError(f"task {task_id} is still {task['state']} after {timeout:.0f} s")
+
+    def boot(self, name: str, mac: str, disk: Path) -> VM:
+        vm = VM(self, name, mac, disk)
+        self.vms.append(vm)
+        return vm
+
+
+# --- disks on the host ------------------------------------------------------------
+
+@contextlib.contextmanager
+def attached(image: Path) -> Iterator[str]:
+    """The disk image as a loop device with partition nodes; always detached."""
+    device = _run("losetup", "--find", "--show", "--partscan", str(image)).stdout.strip()
+    try:
+        _run("partprobe", device, check=False)
+        yield device
+    finally:
+        _run("losetup", "--detach", device, check=False)
+
+
+@contextlib.contextmanager
+def mounted(device: str, readonly: bool = True) -> Iterator[Path]:
+    point = Path(tempfile.mkdtemp(prefix="imager-mnt-"))
+    _run("mount", "-o", "ro" if readonly else "rw", device, str(point))
+    try:
+        yield point
+    finally:
+        _run("umount", str(point), check=False)
+        point.rmdir()
+
+
+def tree_checksums(root: Path) -> dict[str, str]:
+    sums = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink() and "lost+found" not in path.parts:
+            sums[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return sums
+
+
+def make_source_disk(path: Path, size_mib: int = 1024) -> dict[str, dict[str, str]]:
+    """A GPT disk: an ext4 'boot' partition and an ext4 'data' partition with known files.
+
+    Returns {partition number: {file: sha256}} as written.
+    """
+    with open(path, "wb") as f:
+        f.truncate(size_mib * 1024 * 1024)
+    _run("sgdisk", "-n1:2048:+64M", "-t1:8300", "-c1:boot", "-n2:0:0", "-t2:8300", "-c2:data", str(path))
+    written: dict[str, dict[str, str]] = {}
+    with attached(path) as device:
+        for number, label in ((1, "boot"), (2, "data")):
+            part = f"{device}p{number}"
+            _run("mkfs.ext4", "-q", "-F", "-L", label, part)
+            with mounted(part, readonly=False) as root:
+                if number == 1:
+                    (root / "hello.txt").write_text("imager lab: boot partition\n")
+                    shutil.copytree("/usr/share/common-licenses", root / "licenses")
+                else:
+                    shutil.copytree(REPO / "imager", root / "src" / "imager",
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+                    (root / "random.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+                    (root / "zeros.bin").write_bytes(bytes(8 * 1024 * 1024))
+                written[str(number)] = tree_checksums(root)
+    return written
+
+
+def read_disk(path: Path) -> tuple[str, dict[str, dict[str, str]]]:
+    """(partition table dump without device names, {partition: {file: sha256}}) of a disk image."""
+    with attached(path) as device:
+        table = _run("sfdisk", "--dump", device).stdout
+        table = "\n".join(line.replace(device, "") for line in table.splitlines() if not line.startswith("device:"))
+        files = {}
+        for number in ("1", "2"):
+            if os.path.exists(f"{device}p{number}"):
+                with mounted(f"{device}p{number}") as root:
+                    files[number] = tree_checksums(root)
+    return table, files
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            sha.update(chunk)
+    return sha.hexdigest()
