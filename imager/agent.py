@@ -111,6 +111,7 @@ def main() -> int:
         error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
         if not isinstance(exc, ImagerError):
             log.error("%s", traceback.format_exc())
+        log.error("task failed (%s): %s", error.code, error.message)  # so the log sent to the server ends with it
         show_failure(error)
         try:
             client.failed(error.to_dict(), tail.text(), attempts=4)

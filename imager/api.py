@@ -34,7 +34,11 @@ class TaskClient:
         return self._post("checkin", {})
 
     def progress(self, snapshot: dict[str, Any]) -> None:
-        self._post("progress", snapshot, attempts=2)
+        """Best effort: a lost progress report must not fail the task; a cancel must stop it."""
+        try:
+            self._post("progress", snapshot, attempts=1)
+        except ServerError as exc:
+            log.warning("progress not reported: %s", exc.message)
 
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import time
 
@@ -45,7 +46,7 @@ class Staging:
         link = os.path.join(root, name)
         if os.path.exists(link) and not os.path.islink(link):
             raise StorageError(f"{link} exists and is not an image published by imager; remove it or pick another name")
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
         self.version = f"{name}@{stamp}"
         self.path = os.path.join(root, VERSIONS, self.version)
         try:

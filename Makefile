@@ -1,0 +1,47 @@
+# imager — two commands for a newcomer: `make demo` and `make test` (both as root on Debian 12).
+SHELL := /bin/bash
+PYTHON := /usr/bin/python3
+VENV := .venv
+BOOT := build/boot
+
+# Everything the tools, the boot image and the lab need, from Debian's archive.
+APT_PACKAGES := \
+	python3 python3-venv python3-pip \
+	python3-pyudev python3-parted python3-zstandard python3-requests python3-urllib3 python3-idna \
+	python3-certifi python3-chardet python3-charset-normalizer python3-dialog python3-blessed \
+	python3-wcwidth python3-six \
+	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
+	dialog udpcast cpio ncurses-base libtirpc-common netbase \
+	qemu-system-x86 ipxe ipxe-qemu dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl
+
+.PHONY: setup initramfs test unit demo clean
+
+setup: $(VENV)/.installed
+
+build/.apt-installed: Makefile
+	@mkdir -p build
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES)
+	@touch $@
+
+$(VENV)/.installed: build/.apt-installed pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install --quiet -e '.[server,test]'
+	@touch $@
+
+initramfs: $(BOOT)/initrd.img
+
+$(BOOT)/initrd.img: build/.apt-installed initramfs/build.py initramfs/init initramfs/udhcpc.script $(shell find imager -name '*.py')
+	$(PYTHON) initramfs/build.py --out $(BOOT)
+
+unit: setup
+	$(VENV)/bin/pytest -m "not qemu" tests
+
+test: setup initramfs
+	$(VENV)/bin/pytest tests
+
+demo: setup initramfs
+	$(VENV)/bin/python -m tests.qemu.demo
+
+clean:
+	rm -rf build var

@@ -1,0 +1,49 @@
+import os
+
+import pytest
+
+from imager import imagestore
+from imager.errors import ImageNotFound, InvalidImage, StorageError
+
+
+def capture_into(root, name, content):
+    staging = imagestore.Staging(str(root), name)
+    (open(os.path.join(staging.path, "data"), "w")).write(content)
+    return staging
+
+
+def test_publish_replaces_the_previous_version_in_one_step(tmp_path):
+    capture_into(tmp_path, "win10", "v1").publish()
+    first = imagestore.resolve(str(tmp_path), "win10")
+    second = capture_into(tmp_path, "win10", "v2")
+    # Until publish, readers still see v1, whole.
+    assert open(os.path.join(imagestore.resolve(str(tmp_path), "win10"), "data")).read() == "v1"
+    second.publish()
+    now = imagestore.resolve(str(tmp_path), "win10")
+    assert open(os.path.join(now, "data")).read() == "v2"
+    assert not os.path.exists(first), "the replaced version is removed"
+    assert os.listdir(tmp_path / ".images") == [os.path.basename(now)]
+
+
+def test_a_discarded_capture_leaves_the_old_image_intact(tmp_path):
+    capture_into(tmp_path, "win10", "v1").publish()
+    capture_into(tmp_path, "win10", "half").discard()
+    assert open(os.path.join(imagestore.resolve(str(tmp_path), "win10"), "data")).read() == "v1"
+    assert len(os.listdir(tmp_path / ".images")) == 1
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 101, "spa ce"])
+def test_bad_names_are_refused(tmp_path, name):
+    with pytest.raises(InvalidImage):
+        imagestore.Staging(str(tmp_path), name)
+
+
+def test_a_foreign_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(StorageError):
+        imagestore.Staging(str(tmp_path), "mine")
+
+
+def test_missing_image(tmp_path):
+    with pytest.raises(ImageNotFound):
+        imagestore.resolve(str(tmp_path), "nothing")

@@ -1,0 +1,112 @@
+"""capture and deploy with the real tools on loop devices: partclone, sfdisk, sgdisk, ext4."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from imager import imagestore
+from imager.errors import ChecksumMismatch, DiskTooSmall, TaskCanceled
+from imager.ops.capture import capture
+from imager.ops.deploy import deploy
+from imager.progress import Progress
+from tests.qemu.lab import attached, file_sha256, mounted, read_disk, tree_checksums
+
+pytestmark = pytest.mark.root
+MiB = 1024 * 1024
+
+
+def sh(*argv):
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def blank(path, mib):
+    with open(path, "wb") as f:
+        f.truncate(mib * MiB)
+    return path
+
+
+def make_disk(path, label, mib=160):
+    """Two ext4 partitions with files; returns {partition: {file: sha256}}."""
+    blank(path, mib)
+    if label == "gpt":
+        sh("sgdisk", "-n1:2048:+40M", "-c1:one", "-n2:0:0", "-c2:two", str(path))
+    else:
+        subprocess.run(["sfdisk", "--quiet", str(path)], input=b"label: dos\n,40M,L,*\n,,L\n", check=True)
+    written = {}
+    with attached(path) as dev:
+        for n in ("1", "2"):
+            sh("mkfs.ext4", "-q", "-F", f"{dev}p{n}")
+            with mounted(f"{dev}p{n}", readonly=False) as root:
+                (root / f"file{n}.bin").write_bytes(os.urandom(3 * MiB))
+                (root / "dir").mkdir()
+                (root / "dir" / "text.txt").write_text(f"partition {n}\n" * 1000)
+                written[n] = tree_checksums(root)
+    return written
+
+
+@pytest.mark.parametrize("label, parted_name", [("gpt", "gpt"), ("dos", "msdos")])
+def test_capture_then_deploy_restores_table_and_files(tmp_path, label, parted_name):
+    written = make_disk(tmp_path / "a.img", label)
+    blank(tmp_path / "b.img", 200)  # larger target: the exact layout fits
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        result = capture(a, str(tmp_path / "store"), "img", Progress())
+        assert result["partitions"] == 2
+        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress())
+    table_a, files_a = read_disk(tmp_path / "a.img")
+    table_b, files_b = read_disk(tmp_path / "b.img")
+    assert files_b == written == files_a
+    strip = lambda t: [l for l in t.splitlines() if not l.startswith("last-lba")]  # noqa: E731
+    assert strip(table_b) == strip(table_a)
+    manifest = json.loads((tmp_path / "store" / "img" / "manifest.json").read_text())
+    assert manifest["disks"][0]["layout"]["label"] == parted_name
+    for name, meta in manifest["files"].items():
+        assert file_sha256(tmp_path / "store" / "img" / name) == meta["sha256"]
+
+
+def test_deploy_refuses_a_small_disk_before_writing(tmp_path):
+    make_disk(tmp_path / "a.img", "gpt")
+    small = blank(tmp_path / "small.img", 100)
+    with open(small, "r+b") as f:
+        f.write(b"keep me" * 1000)
+    before = file_sha256(small)
+    with attached(tmp_path / "a.img") as a:
+        capture(a, str(tmp_path / "store"), "img", Progress())
+    with attached(small) as s, pytest.raises(DiskTooSmall):
+        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), s, Progress())
+    assert file_sha256(small) == before
+
+
+def test_corrupt_image_fails_the_deploy_loudly(tmp_path):
+    make_disk(tmp_path / "a.img", "gpt")
+    blank(tmp_path / "b.img", 160)
+    with attached(tmp_path / "a.img") as a:
+        capture(a, str(tmp_path / "store"), "img", Progress())
+    image = imagestore.resolve(str(tmp_path / "store"), "img")
+    with open(os.path.join(image, "d1p2.pcl.zst"), "r+b") as f:
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with attached(tmp_path / "b.img") as b, pytest.raises(Exception) as info:
+        deploy(image, b, Progress())
+    assert isinstance(info.value, ChecksumMismatch) or "partclone" in str(info.value) or "zstd" in str(info.value)
+
+
+def test_a_capture_stopped_midway_keeps_the_previous_image(tmp_path):
+    make_disk(tmp_path / "a.img", "gpt")
+    store = str(tmp_path / "store")
+    with attached(tmp_path / "a.img") as a:
+        capture(a, store, "img", Progress())
+        first = imagestore.resolve(store, "img")
+
+        def cancel(snapshot):
+            if snapshot["bytes_done"] > 0:
+                raise TaskCanceled("canceled on the server")
+
+        with pytest.raises(TaskCanceled):
+            capture(a, store, "img", Progress([cancel], interval=0))
+    assert imagestore.resolve(store, "img") == first
+    assert os.listdir(os.path.join(store, ".images")) == [os.path.basename(first)]

@@ -1,0 +1,109 @@
+"""End-to-end: QEMU clients PXE-boot in the lab, capture a disk to NFS, deploy it elsewhere."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from tests.qemu.lab import Lab, file_sha256, make_source_disk, read_disk
+
+pytestmark = [pytest.mark.qemu, pytest.mark.root]
+
+MAC_A = "52:54:00:12:34:01"
+MAC_B = "52:54:00:12:34:02"
+MAC_SMALL = "52:54:00:12:34:03"
+MAC_UNKNOWN = "52:54:00:12:34:99"
+IMAGE = "lab-image"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab() as lab:
+        yield lab
+    shutil.rmtree(lab.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def captured(lab):
+    """Client A (1 GiB, GPT, two ext4 partitions with known files) captured into IMAGE."""
+    source = lab.dir / "a.img"
+    written = make_source_disk(source)
+    lab.cli("host", "add", MAC_A, "pc-a")
+    lab.cli("image", "add", IMAGE, "--storage", "lab")
+    task = lab.cli_json("task", "capture", "pc-a", IMAGE)
+    vm = lab.boot("a", MAC_A, source)
+    boot_seconds = vm.wait_console(f"[imager] task {task['id']}:", 600)
+    vm.wait_exit(900)
+    seconds = time.monotonic() - vm.started
+    return {"source": source, "written": written, "task": lab.task(task["id"]),
+            "boot_seconds": boot_seconds, "total_seconds": seconds}
+
+
+def test_capture_publishes_a_complete_image(lab, captured):
+    task = captured["task"]
+    assert task["state"] == "done", task.get("error")
+    assert task["result"]["partitions"] == 2
+    published = lab.images / IMAGE
+    assert published.is_symlink(), "the image is published by renaming a symlink into place"
+    files = {p.name for p in published.resolve().iterdir()}
+    assert {"manifest.json", "d1.sfdisk", "d1.sgdisk", "d1.bootarea", "d1p1.pcl.zst", "d1p2.pcl.zst"} <= files
+    assert not [p for p in (lab.images / ".images").iterdir() if p != published.resolve()], "no staging left over"
+    # A finished task no longer boots the client into the imager.
+    status, script = lab.http_get(f"/boot/{MAC_A}.ipxe")
+    assert status == 200 and "sanboot --no-describe --drive 0x80" in script and "kernel " not in script
+
+
+def test_deploy_onto_second_client_restores_table_and_files(lab, captured):
+    target = lab.dir / "b.img"
+    with open(target, "wb") as f:
+        f.truncate(1024 * 1024 * 1024)
+    lab.cli("host", "add", MAC_B, "pc-b")
+    task = lab.cli_json("task", "deploy", "pc-b", IMAGE)
+    vm = lab.boot("b", MAC_B, target)
+    vm.wait_exit(900)
+    task = lab.task(task["id"])
+    assert task["state"] == "done", task.get("error")
+
+    table_a, files_a = read_disk(captured["source"])
+    table_b, files_b = read_disk(target)
+    assert table_b == table_a
+    assert files_a == captured["written"], "the source disk changed during capture"
+    assert files_b == captured["written"]
+    assert len(files_b["2"]) > 10
+
+
+def test_unknown_mac_boots_the_local_disk(lab):
+    status, script = lab.http_get(f"/boot/{MAC_UNKNOWN}.ipxe")
+    assert status == 200
+    assert "sanboot --no-describe --drive 0x80" in script and "kernel " not in script
+    blank = lab.dir / "unknown.img"
+    with open(blank, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    vm = lab.boot("unknown", MAC_UNKNOWN, blank)
+    vm.wait_console("imager: unknown host, booting the local disk", 300)
+    vm.stop()
+    log = lab.cli("boot-log", "--mac", MAC_UNKNOWN)
+    assert "local: unknown host" in log, log
+    assert "Linux version" not in vm.console_text(), "an unknown machine must not boot the imager"
+
+
+def test_deploy_onto_too_small_disk_fails_and_writes_nothing(lab, captured):
+    small = lab.dir / "small.img"
+    with open(small, "wb") as f:  # recognisable content that must survive
+        f.truncate(512 * 1024 * 1024)
+        f.write(b"precious data " * 100000)
+        f.seek(300 * 1024 * 1024)
+        f.write(b"more precious data " * 1000)
+    before = file_sha256(small)
+    lab.cli("host", "add", MAC_SMALL, "pc-small")
+    task = lab.cli_json("task", "deploy", "pc-small", IMAGE)
+    vm = lab.boot("small", MAC_SMALL, small)
+    vm.wait_exit(600)  # fails, shows the reason for imager.fail_wait seconds, reboots; -no-reboot ends QEMU
+    task = lab.task(task["id"])
+    assert task["state"] == "failed"
+    assert task["error"]["code"] == "disk_too_small", task["error"]
+    assert "536870912 bytes" in task["error"]["message"]
+    assert "task failed (disk_too_small)" in task["log"]
+    assert "TASK FAILED (disk_too_small)" in vm.console_text()
+    assert file_sha256(small) == before, "the target disk was modified"

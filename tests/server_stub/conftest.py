@@ -1,0 +1,41 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real imager-server on loopback, with small stand-in boot files."""
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "vmlinuz").write_bytes(os.urandom(300_000))
+    (boot / "initrd.img").write_bytes(os.urandom(1_000_000))
+    http, tftp = free_port(), free_port(socket.SOCK_DGRAM)
+    proc = subprocess.Popen([sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1",
+                             "--http-port", str(http), "--tftp-port", str(tftp), "--data-dir", str(tmp_path / "data"),
+                             "--boot-dir", str(boot)], stdout=open(tmp_path / "server.log", "wb"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{url}/api/hosts", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield {"url": url, "tftp_port": tftp, "boot": boot, "data": tmp_path / "data", "proc": proc}
+    finally:
+        proc.terminate()
+        proc.wait(10)

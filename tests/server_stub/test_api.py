@@ -1,0 +1,77 @@
+"""The HTTP API of a real server process: admin calls, boot scripts, the client's per-task token."""
+import requests
+
+
+def admin(server, method, path, **body):
+    return requests.request(method, server["url"] + path, json=body or None, timeout=10)
+
+
+def setup_task(server, kind="capture"):
+    assert admin(server, "POST", "/api/storage", name="main", export="10.0.0.1:/images").status_code == 201
+    assert admin(server, "POST", "/api/hosts", mac="52:54:00:00:00:01", name="pc1").status_code == 201
+    assert admin(server, "POST", "/api/hosts", mac="52:54:00:00:00:02", name="pc2").status_code == 201
+    assert admin(server, "POST", "/api/images", name="win10", storage="main").status_code == 201
+    task = admin(server, "POST", "/api/tasks", host="pc1", type=kind, image="win10")
+    assert task.status_code == 201 and "token" not in task.json()
+    return task.json()
+
+
+def token_of(server, mac):
+    script = requests.get(f"{server['url']}/boot/{mac}.ipxe", timeout=10).text
+    return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+
+
+def test_boot_files_have_a_content_length(server):
+    r = requests.get(server["url"] + "/files/initrd.img", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Length"] == "1000000"
+    assert r.content == (server["boot"] / "initrd.img").read_bytes()
+    assert requests.get(server["url"] + "/files/..%2fserver.log", timeout=10).status_code == 404
+
+
+def test_client_life_checkin_progress_done(server):
+    task = setup_task(server)
+    token = token_of(server, "52:54:00:00:00:01")
+    base = f"{server['url']}/api/tasks/{task['id']}"
+    auth = {"Authorization": f"Bearer {token}"}
+    r = requests.post(base + "/checkin", headers=auth, json={}, timeout=10)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["type"] == "capture" and body["image"]["name"] == "win10"
+    assert body["storage"]["export"] == "10.0.0.1:/images"
+    assert requests.post(base + "/progress", headers=auth, json={"percent": 42.0}, timeout=10).status_code == 200
+    assert admin(server, "GET", f"/api/tasks/{task['id']}").json()["progress"]["percent"] == 42.0
+    assert requests.post(base + "/done", headers=auth, json={"result": {"stored_bytes": 5}}, timeout=10).status_code == 200
+    assert admin(server, "GET", f"/api/tasks/{task['id']}").json()["state"] == "done"
+    # Finished: the machine boots its disk again, and the token no longer moves the task.
+    assert "sanboot" in requests.get(f"{server['url']}/boot/52:54:00:00:00:01.ipxe", timeout=10).text
+    assert requests.post(base + "/progress", headers=auth, json={}, timeout=10).status_code == 409
+
+
+def test_a_wrong_or_missing_token_is_refused(server):
+    task = setup_task(server)
+    base = f"{server['url']}/api/tasks/{task['id']}"
+    assert requests.post(base + "/checkin", json={}, timeout=10).status_code == 401
+    assert requests.post(base + "/checkin", headers={"Authorization": "Bearer guess"}, json={},
+                         timeout=10).status_code == 401
+    assert requests.post(f"{server['url']}/api/tasks/999/checkin", headers={"Authorization": "Bearer x"},
+                         json={}, timeout=10).status_code == 401
+    assert admin(server, "GET", f"/api/tasks/{task['id']}").json()["state"] == "queued"
+
+
+def test_cancel_stops_a_running_client(server):
+    task = setup_task(server)
+    token = token_of(server, "52:54:00:00:00:01")
+    auth = {"Authorization": f"Bearer {token}"}
+    base = f"{server['url']}/api/tasks/{task['id']}"
+    requests.post(base + "/checkin", headers=auth, json={}, timeout=10)
+    assert admin(server, "POST", f"/api/tasks/{task['id']}/cancel").json()["state"] == "canceled"
+    r = requests.post(base + "/progress", headers=auth, json={"percent": 1}, timeout=10)
+    assert r.status_code == 409 and "canceled" in r.json()["error"]
+
+
+def test_bad_admin_input_gets_400_and_unknown_404(server):
+    assert admin(server, "POST", "/api/hosts", mac="zz", name="x").status_code == 400
+    assert admin(server, "POST", "/api/hosts", name="x").status_code == 400
+    assert admin(server, "GET", "/api/tasks/12345").status_code == 404
+    r = requests.get(f"{server['url']}/boot/not-a-mac.ipxe", timeout=10)
+    assert r.status_code == 400

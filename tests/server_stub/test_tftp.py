@@ -1,0 +1,54 @@
+"""The TFTP server against a real client (curl), on loopback."""
+import hashlib
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from server_stub.tftp import safe_path
+
+
+def tftp_get(server, path, *extra):
+    return subprocess.run(["curl", "-s", "--max-time", "20", *extra,
+                           f"tftp://127.0.0.1:{server['tftp_port']}/{path}"], capture_output=True)
+
+
+def test_serves_ipxe_binaries_byte_for_byte(server):
+    got = tftp_get(server, "undionly.kpxe")
+    assert got.returncode == 0
+    assert got.stdout == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+
+
+def test_blksize_option_and_a_multi_megabyte_file(server):
+    big = server["data"] / "tftp" / "big.bin"
+    big.write_bytes(bytes(range(256)) * 20000)  # 5 MB: block numbers pass 65535 at 512 bytes? not here, at 1468
+    got = tftp_get(server, "big.bin", "--tftp-blksize", "1468")
+    assert hashlib.sha256(got.stdout).digest() == hashlib.sha256(big.read_bytes()).digest()
+
+
+def test_many_clients_at_once(server):
+    expected = Path("/usr/lib/ipxe/ipxe.efi").read_bytes()
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda _: tftp_get(server, "ipxe.efi").stdout, range(12)))
+    assert all(r == expected for r in results)
+
+
+def test_the_entry_script_is_generated(server):
+    got = tftp_get(server, "boot.ipxe")
+    assert got.stdout.startswith(b"#!ipxe") and b"/boot/${net0/mac}.ipxe" in got.stdout
+
+
+@pytest.mark.parametrize("path", ["../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "nothing-here"])
+def test_missing_and_escaping_paths_get_an_error(server, path):
+    got = tftp_get(server, path)
+    assert got.returncode != 0 and got.stdout == b""
+
+
+def test_safe_path_confines_to_the_root(tmp_path):
+    (tmp_path / "ok").write_text("x")
+    (tmp_path / "out").symlink_to("/etc/passwd")
+    assert safe_path(str(tmp_path), "/ok") == str(tmp_path / "ok")
+    assert safe_path(str(tmp_path), "ok") == str(tmp_path / "ok")
+    for bad in ("../etc/passwd", "a/../../etc", "out", "ok\0.txt", ""):
+        assert safe_path(str(tmp_path), bad) is None
