@@ -47,6 +47,10 @@ class Progress:
         if now - self._last_sent >= self.interval:
             self._emit(now)
 
+    def flush(self) -> None:
+        """Report now (the end of a step), whatever the interval."""
+        self._emit()
+
     def snapshot(self) -> dict:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed

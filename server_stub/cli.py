@@ -52,8 +52,10 @@ async def _serve(args: argparse.Namespace) -> None:
         if path == "boot.ipxe":
             return bootpolicy.render_chain_script(args.http_port).encode()
         match = re.fullmatch(r"boot/([0-9a-fA-F:-]{17})\.ipxe", path)
-        if match and public_url:
-            ctx = bootpolicy.BootContext(base_url=public_url, extra_args=args.kernel_args)
+        if match:
+            # Without a configured URL, let iPXE fill in the address it fetched this script from.
+            base = public_url or f"http://${{next-server}}:{args.http_port}"
+            ctx = bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args)
             return bootpolicy.render_ipxe(webapp.decide_for_mac(store, match.group(1), ctx)).encode()
         return None
 

@@ -78,6 +78,7 @@ def capture_partition(disk_path: str, number: int, fstype: str, image_dir: str,
         tool.kill()
         raise
     tool.wait()
+    progress.flush()
     log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
     return {"number": number, "fstype": fstype, "tool": flavour, "file": filename,
             "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}

@@ -65,3 +65,4 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
         tool.kill()
         raise
     tool.wait()
+    progress.flush()

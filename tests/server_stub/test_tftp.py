@@ -52,3 +52,9 @@ def test_safe_path_confines_to_the_root(tmp_path):
     assert safe_path(str(tmp_path), "ok") == str(tmp_path / "ok")
     for bad in ("../etc/passwd", "a/../../etc", "out", "ok\0.txt", ""):
         assert safe_path(str(tmp_path), bad) is None
+
+
+def test_the_per_mac_script_is_served_over_tftp_too(server):
+    got = tftp_get(server, "boot/52:54:00:00:00:07.ipxe")
+    assert got.returncode == 0
+    assert b"sanboot --no-describe --drive 0x80" in got.stdout  # unknown MAC: local disk
