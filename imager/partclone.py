@@ -4,17 +4,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-# blkid TYPE → partclone flavour.  Anything else is copied block for block.
-_BY_FSTYPE = {
-    "ext2": "extfs", "ext3": "extfs", "ext4": "extfs",
-    "vfat": "fat", "fat": "fat", "msdos": "fat",
-    "ntfs": "ntfs", "xfs": "xfs", "btrfs": "btrfs",
-}
 RAW = "dd"
-
-
-def flavour_for(fstype: str | None) -> str:
-    return _BY_FSTYPE.get(fstype or "", RAW)
 
 
 def clone_argv(flavour: str, device: str) -> list[str]:

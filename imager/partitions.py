@@ -76,7 +76,10 @@ def probe_filesystem(device: str) -> dict[str, str]:
     for line in result.text.splitlines():
         key, _, value = line.partition("=")
         values[key] = value
-    return {"fstype": values.get("TYPE", ""), "uuid": values.get("UUID", ""), "label": values.get("LABEL", "")}
+    fstype = values.get("TYPE", "")
+    if fstype == "vfat" and values.get("VERSION") == "FAT12":
+        fstype = "fat12"  # its own name: partclone 0.3.23 restores FAT12 wrongly, so it travels raw
+    return {"fstype": fstype, "uuid": values.get("UUID", ""), "label": values.get("LABEL", "")}
 
 
 def read_layout(disk_path: str) -> Layout:

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 import imager
-from imager import datapath, disks, imagestore, manifest, partclone, process
+from imager import datapath, disks, filesystems, imagestore, manifest, partclone, process
 from imager.errors import UnsupportedDisk
-from imager.partitions import Layout, probe_filesystem, read_layout, save_table
+from imager.partitions import Layout, Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> 
     disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
     for part in layout.partitions:
         part.__dict__.update(probe_filesystem(disks.partition_path(disk.path, part.number)))
-    if any(p.kind != "normal" for p in layout.partitions):
-        raise UnsupportedDisk(f"{disk.path} has extended/logical partitions, not supported yet")
 
     staging = imagestore.Staging(root, name)
     try:
@@ -39,7 +37,12 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> 
         files = {f: _file_entry(staging.path, f) for f in table_files.values()}
         parts = []
         for i, part in enumerate(layout.partitions, 1):
-            entry = capture_partition(disk.path, part.number, part.fstype, staging.path,
+            tool = filesystems.tool_for(part.fstype, part.kind)
+            if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy
+                parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
+                              "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
+                continue
+            entry = capture_partition(disk.path, part, tool, staging.path,
                                       progress, f"partition {i}/{len(layout.partitions)}")
             files[entry["file"]] = {"size": entry["stored_bytes"], "sha256": entry.pop("sha256")}
             parts.append(entry)
@@ -57,14 +60,14 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> 
             "seconds": round(elapsed, 1), "partitions": len(parts)}
 
 
-def capture_partition(disk_path: str, number: int, fstype: str, image_dir: str,
+def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str,
                       progress: Progress, stage: str) -> dict[str, Any]:
-    device = disks.partition_path(disk_path, number)
-    flavour = partclone.flavour_for(fstype)
-    filename = f"d1p{number}.pcl.zst"
+    device = disks.partition_path(disk_path, part.number)
+    filename = f"d1p{part.number}.pcl.zst"
+    fstype = part.fstype
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({fstype or 'raw'})", total=_device_bytes(device))
-    tool = process.spawn(partclone.clone_argv(flavour, device), stdout=process.PIPE)
-    datapath.widen_pipe(tool.stdout)
+    reader = process.spawn(partclone.clone_argv(tool, device), stdout=process.PIPE)
+    datapath.widen_pipe(reader.stdout)
 
     def on_head(head: bytes) -> None:
         header = partclone.parse_header(head)
@@ -72,16 +75,16 @@ def capture_partition(disk_path: str, number: int, fstype: str, image_dir: str,
             progress.total = header.stream_size
 
     try:
-        result = datapath.compress_to_file(tool.stdout, os.path.join(image_dir, filename),
+        result = datapath.compress_to_file(reader.stdout, os.path.join(image_dir, filename),
                                            on_progress=progress.add, on_head=on_head)
     except BaseException:
-        tool.kill()
+        reader.kill()
         raise
-    tool.wait()
+    reader.wait()
     progress.flush()
     log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
-    return {"number": number, "fstype": fstype, "tool": flavour, "file": filename,
-            "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
+    return {"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
+            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
 
 
 def build_manifest(name: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],

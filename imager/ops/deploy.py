@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from imager import datapath, disks, manifest, partclone, process
+from imager import datapath, disks, filesystems, manifest, partclone, process
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table
 from imager.progress import Progress, human
@@ -37,8 +37,11 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[st
 
     parts = disk_entry["partitions"]
     for i, part in enumerate(parts, 1):
-        restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress,
-                          f"partition {i}/{len(parts)}")
+        if part["tool"] == filesystems.SWAP:
+            filesystems.recreate_swap(disks.partition_path(target.path, part["number"]), part["uuid"], part["label"])
+        elif part["tool"] != filesystems.CONTAINER:
+            restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress,
+                              f"partition {i}/{len(parts)}")
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     raw = sum(p["raw_bytes"] for p in parts)
@@ -52,17 +55,17 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
     device = disks.partition_path(disk_path, part["number"])
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
                        total=part["raw_bytes"])
-    tool = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
-    datapath.widen_pipe(tool.stdin)
+    writer = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
+    datapath.widen_pipe(writer.stdin)
     try:
-        datapath.decompress_from_file(os.path.join(image_dir, part["file"]), tool.stdin,
+        datapath.decompress_from_file(os.path.join(image_dir, part["file"]), writer.stdin,
                                       expected_sha256=file_meta["sha256"], expected_size=file_meta["size"],
                                       on_progress=progress.add)
     except BrokenPipeError:
-        tool.wait()  # partclone stopped reading: its own message is the real reason
+        writer.wait()  # partclone stopped reading: its own message is the real reason
         raise
     except BaseException:
-        tool.kill()
+        writer.kill()
         raise
-    tool.wait()
+    writer.wait()
     progress.flush()

@@ -1,6 +1,7 @@
 import struct
 
-from imager.partclone import HEADER_SIZE, RAW, clone_argv, flavour_for, parse_header
+from imager.filesystems import CONTAINER, SWAP, tool_for
+from imager.partclone import HEADER_SIZE, RAW, clone_argv, parse_header
 
 
 def header(total=65536, used=9513, block=1024):
@@ -22,7 +23,8 @@ def test_non_partclone_data_has_no_header():
 
 
 def test_filesystems_map_to_partclone_flavours():
-    assert flavour_for("ext4") == "extfs" and flavour_for("vfat") == "fat"
-    assert flavour_for("crypto_BitLocker") == RAW and flavour_for(None) == RAW
+    assert tool_for("ext4") == "extfs" and tool_for("vfat") == "fat" and tool_for("ntfs") == "ntfs"
+    assert tool_for("crypto_BitLocker") == RAW and tool_for("") == RAW
+    assert tool_for("swap") == SWAP and tool_for("", "extended") == CONTAINER
     assert clone_argv("extfs", "/dev/vda1")[:3] == ["partclone.extfs", "-c", "-a0"]
     assert clone_argv(RAW, "/dev/vda1")[0] == "partclone.dd"

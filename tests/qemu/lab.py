@@ -10,8 +10,6 @@ Everything is started by this module and stopped by PID on exit, failures includ
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -20,7 +18,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+
+from tests.disktools import _run, attached, file_sha256, mounted, tree_checksums  # noqa: F401 (used by tests)
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -33,10 +32,6 @@ EXPORT = f"{SERVER_IP}:/images"
 
 class LabError(RuntimeError):
     pass
-
-
-def _run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=check, text=True, capture_output=True, **kwargs)
 
 
 class VM:
@@ -230,36 +225,6 @@ EXPORT {{
 
 # --- disks on the host ------------------------------------------------------------
 
-@contextlib.contextmanager
-def attached(image: Path) -> Iterator[str]:
-    """The disk image as a loop device with partition nodes; always detached."""
-    device = _run("losetup", "--find", "--show", "--partscan", str(image)).stdout.strip()
-    try:
-        _run("partprobe", device, check=False)
-        yield device
-    finally:
-        _run("losetup", "--detach", device, check=False)
-
-
-@contextlib.contextmanager
-def mounted(device: str, readonly: bool = True) -> Iterator[Path]:
-    point = Path(tempfile.mkdtemp(prefix="imager-mnt-"))
-    _run("mount", "-o", "ro" if readonly else "rw", device, str(point))
-    try:
-        yield point
-    finally:
-        _run("umount", str(point), check=False)
-        point.rmdir()
-
-
-def tree_checksums(root: Path) -> dict[str, str]:
-    sums = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink() and "lost+found" not in path.parts:
-            sums[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return sums
-
-
 def make_source_disk(path: Path, size_mib: int = 1024) -> dict[str, dict[str, str]]:
     """A GPT disk: an ext4 'boot' partition and an ext4 'data' partition with known files.
 
@@ -297,11 +262,3 @@ def read_disk(path: Path) -> tuple[str, dict[str, dict[str, str]]]:
                 with mounted(f"{device}p{number}") as root:
                     files[number] = tree_checksums(root)
     return table, files
-
-
-def file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(4 * 1024 * 1024):
-            sha.update(chunk)
-    return sha.hexdigest()

@@ -1,0 +1,70 @@
+"""What we know about each filesystem: how it travels, and how it is recreated or resized."""
+from __future__ import annotations
+
+import re
+
+from imager import process
+
+# blkid TYPE → partclone flavour.  Anything else (unknown, unformatted, BitLocker) is copied raw,
+# and so is FAT12 ("fat12", see partitions.probe_filesystem): partclone 0.3.23 corrupts files past
+# ~1 MiB on FAT12 (found by tests/imager/test_filesystems_on_loop_devices.py); FAT12 volumes are tiny.
+PARTCLONE = {
+    "ext2": "extfs", "ext3": "extfs", "ext4": "extfs",
+    "vfat": "fat", "msdos": "fat",
+    "ntfs": "ntfs", "xfs": "xfs", "btrfs": "btrfs",
+}
+RAW = "dd"
+SWAP = "swap"          # not copied: recreated with its UUID and label
+CONTAINER = "none"     # an MBR extended partition: sfdisk recreates it, nothing to copy
+# Filesystems we can shrink offline before capture and grow after deploy (FOG does ext* and NTFS).
+SHRINKABLE = {"ext2", "ext3", "ext4", "ntfs"}
+
+
+def tool_for(fstype: str, kind: str = "normal") -> str:
+    if kind == "extended":
+        return CONTAINER
+    if fstype == "swap":
+        return SWAP
+    return PARTCLONE.get(fstype, RAW)
+
+
+def recreate_swap(device: str, uuid: str, label: str) -> None:
+    argv = ["mkswap"]
+    if uuid:
+        argv += ["-U", uuid]
+    if label:
+        argv += ["-L", label]
+    process.run(argv + [device])
+
+
+def minimum_bytes(device: str, fstype: str) -> int | None:
+    """Smallest size the filesystem can be shrunk to, or None when we do not shrink it."""
+    if fstype in ("ext2", "ext3", "ext4"):
+        blocks = int(process.run(["resize2fs", "-P", device]).text.strip().rsplit(":", 1)[1])
+        block_size = int(re.search(r"Block size:\s+(\d+)", process.run(["dumpe2fs", "-h", device]).text).group(1))
+        return blocks * block_size
+    if fstype == "ntfs":
+        text = process.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device]).text
+        match = re.search(r"You might resize at (\d+) bytes", text)
+        return int(match.group(1)) if match else None
+    return None
+
+
+def shrink(device: str, fstype: str, size_bytes: int) -> None:
+    if fstype in ("ext2", "ext3", "ext4"):
+        process.run(["e2fsck", "-f", "-y", device], check=False)
+        process.run(["resize2fs", device, f"{size_bytes // 1024}K"])
+    elif fstype == "ntfs":
+        process.run(["ntfsresize", "--force", "--force", "--no-progress-bar", "--size", str(size_bytes), device],
+                    input=b"y\n")
+    else:
+        raise ValueError(f"{fstype} is not shrinkable")
+
+
+def grow(device: str, fstype: str) -> None:
+    """Grow the filesystem to fill its partition."""
+    if fstype in ("ext2", "ext3", "ext4"):
+        process.run(["e2fsck", "-f", "-y", device], check=False)
+        process.run(["resize2fs", device])
+    elif fstype == "ntfs":
+        process.run(["ntfsresize", "--force", "--force", "--no-progress-bar", device], input=b"y\n")
