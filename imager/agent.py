@@ -54,7 +54,8 @@ def setup_logging(debug: bool) -> LogTail:
 def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
     try:
-        return capture(task.get("disk"), root, task["image"]["name"], progress)
+        return capture(task.get("disk"), root, task["image"]["name"], progress,
+                       image_type=task["image"].get("type", "resizable"))
     finally:
         bootenv.unmount_storage(root)
 

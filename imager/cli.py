@@ -2,6 +2,7 @@
 
     imager capture DISK IMAGE_DIR     save DISK as the image IMAGE_DIR (published atomically)
     imager deploy IMAGE_DIR DISK      lay the image onto DISK
+    imager verify IMAGE_DIR           check every stored file against the manifest (offline, no disk)
     imager info IMAGE_DIR             what the image holds
     imager agent                      the boot-environment agent (what the initramfs runs)
 
@@ -15,15 +16,16 @@ import logging
 import os
 import sys
 
-from imager import imagestore, manifest
-from imager.errors import ImagerError
+from imager import datapath, imagestore, manifest
+from imager.errors import ChecksumMismatch, ImagerError
 from imager.progress import Progress, console_sink, human
 
 
 def _cmd_capture(args: argparse.Namespace) -> dict:
     from imager.ops.capture import capture
     target = os.path.abspath(args.image_dir)
-    return capture(args.disk, os.path.dirname(target), os.path.basename(target), Progress([console_sink]))
+    return capture(args.disk, os.path.dirname(target), os.path.basename(target), Progress([console_sink]),
+                   image_type=args.type)
 
 
 def _cmd_deploy(args: argparse.Namespace) -> dict:
@@ -31,11 +33,27 @@ def _cmd_deploy(args: argparse.Namespace) -> dict:
     return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]))
 
 
+def _cmd_verify(args: argparse.Namespace) -> dict:
+    """Every stored file against the manifest's size and SHA-256; no disk needed."""
+    image_dir = imagestore.resolve_path(args.image_dir)
+    image = manifest.load(image_dir)
+    bad = []
+    for name, meta in sorted(image["files"].items()):
+        size, sha = datapath.hash_file(os.path.join(image_dir, name))
+        ok = size == meta["size"] and sha == meta["sha256"]
+        print(f"{'ok ' if ok else 'BAD'}  {name}  {human(size)}")
+        if not ok:
+            bad.append(name)
+    if bad:
+        raise ChecksumMismatch(f"{len(bad)} file(s) do not match the manifest: {', '.join(bad)}")
+    return {"verified_files": len(image["files"])}
+
+
 def _cmd_info(args: argparse.Namespace) -> dict:
     image = manifest.load(imagestore.resolve_path(args.image_dir))
     for disk in image["disks"]:
         layout = disk["layout"]
-        print(f"image {image['name']}  created {image['created']}  table {layout['label']}  "
+        print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}  table {layout['label']}  "
               f"sector {layout['sector_size']}  needs {human(manifest.Layout.from_dict(layout).required_bytes)}")
         for part in disk["partitions"]:
             print(f"  p{part['number']}: {part['fstype'] or 'raw':6} {human(part['raw_bytes']):>10} → "
@@ -49,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("capture", help="save a disk into an image")
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart"),
+                   help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
+                        "disk its data fits. multipart: the exact layout")
     p.add_argument("disk")
     p.add_argument("image_dir")
     p.set_defaults(func=_cmd_capture)
@@ -56,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("image_dir")
     p.add_argument("disk")
     p.set_defaults(func=_cmd_deploy)
+    p = sub.add_parser("verify", help="check every file of an image against its manifest")
+    p.add_argument("image_dir")
+    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("info", help="show what an image holds")
     p.add_argument("image_dir")
     p.set_defaults(func=_cmd_info)

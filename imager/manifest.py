@@ -66,12 +66,16 @@ def validate(manifest: dict[str, Any], image_dir: str) -> None:
             raise InvalidImage(f"{image_dir}: disk {disk.get('index')} has no partitions")
 
 
-def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_size: int, target: str) -> None:
-    """Refuse, before any write, a target that cannot hold the image's layout."""
-    layout = Layout.from_dict(disk_entry["layout"])
+def check_sector_size(layout: Layout, target_sector_size: int, target: str) -> None:
     if layout.sector_size != target_sector_size:
         raise SectorSizeMismatch(
             f"the image has {layout.sector_size}-byte sectors, {target} has {target_sector_size}-byte sectors")
+
+
+def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_size: int, target: str) -> None:
+    """Refuse, before any write, a target that cannot hold the image's exact layout."""
+    layout = Layout.from_dict(disk_entry["layout"])
+    check_sector_size(layout, target_sector_size, target)
     if target_bytes < layout.required_bytes:
         raise DiskTooSmall(
             f"{target} holds {target_bytes} bytes, the image's layout needs {layout.required_bytes} bytes",

@@ -7,6 +7,7 @@ What an image keeps of a table (see docs/image-format.md):
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -84,6 +85,17 @@ def probe_filesystem(device: str) -> dict[str, str]:
 
 def read_layout(disk_path: str) -> Layout:
     try:
+        return _read_layout(disk_path)
+    finally:
+        # libparted caches devices by path and never re-probes them: a path reused for another disk
+        # (loop devices, hot-swapped drives) would be read with the old geometry, and a larger disk
+        # crashes it.  Drop the cache once our Python objects are gone.
+        gc.collect()
+        parted.freeAllDevices()
+
+
+def _read_layout(disk_path: str) -> Layout:
+    try:
         device = parted.getDevice(disk_path)
         disk = parted.newDisk(device)
     except parted.DiskException as exc:
@@ -115,8 +127,11 @@ def save_table(disk_path: str, layout: Layout, image_dir: str, prefix: str = "d1
     return files
 
 
-def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[str, str], disk_bytes: int) -> None:
-    """Lay the saved table onto ``disk_path``; the caller has checked the size."""
+def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[str, str], disk_bytes: int,
+                  planned: Layout | None = None) -> None:
+    """Lay the saved table onto ``disk_path`` (or ``planned``, a resized version of it); sizes are checked."""
+    from imager.resize import sfdisk_script
+
     # Old signatures (a previous GPT's backup header at the end, a stale fs) must not survive.
     process.run(["wipefs", "--all", "--force", disk_path])
     with open(os.path.join(image_dir, files["bootarea"]), "rb") as src:
@@ -125,13 +140,20 @@ def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[st
         disk.write(boot_area)
         disk.flush()
         os.fsync(disk.fileno())
-    if layout.label == "gpt":
+    with open(os.path.join(image_dir, files["sfdisk"]), "rb") as dump:
+        saved = dump.read()
+    resized = planned is not None and [(p.start, p.sectors) for p in planned.partitions] != [
+        (p.start, p.sectors) for p in layout.partitions]
+    if resized:
+        # sfdisk's dump carries every GUID, name, type and attribute; only starts and sizes change.
+        process.run(["sfdisk", "--no-reread", "--force", disk_path],
+                    input=sfdisk_script(saved.decode(), planned).encode())
+    elif layout.label == "gpt":
         process.run(["sgdisk", f"--load-backup={os.path.join(image_dir, files['sgdisk'])}", disk_path])
         if disk_bytes != layout.disk_sectors * layout.sector_size:
             process.run(["sgdisk", "--move-second-header", disk_path])  # backup GPT to the real end
     else:
-        with open(os.path.join(image_dir, files["sfdisk"]), "rb") as dump:
-            process.run(["sfdisk", "--no-reread", "--force", disk_path], input=dump.read())
+        process.run(["sfdisk", "--no-reread", "--force", disk_path], input=saved)
 
 
 def dump_table(disk_path: str) -> str:

@@ -3,7 +3,7 @@
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
     imager-server host add MAC NAME | host list
     imager-server storage add NAME HOST:/EXPORT [--options O] | storage list
-    imager-server image add NAME --storage NODE | image list
+    imager-server image add NAME --storage NODE [--type resizable|multipart] | image list
     imager-server task capture|deploy HOST IMAGE [--disk DEV] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
     imager-server boot-log [--mac MAC]
@@ -128,9 +128,9 @@ def _admin(args: argparse.Namespace) -> object:
             return _table(_call(s, "GET", "/api/storage"), ["id", "name", "export", "options"])
         case "image", "add":
             return _call(s, "POST", "/api/images", {"name": args.name, "storage": args.storage,
-                                                     "description": args.description})
+                                                     "description": args.description, "type": args.type})
         case "image", "list":
-            return _table(_call(s, "GET", "/api/images"), ["id", "name", "storage", "stored_bytes", "captured"])
+            return _table(_call(s, "GET", "/api/images"), ["id", "name", "type", "storage", "stored_bytes", "captured"])
         case "task", ("capture" | "deploy") as kind:
             return _call(s, "POST", "/api/tasks", {"host": args.host, "type": kind, "image": args.image,
                                                     "disk": args.disk, "after": args.after})
@@ -182,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--storage", required=True)
     p.add_argument("--description", default="")
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart"),
+                   help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
+                        "multipart: exact layout (FOG type 2)")
     image.add_parser("list")
 
     task = sub.add_parser("task").add_subparsers(dest="action", required=True)

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS storage_nodes (
     options TEXT NOT NULL DEFAULT 'vers=4.1', created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, storage_id INTEGER NOT NULL REFERENCES storage_nodes(id),
-    description TEXT NOT NULL DEFAULT '', created REAL NOT NULL, captured REAL, stored_bytes INTEGER);
+    type TEXT NOT NULL DEFAULT 'resizable', description TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+    captured REAL, stored_bytes INTEGER);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL REFERENCES hosts(id), type TEXT NOT NULL,
     image_id INTEGER REFERENCES images(id), disk TEXT, after TEXT NOT NULL DEFAULT 'reboot',
@@ -36,6 +37,8 @@ TASK_TYPES = ("capture", "deploy")
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "canceled")
 AFTER = ("reboot", "poweroff")
+# FOG's image types: 1 single disk resizable, 2 multiple partitions single disk (exact layout).
+IMAGE_TYPES = ("resizable", "multipart")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -133,12 +136,14 @@ class Store:
     def storage_nodes(self) -> list[dict]:
         return self._all("SELECT * FROM storage_nodes ORDER BY name")
 
-    def add_image(self, name: str, storage: str, description: str = "") -> dict:
+    def add_image(self, name: str, storage: str, description: str = "", type_: str = "resizable") -> dict:
         check_name(name, "image")
+        if type_ not in IMAGE_TYPES:
+            raise Invalid(f"image type {type_!r} is not one of {', '.join(IMAGE_TYPES)}")
         node = self.storage(storage)
         try:
-            self.conn.execute("INSERT INTO images(name, storage_id, description, created) VALUES (?, ?, ?, ?)",
-                              (name, node["id"], description, time.time()))
+            self.conn.execute("INSERT INTO images(name, storage_id, type, description, created) VALUES (?, ?, ?, ?, ?)",
+                              (name, node["id"], type_, description, time.time()))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"image {name} exists already") from exc
         return self.image(name)

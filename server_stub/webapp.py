@@ -111,7 +111,8 @@ async def list_images(request: web.Request) -> web.Response:
 
 async def add_image(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json(request.app[STORE].add_image(body["name"], body["storage"], body.get("description", "")), 201)
+    return _json(request.app[STORE].add_image(body["name"], body["storage"], body.get("description", ""),
+                                              body.get("type", "resizable")), 201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -161,7 +162,7 @@ async def client_checkin(request: web.Request) -> web.Response:
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"], "after": task["after"],
         "host": {"mac": task["mac"], "name": task["host"]},
-        "image": {"name": image["name"]},
+        "image": {"name": image["name"], "type": image["type"]},
         "storage": {"name": node["name"], "export": node["export"], "options": node["options"]},
     })
 

@@ -1,18 +1,21 @@
 """Capture: save a whole disk into a new image.
 
 The recipe a technician would follow: pick the disk, make sure nothing on it
-is mounted, save its partition table and boot area, stream each partition's
-used blocks through partclone and zstd, write the manifest last, publish.
+is mounted, save its partition table and boot area, (resizable images) shrink
+the filesystems that can be shrunk, stream each partition's used blocks
+through partclone and zstd, grow the filesystems back, write the manifest
+last, publish.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import imager
-from imager import datapath, disks, filesystems, imagestore, manifest, partclone, process
+from imager import datapath, disks, filesystems, imagestore, manifest, partclone, process, resize
 from imager.errors import UnsupportedDisk
 from imager.partitions import Layout, Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
@@ -20,7 +23,13 @@ from imager.progress import Progress
 log = logging.getLogger(__name__)
 
 
-def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> dict[str, Any]:
+IMAGE_TYPES = ("resizable", "multipart")
+
+
+def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
+            image_type: str = "resizable") -> dict[str, Any]:
+    if image_type not in IMAGE_TYPES:
+        raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
     started = time.monotonic()
     disk = disks.select(disk_spec)
     log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
@@ -32,21 +41,24 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress) -> 
         part.__dict__.update(probe_filesystem(disks.partition_path(disk.path, part.number)))
 
     staging = imagestore.Staging(root, name)
+    shrinking = resize.shrunk_filesystems(disk.path, layout) if image_type == "resizable" else nullcontext({})
     try:
         table_files = save_table(disk.path, layout, staging.path)
         files = {f: _file_entry(staging.path, f) for f in table_files.values()}
         parts = []
-        for i, part in enumerate(layout.partitions, 1):
-            tool = filesystems.tool_for(part.fstype, part.kind)
-            if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy
-                parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
-                              "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
-                continue
-            entry = capture_partition(disk.path, part, tool, staging.path,
-                                      progress, f"partition {i}/{len(layout.partitions)}")
-            files[entry["file"]] = {"size": entry["stored_bytes"], "sha256": entry.pop("sha256")}
-            parts.append(entry)
-        image = build_manifest(name, disk, layout, table_files, parts, files)
+        with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
+            for i, part in enumerate(layout.partitions, 1):
+                tool = filesystems.tool_for(part.fstype, part.kind)
+                if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy
+                    parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
+                                  "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
+                    continue
+                entry = capture_partition(disk.path, part, tool, staging.path,
+                                          progress, f"partition {i}/{len(layout.partitions)}")
+                entry["fs_bytes"] = fs_bytes.get(part.number)
+                files[entry["file"]] = {"size": entry["stored_bytes"], "sha256": entry.pop("sha256")}
+                parts.append(entry)
+        image = build_manifest(name, image_type, disk, layout, table_files, parts, files)
         manifest.write(staging.path, image)
         link = staging.publish()
     except BaseException:
@@ -87,14 +99,14 @@ def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str
             "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
 
 
-def build_manifest(name: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],
+def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],
                    parts: list[dict], files: dict[str, dict]) -> dict[str, Any]:
     return {
         "format": manifest.FORMAT,
         "version": manifest.VERSION,
         "name": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "image_type": "multiple-partitions-single-disk",
+        "image_type": image_type,
         "compression": {"algorithm": "zstd", "level": datapath.DEFAULT_LEVEL},
         "tools": tool_versions(),
         "source": disk.to_dict(),

@@ -1,9 +1,11 @@
 """Deploy: lay an image onto a disk.
 
-The recipe: open the image and check its manifest, pick the target disk and
-check it is big enough and has the same sector size — all before a single
-byte is written — then restore the partition table and boot area, and stream
-each partition back through zstd and partclone, verifying checksums as we go.
+The recipe: open the image and check its manifest, pick the target disk, check
+its sector size and plan the layout for its size (resizable images grow or
+shrink their last resizable partition) — all before a single byte is written —
+then restore the partition table and boot area, stream each partition back
+through zstd and partclone verifying checksums as we go, and grow the
+filesystems that were captured shrunk.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from imager import datapath, disks, filesystems, manifest, partclone, process
+from imager import datapath, disks, filesystems, manifest, partclone, process, resize
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table
 from imager.progress import Progress, human
@@ -27,21 +29,30 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[st
     layout = Layout.from_dict(disk_entry["layout"])
 
     target = disks.select(disk_spec)
-    manifest.check_target(disk_entry, target.size_bytes, target.logical_sector_size, target.path)
+    manifest.check_sector_size(layout, target.logical_sector_size, target.path)
+    parts = disk_entry["partitions"]
+    fs_bytes = {p["number"]: p["fs_bytes"] for p in parts if p.get("fs_bytes")}
+    if image.get("image_type") == "resizable":
+        planned = resize.plan(layout, fs_bytes, target.size_bytes // layout.sector_size)
+    else:
+        manifest.check_target(disk_entry, target.size_bytes, target.logical_sector_size, target.path)
+        planned = layout
     refuse_if_mounted(target.path)
     log.info("deploying image %r (%d partitions) onto %s (%s)", image.get("name"), len(layout.partitions),
              target.path, human(target.size_bytes))
 
-    restore_table(target.path, layout, image_dir, disk_entry["table_files"], target.size_bytes)
+    restore_table(target.path, layout, image_dir, disk_entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
 
-    parts = disk_entry["partitions"]
     for i, part in enumerate(parts, 1):
+        device = disks.partition_path(target.path, part["number"])
         if part["tool"] == filesystems.SWAP:
-            filesystems.recreate_swap(disks.partition_path(target.path, part["number"]), part["uuid"], part["label"])
+            filesystems.recreate_swap(device, part["uuid"], part["label"])
         elif part["tool"] != filesystems.CONTAINER:
             restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress,
                               f"partition {i}/{len(parts)}")
+        if part["number"] in fs_bytes:  # captured shrunk: fill the partition again
+            filesystems.grow(device, part["fstype"])
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     raw = sum(p["raw_bytes"] for p in parts)

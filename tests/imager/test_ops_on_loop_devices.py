@@ -50,9 +50,9 @@ def make_disk(path, label, mib=160):
 @pytest.mark.parametrize("label, parted_name", [("gpt", "gpt"), ("dos", "msdos")])
 def test_capture_then_deploy_restores_table_and_files(tmp_path, label, parted_name):
     written = make_disk(tmp_path / "a.img", label)
-    blank(tmp_path / "b.img", 200)  # larger target: the exact layout fits
+    blank(tmp_path / "b.img", 200)  # larger target: the exact layout fits and is kept
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        result = capture(a, str(tmp_path / "store"), "img", Progress())
+        result = capture(a, str(tmp_path / "store"), "img", Progress(), image_type="multipart")
         assert result["partitions"] == 2
         deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress())
     table_a, files_a = read_disk(tmp_path / "a.img")
@@ -67,7 +67,7 @@ def test_capture_then_deploy_restores_table_and_files(tmp_path, label, parted_na
 
 
 def test_deploy_refuses_a_small_disk_before_writing(tmp_path):
-    make_disk(tmp_path / "a.img", "gpt")
+    make_disk(tmp_path / "a.img", "gpt", mib=300)
     small = blank(tmp_path / "small.img", 100)
     with open(small, "r+b") as f:
         f.write(b"keep me" * 1000)
@@ -110,3 +110,26 @@ def test_a_capture_stopped_midway_keeps_the_previous_image(tmp_path):
             capture(a, store, "img", Progress([cancel], interval=0))
     assert imagestore.resolve(store, "img") == first
     assert os.listdir(os.path.join(store, ".images")) == [os.path.basename(first)]
+
+
+def test_cli_capture_verify_info_deploy_exit_codes(tmp_path):
+    """The standalone CLI, as a technician runs it: exit 0 only on success."""
+    import sys
+    make_disk(tmp_path / "a.img", "gpt")
+    blank(tmp_path / "b.img", 160)
+    cli = [sys.executable, "-m", "imager.cli"]
+    image = str(tmp_path / "store" / "lab1")
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        assert subprocess.run(cli + ["capture", a, image], capture_output=True).returncode == 0
+        verify = subprocess.run(cli + ["verify", image], capture_output=True, text=True)
+        assert verify.returncode == 0 and "ok   d1p2.pcl.zst" in verify.stdout
+        info = subprocess.run(cli + ["info", image], capture_output=True, text=True)
+        assert info.returncode == 0 and "p2: ext4" in info.stdout
+        assert subprocess.run(cli + ["deploy", image, b], capture_output=True).returncode == 0
+        with open(os.path.join(image, "d1p1.pcl.zst"), "r+b") as f:
+            f.seek(200)
+            f.write(b"\0\1\2")
+        bad = subprocess.run(cli + ["verify", image], capture_output=True, text=True)
+        assert bad.returncode == 1 and "BAD  d1p1.pcl.zst" in bad.stdout and "checksum_mismatch" in bad.stderr
+        missing = subprocess.run(cli + ["deploy", str(tmp_path / "nope"), b], capture_output=True, text=True)
+        assert missing.returncode == 1 and "image_not_found" in missing.stderr

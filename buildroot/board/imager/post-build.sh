@@ -1,0 +1,55 @@
+#!/bin/sh
+# Post-build script: give the buildroot rootfs the same /init as the Debian-package
+# initramfs (initramfs/init in this repository, the one and only copy), the same DHCP
+# hook, and the paths that init expects; then check that every program it needs is there.
+# Called by buildroot with the target directory as $1.
+set -e
+
+TARGET_DIR="$1"
+BOARD_DIR="$(cd "$(dirname "$0")" && pwd)"
+REPO_DIR="$(cd "${BOARD_DIR}/../../.." && pwd)"
+
+install -D -m 0755 "${REPO_DIR}/initramfs/init" "${TARGET_DIR}/init"
+install -D -m 0755 "${REPO_DIR}/initramfs/udhcpc.script" \
+	"${TARGET_DIR}/etc/imager/udhcpc.script"
+
+# init starts udev as Debian names it; eudev installs udevd in sbin.
+udevd=""
+for dir in sbin usr/sbin usr/bin; do
+	if [ -x "${TARGET_DIR}/${dir}/udevd" ]; then
+		udevd="/${dir}/udevd"
+		break
+	fi
+done
+if [ -z "${udevd}" ]; then
+	echo "post-build: udevd not found in ${TARGET_DIR}" >&2
+	exit 1
+fi
+mkdir -p "${TARGET_DIR}/lib/systemd"
+ln -sf "${udevd}" "${TARGET_DIR}/lib/systemd/systemd-udevd"
+
+mkdir -p "${TARGET_DIR}/images" "${TARGET_DIR}/root"
+
+# What init and the agent run; the Debian build checks the same list.
+missing=""
+for program in python3 udevadm busybox udhcpc ip mount umount mount.nfs \
+	partclone.extfs partclone.ntfs partclone.fat partclone.xfs \
+	partclone.btrfs partclone.dd partclone.restore partclone.info \
+	zstd sfdisk sgdisk blkid wipefs blockdev lsblk partprobe \
+	e2fsck resize2fs dumpe2fs ntfsresize btrfs dialog udp-receiver; do
+	found=""
+	for dir in bin sbin usr/bin usr/sbin; do
+		if [ -e "${TARGET_DIR}/${dir}/${program}" ] || \
+			[ -L "${TARGET_DIR}/${dir}/${program}" ]; then
+			found=yes
+			break
+		fi
+	done
+	if [ -z "${found}" ]; then
+		missing="${missing} ${program}"
+	fi
+done
+if [ -n "${missing}" ]; then
+	echo "post-build: missing from the image:${missing}" >&2
+	exit 1
+fi
