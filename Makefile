@@ -12,9 +12,10 @@ APT_PACKAGES := \
 	python3-wcwidth python3-six \
 	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
 	dialog udpcast cpio ncurses-base libtirpc-common netbase \
+	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz \
 	qemu-system-x86 ipxe ipxe-qemu dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl
 
-.PHONY: setup initramfs test unit demo clean
+.PHONY: setup initramfs test unit demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -45,3 +46,6 @@ demo: setup initramfs
 
 clean:
 	rm -rf build var
+
+bench: setup
+	$(VENV)/bin/python bench/engine.py

@@ -143,6 +143,54 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
     return StreamResult(raw, stored, digest)
 
 
+def decompress_pieces(paths: list[str], compression: str, dest: IO[bytes],
+                      on_progress: ProgressFn | None = None) -> int:
+    """Concatenate split pieces (FOG .000…, Clonezilla .aa…) and decompress them into ``dest``.
+
+    gzip may hold several members (pigz, concatenated files); zstd several frames.
+    Returns the decompressed byte count.
+    """
+    import zlib
+
+    total = 0
+
+    def emit(data: bytes) -> None:
+        nonlocal total
+        if data:
+            dest.write(data)
+            total += len(data)
+            if on_progress:
+                on_progress(len(data))
+
+    gz = zlib.decompressobj(zlib.MAX_WBITS | 16) if compression == "gzip" else None
+    zs = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+    try:
+        for path in paths:
+            with open(path, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    if gz is not None:
+                        while chunk:
+                            emit(gz.decompress(chunk))
+                            chunk = gz.unused_data
+                            if chunk:  # next gzip member
+                                gz = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                    elif zs is not None:
+                        while chunk:
+                            emit(zs.decompress(chunk))
+                            chunk = zs.unused_data
+                            if chunk:  # next zstd frame
+                                zs = zstandard.ZstdDecompressor().decompressobj()
+                    else:
+                        emit(chunk)
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise InvalidImage(f"{os.path.basename(paths[0])}…: corrupt {compression} stream: {exc}") from exc
+    if gz is not None and not gz.eof:
+        raise InvalidImage(f"{os.path.basename(paths[-1])}: the gzip stream is truncated")
+    if zs is not None and not zs.eof:
+        raise InvalidImage(f"{os.path.basename(paths[-1])}: the zstd stream is truncated")
+    return total
+
+
 def hash_file(path: str) -> tuple[int, str]:
     """Size and SHA-256 of a stored file, for offline verification."""
     sha = hashlib.sha256()

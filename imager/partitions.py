@@ -132,28 +132,36 @@ def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[st
     """Lay the saved table onto ``disk_path`` (or ``planned``, a resized version of it); sizes are checked."""
     from imager.resize import sfdisk_script
 
-    # Old signatures (a previous GPT's backup header at the end, a stale fs) must not survive.
-    process.run(["wipefs", "--all", "--force", disk_path])
     with open(os.path.join(image_dir, files["bootarea"]), "rb") as src:
         boot_area = src.read()
-    with open(disk_path, "r+b") as disk:
-        disk.write(boot_area)
-        disk.flush()
-        os.fsync(disk.fileno())
     with open(os.path.join(image_dir, files["sfdisk"]), "rb") as dump:
         saved = dump.read()
     resized = planned is not None and [(p.start, p.sectors) for p in planned.partitions] != [
         (p.start, p.sectors) for p in layout.partitions]
     if resized:
         # sfdisk's dump carries every GUID, name, type and attribute; only starts and sizes change.
-        process.run(["sfdisk", "--no-reread", "--force", disk_path],
-                    input=sfdisk_script(saved.decode(), planned).encode())
-    elif layout.label == "gpt":
-        process.run(["sgdisk", f"--load-backup={os.path.join(image_dir, files['sgdisk'])}", disk_path])
-        if disk_bytes != layout.disk_sectors * layout.sector_size:
+        write_table(disk_path, boot_area, sfdisk_script(saved.decode(), planned).encode())
+    else:
+        backup = os.path.join(image_dir, files["sgdisk"]) if layout.label == "gpt" else None
+        write_table(disk_path, boot_area, saved, sgdisk_backup=backup,
+                    move_backup_gpt=disk_bytes != layout.disk_sectors * layout.sector_size)
+
+
+def write_table(disk_path: str, boot_area: bytes, sfdisk_dump: bytes, *, sgdisk_backup: str | None = None,
+                move_backup_gpt: bool = False) -> None:
+    """Wipe old signatures, write the boot area, then the table (sgdisk backup if given, else sfdisk)."""
+    # Old signatures (a previous GPT's backup header at the end, a stale fs) must not survive.
+    process.run(["wipefs", "--all", "--force", disk_path])
+    with open(disk_path, "r+b") as disk:
+        disk.write(boot_area)
+        disk.flush()
+        os.fsync(disk.fileno())
+    if sgdisk_backup:
+        process.run(["sgdisk", f"--load-backup={sgdisk_backup}", disk_path])
+        if move_backup_gpt:
             process.run(["sgdisk", "--move-second-header", disk_path])  # backup GPT to the real end
     else:
-        process.run(["sfdisk", "--no-reread", "--force", disk_path], input=saved)
+        process.run(["sfdisk", "--no-reread", "--force", disk_path], input=sfdisk_dump)
 
 
 def dump_table(disk_path: str) -> str:

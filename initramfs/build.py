@@ -28,7 +28,8 @@ PROGRAMS = [
     "python3.11", "partclone.extfs", "partclone.fat", "partclone.ntfs", "partclone.xfs", "partclone.btrfs",
     "partclone.dd", "partclone.restore", "partclone.info", "partclone.chkimg", "zstd", "sfdisk", "sgdisk",
     "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig",
-    "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk",
+    "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk", "ntfsresize", "mkswap",
+    "xfs_growfs", "btrfs",
 ]
 # mount.nfs4 and friends are the same binary under other names.
 ALIASES = {"mount.nfs": ["mount.nfs4", "umount.nfs", "umount.nfs4"], "kmod": ["modprobe", "insmod", "lsmod", "rmmod"],

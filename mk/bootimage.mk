@@ -8,6 +8,9 @@
 #
 # Variables are prefixed KCONF_ (kernel) and BR_ (buildroot), except BUILDROOT_DIR and ALLOW_NO_BUILDROOT.
 
+# Wherever the main Makefile includes this, its default goal stays its own (restored at the end).
+KCONF_SAVED_DEFAULT_GOAL := $(.DEFAULT_GOAL)
+
 # ---------------------------------------------------------------------------------------------- kernel
 KCONF_SERIES ?= 6.1
 KCONF_TARBALL ?= /usr/src/linux-source-$(KCONF_SERIES).tar.xz
@@ -127,3 +130,5 @@ else
 	$(BR_MAKE) O=$(abspath $(BR_OUT))
 	@ls -l $(BR_OUT)/images/bzImage $(BR_OUT)/images/rootfs.cpio.zst
 endif
+
+.DEFAULT_GOAL := $(KCONF_SAVED_DEFAULT_GOAL)

@@ -78,6 +78,15 @@ def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str
     filename = f"d1p{part.number}.pcl.zst"
     fstype = part.fstype
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({fstype or 'raw'})", total=_device_bytes(device))
+    result = stream_device_to_file(device, tool, os.path.join(image_dir, filename), progress)
+    progress.flush()
+    log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
+    return {"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
+            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
+
+
+def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress) -> datapath.StreamResult:
+    """partclone's used-block stream of ``device`` → zstd → ``dest``."""
     reader = process.spawn(partclone.clone_argv(tool, device), stdout=process.PIPE)
     datapath.widen_pipe(reader.stdout)
 
@@ -87,16 +96,12 @@ def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str
             progress.total = header.stream_size
 
     try:
-        result = datapath.compress_to_file(reader.stdout, os.path.join(image_dir, filename),
-                                           on_progress=progress.add, on_head=on_head)
+        result = datapath.compress_to_file(reader.stdout, dest, on_progress=progress.add, on_head=on_head)
     except BaseException:
         reader.kill()
         raise
     reader.wait()
-    progress.flush()
-    log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
-    return {"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
-            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
+    return result
 
 
 def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],

@@ -14,15 +14,18 @@ import os
 import time
 from typing import Any
 
-from imager import datapath, disks, filesystems, manifest, partclone, process, resize
+from imager import datapath, disks, filesystems, legacy, manifest, partclone, process, resize
+from imager.errors import DiskTooSmall
 from imager.ops.capture import refuse_if_mounted
-from imager.partitions import Layout, restore_table
+from imager.partitions import Layout, restore_table, write_table
 from imager.progress import Progress, human
 
 log = logging.getLogger(__name__)
 
 
 def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+    if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
+        return deploy_foreign(image_dir, disk_spec, progress)
     started = time.monotonic()
     image = manifest.load(image_dir)
     disk_entry = image["disks"][0]
@@ -61,17 +64,58 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[st
             "partitions": len(parts)}
 
 
+def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+    """A FOG or Clonezilla image: same recipe, their table files and their split, compressed streams."""
+    started = time.monotonic()
+    image = legacy.load(image_dir)
+    layout: Layout = image["layout"]
+    target = disks.select(disk_spec)
+    manifest.check_sector_size(layout, target.logical_sector_size, target.path)
+    if target.size_bytes < layout.required_bytes:
+        raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the {image['format']} image's layout "
+                           f"needs {layout.required_bytes} bytes")
+    refuse_if_mounted(target.path)
+    log.info("deploying %s image %s onto %s", image["format"], image_dir, target.path)
+    table = image["table"]
+    write_table(target.path, table.get("boot_area", b""), table["sfdisk_dump"],
+                sgdisk_backup=table.get("sgdisk_backup"), move_backup_gpt=True)
+    disks.reread_partitions(target.path, [p.number for p in layout.partitions])
+    parts = image["partitions"]
+    for i, part in enumerate(parts, 1):
+        device = disks.partition_path(target.path, part["number"])
+        if part["tool"] == filesystems.SWAP:
+            filesystems.recreate_swap(device, part["uuid"], part["label"])
+        elif part["tool"] != filesystems.CONTAINER:
+            progress.set_stage(f"partition {i}/{len(parts)}: {os.path.basename(device)}", total=part["bytes"])
+            writer = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
+            try:
+                datapath.decompress_pieces(part["pieces"], part["compression"], writer.stdin, progress.add)
+            except BaseException:
+                writer.kill()
+                raise
+            writer.wait()
+    process.run(["sync"], check=False)
+    elapsed = time.monotonic() - started
+    return {"image": os.path.basename(image_dir), "format": image["format"], "disk": target.path,
+            "seconds": round(elapsed, 1), "partitions": len(parts)}
+
+
 def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: str,
                       progress: Progress, stage: str) -> None:
     device = disks.partition_path(disk_path, part["number"])
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
                        total=part["raw_bytes"])
-    writer = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
+    stream_file_to_device(os.path.join(image_dir, part["file"]), file_meta, part["tool"], device, progress)
+    progress.flush()
+
+
+def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress) -> None:
+    """``path`` → SHA-256 check → zstd decompress → partclone restore onto ``device``."""
+    writer = process.spawn(partclone.restore_argv(tool, device), stdin=process.PIPE)
     datapath.widen_pipe(writer.stdin)
     try:
-        datapath.decompress_from_file(os.path.join(image_dir, part["file"]), writer.stdin,
-                                      expected_sha256=file_meta["sha256"], expected_size=file_meta["size"],
-                                      on_progress=progress.add)
+        datapath.decompress_from_file(path, writer.stdin, expected_sha256=file_meta.get("sha256"),
+                                      expected_size=file_meta.get("size"), on_progress=progress.add)
     except BrokenPipeError:
         writer.wait()  # partclone stopped reading: its own message is the real reason
         raise
@@ -79,4 +123,3 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
         writer.kill()
         raise
     writer.wait()
-    progress.flush()
