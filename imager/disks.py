@@ -24,6 +24,7 @@ class Disk:
     bus: str
     model: str
     serial: str
+    wwn: str = ""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -36,6 +37,13 @@ def _sysfs_int(device: pyudev.Device, attr: str, default: int = 0) -> int:
         return default
 
 
+def _sysfs_str(device: pyudev.Device, attr: str) -> str:
+    try:
+        return device.attributes.asstring(attr).strip()
+    except (KeyError, UnicodeDecodeError):
+        return ""
+
+
 def _describe(device: pyudev.Device) -> Disk:
     name = device.sys_name
     return Disk(
@@ -45,8 +53,9 @@ def _describe(device: pyudev.Device) -> Disk:
         logical_sector_size=_sysfs_int(device, "queue/logical_block_size", 512),
         removable=_sysfs_int(device, "removable") == 1,
         bus=device.properties.get("ID_BUS", ""),
-        model=device.properties.get("ID_MODEL", ""),
-        serial=device.properties.get("ID_SERIAL_SHORT", device.properties.get("ID_SERIAL", "")),
+        model=device.properties.get("ID_MODEL", "") or _sysfs_str(device, "device/model"),
+        serial=device.properties.get("ID_SERIAL_SHORT", "") or _sysfs_str(device, "device/serial"),
+        wwn=device.properties.get("ID_WWN", "") or _sysfs_str(device, "wwid") or _sysfs_str(device, "device/wwid"),
     )
 
 
@@ -61,31 +70,62 @@ def describe(path: str) -> Disk:
     return _describe(device)
 
 
-def candidates() -> list[Disk]:
-    """Disks an unattended task may use: fixed, non-USB, non-virtual."""
+def all_disks() -> list[Disk]:
+    """Every whole disk the kernel shows, except virtual, optical and memory devices."""
     found = []
     for device in pyudev.Context().list_devices(subsystem="block", DEVTYPE="disk"):
         disk = _describe(device)
-        if disk.name.startswith(_SKIP_PREFIXES) or disk.size_bytes == 0:
-            continue
-        if disk.removable or disk.bus == "usb":
-            continue
-        found.append(disk)
+        if not disk.name.startswith(_SKIP_PREFIXES) and disk.size_bytes > 0:
+            found.append(disk)
     return sorted(found, key=lambda d: d.name)
 
 
+def _bytes(text: str) -> int:
+    units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    number = text.rstrip("bBiIkKmMgGtT")
+    unit = text[len(number):].lower().rstrip("b") or ""
+    unit = {"ki": "kib", "mi": "mib", "gi": "gib", "ti": "tib"}.get(unit, unit)
+    try:
+        return int(float(number) * units[unit])
+    except (KeyError, ValueError) as exc:
+        raise DiskNotFound(f"{text!r} is not a size (e.g. 500G, 256GiB)") from exc
+
+
+def choose(spec: str | None, disks: list[Disk]) -> Disk:
+    """The disk a task's ``disk`` field names, from ``disks``; never a guess.
+
+    spec: None (the only fixed, non-USB disk), serial=…, wwn=…, size=… (±1 %), model=….
+    A disk named by serial, WWN, size or model may be removable or USB: naming it is asking for it.
+    """
+    if not spec:
+        fixed = [d for d in disks if not d.removable and d.bus != "usb"]
+        if not fixed:
+            raise DiskNotFound("no fixed disk found (USB and removable disks are used only when the task names them)")
+        if len(fixed) > 1:
+            names = ", ".join(f"{d.path} ({d.size_bytes // 10**9} GB {d.model} {d.serial})".strip() for d in fixed)
+            raise DiskNotFound(f"several disks found ({names}) and the task names none",
+                               hint="Set the task's disk to a path, serial=…, wwn=… or size=….")
+        return fixed[0]
+    key, sep, value = spec.partition("=")
+    if not sep or key not in ("serial", "wwn", "size", "model"):
+        raise DiskNotFound(f"disk selector {spec!r} is not /dev/…, serial=…, wwn=…, size=… or model=…")
+    if key == "size":
+        wanted = _bytes(value)
+        matches = [d for d in disks if abs(d.size_bytes - wanted) <= wanted * 0.01]
+    else:
+        matches = [d for d in disks if getattr(d, key) and getattr(d, key).lower() == value.lower()]
+    if not matches:
+        raise DiskNotFound(f"no disk has {spec}")
+    if len(matches) > 1:
+        raise DiskNotFound(f"{len(matches)} disks match {spec} ({', '.join(d.path for d in matches)}); name one by path")
+    return matches[0]
+
+
 def select(spec: str | None) -> Disk:
-    """The disk a task names, or the only fixed disk; several disks and no name is an error."""
-    if spec:
+    """The disk to image: a /dev path as given, or ``choose`` among the disks the kernel shows."""
+    if spec and spec.startswith("/dev/"):
         return describe(spec)
-    disks = candidates()
-    if not disks:
-        raise DiskNotFound("no fixed disk found")
-    if len(disks) > 1:
-        names = ", ".join(d.path for d in disks)
-        raise DiskNotFound(f"several disks found ({names}) and the task names none",
-                           hint="Set the task's disk to the one to use.")
-    return disks[0]
+    return choose(spec, all_disks())
 
 
 def partition_path(disk_path: str, number: int) -> str:
@@ -93,11 +133,14 @@ def partition_path(disk_path: str, number: int) -> str:
     name = os.path.basename(os.path.realpath(disk_path))
     sys_dir = f"/sys/class/block/{name}"
     for entry in sorted(os.listdir(sys_dir)):
-        part_file = os.path.join(sys_dir, entry, "partition")
-        if entry.startswith(name) and os.path.exists(part_file):
-            with open(part_file) as f:
+        if not entry.startswith(name):
+            continue
+        try:
+            with open(os.path.join(sys_dir, entry, "partition")) as f:
                 if int(f.read().strip()) == number:
                     return f"/dev/{entry}"
+        except OSError:  # not a partition, or one the kernel is removing while it re-reads the table (ENODEV)
+            continue
     raise DiskNotFound(f"{disk_path} has no partition {number}")
 
 

@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
         p = task.add_parser(kind)
         p.add_argument("host", help="MAC or name")
         p.add_argument("image")
-        p.add_argument("--disk", default=None, help="device path; default: the machine's only fixed disk")
+        p.add_argument("--disk", default=None, help="/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); "
+                       "default: the machine's only fixed, non-USB disk")
         p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
     p = task.add_parser("list")
     p.add_argument("--active", action="store_true")

@@ -166,8 +166,8 @@ class Store:
             raise Invalid(f"task type {type_!r} is not one of {', '.join(TASK_TYPES)}")
         if after not in AFTER:
             raise Invalid(f"after must be one of {', '.join(AFTER)}")
-        if disk is not None and not re.match(r"^/dev/[A-Za-z0-9/_.-]+$", disk):
-            raise Invalid(f"{disk!r} is not a device path")
+        if disk is not None and not re.match(r"^(/dev/[A-Za-z0-9/_.-]+|(serial|wwn|model|size)=[A-Za-z0-9 ._:-]+)$", disk):
+            raise Invalid(f"{disk!r} is not a disk selector (/dev/…, serial=…, wwn=…, model=…, size=…)")
         host_row = self.host(host)
         image_row = self.image(image or "")
         if type_ == "deploy" and not image_row["captured"]:

@@ -30,6 +30,42 @@ ln -sf "${udevd}" "${TARGET_DIR}/lib/systemd/systemd-udevd"
 
 mkdir -p "${TARGET_DIR}/images" "${TARGET_DIR}/root"
 
+# The kernel buildroot configured must keep every symbol of the fragment, as
+# `make kernel-config-check` demands of Debian's kernel source.
+linux_config=""
+for file in "${BUILD_DIR}"/linux-[0-9]*/.config; do
+	if [ -f "${file}" ]; then
+		linux_config="${file}"
+		break
+	fi
+done
+if [ -n "${linux_config}" ]; then
+	python3 "${REPO_DIR}/kernel-config/check_config.py" \
+		"${REPO_DIR}/kernel-config/imager.fragment" "${linux_config}"
+fi
+
+# linux-firmware installs every version of the NIC firmware (bnx2x alone is
+# megabytes of old versions); keep the files the built-in drivers name.
+modinfo=""
+for file in "${BUILD_DIR}"/linux-[0-9]*/modules.builtin.modinfo; do
+	if [ -f "${file}" ]; then
+		modinfo="${file}"
+		break
+	fi
+done
+if [ -n "${modinfo}" ] && [ -d "${TARGET_DIR}/lib/firmware" ]; then
+	wanted="$(tr '\0' '\n' <"${modinfo}" | sed -n 's/^[^.]*\.firmware=//p')"
+	for dir in bnx2 bnx2x rtl_nic tigon; do
+		[ -d "${TARGET_DIR}/lib/firmware/${dir}" ] || continue
+		for file in "${TARGET_DIR}/lib/firmware/${dir}"/*; do
+			name="${dir}/${file##*/}"
+			if ! printf '%s\n' "${wanted}" | grep -qxF "${name}"; then
+				rm -f "${file}"
+			fi
+		done
+	done
+fi
+
 # What init and the agent run; the Debian build checks the same list.
 missing=""
 for program in python3 udevadm busybox udhcpc ip mount umount mount.nfs \
