@@ -63,7 +63,8 @@ def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
 def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
     try:
-        return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress)
+        return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress,
+                      partition=task.get("partition"))
     finally:
         bootenv.unmount_storage(root)
 

@@ -1,7 +1,7 @@
 """``imager``: the same ops from a shell, outside the boot environment too.
 
     imager capture DISK IMAGE_DIR     save DISK as the image IMAGE_DIR (published atomically)
-    imager deploy IMAGE_DIR DISK      lay the image onto DISK
+    imager deploy IMAGE_DIR DISK      lay the image onto DISK (--partition N: only that partition)
     imager verify IMAGE_DIR           check every stored file against the manifest (offline, no disk)
     imager info IMAGE_DIR             what the image holds
     imager agent                      the boot-environment agent (what the initramfs runs)
@@ -30,7 +30,7 @@ def _cmd_capture(args: argparse.Namespace) -> dict:
 
 def _cmd_deploy(args: argparse.Namespace) -> dict:
     from imager.ops.deploy import deploy
-    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]))
+    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]), partition=args.partition)
 
 
 def _cmd_verify(args: argparse.Namespace) -> dict:
@@ -67,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("capture", help="save a disk into an image")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart"),
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "raw"),
                    help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
-                        "disk its data fits. multipart: the exact layout")
+                        "disk its data fits. multipart: the exact layout. raw: every byte of the disk")
     p.add_argument("disk")
     p.add_argument("image_dir")
     p.set_defaults(func=_cmd_capture)
     p = sub.add_parser("deploy", help="lay an image onto a disk")
+    p.add_argument("--partition", type=int, default=None,
+                   help="restore only this partition into the disk's existing partition of that number")
     p.add_argument("image_dir")
     p.add_argument("disk")
     p.set_defaults(func=_cmd_deploy)

@@ -53,6 +53,10 @@ def validate(manifest: dict[str, Any], image_dir: str) -> None:
         if os.path.getsize(path) != meta.get("size"):
             raise InvalidImage(f"{image_dir}: {name} is {os.path.getsize(path)} bytes, the manifest says {meta.get('size')}")
     for disk in disks:
+        if disk.get("mode") == "raw":
+            if disk.get("file") not in files or not isinstance(disk.get("size_bytes"), int):
+                raise InvalidImage(f"{image_dir}: raw disk entry lacks its file or size")
+            continue
         try:
             layout = Layout.from_dict(disk["layout"])
         except (KeyError, TypeError) as exc:

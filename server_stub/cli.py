@@ -133,7 +133,8 @@ def _admin(args: argparse.Namespace) -> object:
             return _table(_call(s, "GET", "/api/images"), ["id", "name", "type", "storage", "stored_bytes", "captured"])
         case "task", ("capture" | "deploy") as kind:
             return _call(s, "POST", "/api/tasks", {"host": args.host, "type": kind, "image": args.image,
-                                                    "disk": args.disk, "after": args.after})
+                                                    "disk": args.disk, "after": args.after,
+                                                    "partition": getattr(args, "partition", None)})
         case "task", "list":
             tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
             return _table(_task_rows(tasks), ["id", "host", "type", "image", "state", "progress_", "error_"])
@@ -182,9 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--storage", required=True)
     p.add_argument("--description", default="")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart"),
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "raw"),
                    help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
-                        "multipart: exact layout (FOG type 2)")
+                        "multipart: exact layout (FOG type 2); raw: every byte of the disk (FOG type 4)")
     image.add_parser("list")
 
     task = sub.add_parser("task").add_subparsers(dest="action", required=True)
@@ -195,6 +196,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--disk", default=None, help="/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); "
                        "default: the machine's only fixed, non-USB disk")
         p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+        if kind == "deploy":
+            p.add_argument("--partition", type=int, default=None,
+                           help="restore only this partition, into the disk's existing table")
     p = task.add_parser("list")
     p.add_argument("--active", action="store_true")
     for action in ("show", "cancel"):

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS images (
     captured REAL, stored_bytes INTEGER);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL REFERENCES hosts(id), type TEXT NOT NULL,
-    image_id INTEGER REFERENCES images(id), disk TEXT, after TEXT NOT NULL DEFAULT 'reboot',
+    image_id INTEGER REFERENCES images(id), disk TEXT, partition INTEGER, after TEXT NOT NULL DEFAULT 'reboot',
     state TEXT NOT NULL, token TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
     progress TEXT, error TEXT, log TEXT, result TEXT);
 -- A host runs one task at a time.
@@ -37,8 +37,8 @@ TASK_TYPES = ("capture", "deploy")
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "canceled")
 AFTER = ("reboot", "poweroff")
-# FOG's image types: 1 single disk resizable, 2 multiple partitions single disk (exact layout).
-IMAGE_TYPES = ("resizable", "multipart")
+# FOG's image types: 1 single disk resizable, 2 multiple partitions single disk (exact layout), 4 raw.
+IMAGE_TYPES = ("resizable", "multipart", "raw")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -161,22 +161,25 @@ class Store:
 
     # --- tasks -------------------------------------------------------------
     def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
-                 after: str = "reboot") -> dict:
+                 after: str = "reboot", partition: int | None = None) -> dict:
         if type_ not in TASK_TYPES:
             raise Invalid(f"task type {type_!r} is not one of {', '.join(TASK_TYPES)}")
         if after not in AFTER:
             raise Invalid(f"after must be one of {', '.join(AFTER)}")
         if disk is not None and not re.match(r"^(/dev/[A-Za-z0-9/_.-]+|(serial|wwn|model|size)=[A-Za-z0-9 ._:-]+)$", disk):
             raise Invalid(f"{disk!r} is not a disk selector (/dev/…, serial=…, wwn=…, model=…, size=…)")
+        if partition is not None and (type_ != "deploy" or not isinstance(partition, int) or not 0 < partition < 256):
+            raise Invalid("partition is a number 1-255, for deploy tasks only")
         host_row = self.host(host)
         image_row = self.image(image or "")
         if type_ == "deploy" and not image_row["captured"]:
             raise Conflict(f"image {image} has never been captured; nothing to deploy")
         try:
             cur = self.conn.execute(
-                "INSERT INTO tasks(host_id, type, image_id, disk, after, state, token, created) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (host_row["id"], type_, image_row["id"], disk, after, secrets.token_urlsafe(24), time.time()))
+                "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (host_row["id"], type_, image_row["id"], disk, partition, after, secrets.token_urlsafe(24),
+                 time.time()))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"host {host_row['name']} has an active task already; cancel it first") from exc
         return self.task(cur.lastrowid)

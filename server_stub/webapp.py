@@ -123,7 +123,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def add_task(request: web.Request) -> web.Response:
     body = await _body(request)
     task = request.app[STORE].add_task(body["host"], body["type"], body.get("image"), body.get("disk"),
-                                       body.get("after", "reboot"))
+                                       body.get("after", "reboot"), body.get("partition"))
     return _json(_public_task(task), 201)
 
 
@@ -160,7 +160,8 @@ async def client_checkin(request: web.Request) -> web.Response:
     image = store.image(task["image"])
     node = store.storage(image["storage"])
     return _json({
-        "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"], "after": task["after"],
+        "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
+        "partition": task["partition"], "after": task["after"],
         "host": {"mac": task["mac"], "name": task["host"]},
         "image": {"name": image["name"], "type": image["type"]},
         "storage": {"name": node["name"], "export": node["export"], "options": node["options"]},

@@ -23,7 +23,8 @@ from imager.progress import Progress
 log = logging.getLogger(__name__)
 
 
-IMAGE_TYPES = ("resizable", "multipart")
+# FOG's types 1, 2 and 4: single disk resizable, multiple partitions (exact layout), raw whole disk.
+IMAGE_TYPES = ("resizable", "multipart", "raw")
 
 
 def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
@@ -34,6 +35,8 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
     disk = disks.select(disk_spec)
     log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
     refuse_if_mounted(disk.path)
+    if image_type == "raw":
+        return capture_raw_disk(disk, root, name, progress)
 
     layout = read_layout(disk.path)
     disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
@@ -72,6 +75,26 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
             "seconds": round(elapsed, 1), "partitions": len(parts)}
 
 
+def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress) -> dict[str, Any]:
+    """Every byte of the disk, whatever is on it (FOG's raw image): for layouts nothing else reads."""
+    started = time.monotonic()
+    staging = imagestore.Staging(root, name)
+    try:
+        progress.set_stage(f"whole disk {disk.path}", total=disk.size_bytes)
+        result = stream_device_to_file(disk.path, partclone.RAW, os.path.join(staging.path, "d1.raw.zst"), progress)
+        files = {"d1.raw.zst": {"size": result.stored_bytes, "sha256": result.sha256}}
+        entry = {"index": 1, "mode": "raw", "file": "d1.raw.zst", "size_bytes": disk.size_bytes,
+                 "sector_size": disk.logical_sector_size, "raw_bytes": result.raw_bytes}
+        image = build_manifest(name, "raw", disk, None, {}, [], files, disk_entry=entry)
+        manifest.write(staging.path, image)
+        staging.publish()
+    except BaseException:
+        staging.discard()
+        raise
+    return {"image": name, "version": staging.version, "raw_bytes": result.raw_bytes,
+            "stored_bytes": result.stored_bytes, "seconds": round(time.monotonic() - started, 1), "partitions": 0}
+
+
 def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str,
                       progress: Progress, stage: str) -> dict[str, Any]:
     device = disks.partition_path(disk_path, part.number)
@@ -104,8 +127,8 @@ def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress)
     return result
 
 
-def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout, table_files: dict[str, str],
-                   parts: list[dict], files: dict[str, dict]) -> dict[str, Any]:
+def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout | None, table_files: dict[str, str],
+                   parts: list[dict], files: dict[str, dict], disk_entry: dict | None = None) -> dict[str, Any]:
     return {
         "format": manifest.FORMAT,
         "version": manifest.VERSION,
@@ -115,7 +138,8 @@ def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout,
         "compression": {"algorithm": "zstd", "level": datapath.DEFAULT_LEVEL},
         "tools": tool_versions(),
         "source": disk.to_dict(),
-        "disks": [{"index": 1, "layout": layout.to_dict(), "table_files": table_files, "partitions": parts}],
+        "disks": [disk_entry or {"index": 1, "mode": "partitions", "layout": layout.to_dict(),
+                                 "table_files": table_files, "partitions": parts}],
         "files": files,
     }
 

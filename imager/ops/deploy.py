@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from imager import datapath, disks, filesystems, legacy, manifest, partclone, process, resize
-from imager.errors import DiskTooSmall
+from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table, write_table
 from imager.progress import Progress, human
@@ -23,17 +23,20 @@ from imager.progress import Progress, human
 log = logging.getLogger(__name__)
 
 
-def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
         return deploy_foreign(image_dir, disk_spec, progress)
     started = time.monotonic()
     image = manifest.load(image_dir)
     disk_entry = image["disks"][0]
-    layout = Layout.from_dict(disk_entry["layout"])
-
     target = disks.select(disk_spec)
+    if disk_entry.get("mode") == "raw":
+        return deploy_raw_disk(image_dir, image, target, progress)
+    layout = Layout.from_dict(disk_entry["layout"])
     manifest.check_sector_size(layout, target.logical_sector_size, target.path)
     parts = disk_entry["partitions"]
+    if partition is not None:
+        return deploy_one_partition(image_dir, image, target, partition, progress)
     fs_bytes = {p["number"]: p["fs_bytes"] for p in parts if p.get("fs_bytes")}
     if image.get("image_type") == "resizable":
         planned = resize.plan(layout, fs_bytes, target.size_bytes // layout.sector_size)
@@ -62,6 +65,48 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[st
     log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), target.path, human(raw), elapsed)
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": raw, "seconds": round(elapsed, 1),
             "partitions": len(parts)}
+
+
+def deploy_raw_disk(image_dir: str, image: dict, target: disks.Disk, progress: Progress) -> dict[str, Any]:
+    """A raw image: every byte back, onto a disk at least as large and with the same sector size."""
+    entry = image["disks"][0]
+    if entry["sector_size"] != target.logical_sector_size:
+        raise SectorSizeMismatch(f"the image has {entry['sector_size']}-byte sectors, {target.path} has "
+                                 f"{target.logical_sector_size}-byte sectors")
+    if target.size_bytes < entry["size_bytes"]:
+        raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the raw image is {entry['size_bytes']}")
+    refuse_if_mounted(target.path)
+    started = time.monotonic()
+    progress.set_stage(f"whole disk {target.path}", total=entry["raw_bytes"])
+    stream_file_to_device(os.path.join(image_dir, entry["file"]), image["files"][entry["file"]], partclone.RAW,
+                          target.path, progress)
+    process.run(["partprobe", target.path], check=False)
+    return {"image": image.get("name"), "disk": target.path, "raw_bytes": entry["raw_bytes"],
+            "seconds": round(time.monotonic() - started, 1), "partitions": 0}
+
+
+def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number: int,
+                         progress: Progress) -> dict[str, Any]:
+    """Only partition ``number`` (FOG's imgPartitionType=N): the target's table is left as it is."""
+    entry = image["disks"][0]
+    part = next((p for p in entry["partitions"] if p["number"] == number), None)
+    if part is None or not part.get("file"):
+        raise InvalidImage(f"the image has no data for partition {number}")
+    device = disks.partition_path(target.path, number)  # DiskNotFound if the target lacks it
+    sector_size = entry["layout"]["sector_size"]
+    original = next(p for p in entry["layout"]["partitions"] if p["number"] == number)
+    needed = part.get("fs_bytes") or original["sectors"] * sector_size
+    with open(device, "rb") as f:
+        have = f.seek(0, os.SEEK_END)
+    if have < needed:
+        raise DiskTooSmall(f"{device} holds {have} bytes, partition {number} of the image needs {needed}")
+    refuse_if_mounted(target.path)
+    started = time.monotonic()
+    restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, f"partition {number}")
+    if part.get("fs_bytes"):
+        filesystems.grow(device, part["fstype"])
+    return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
+            "seconds": round(time.monotonic() - started, 1), "partitions": 1}
 
 
 def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:

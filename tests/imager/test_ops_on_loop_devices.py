@@ -1,6 +1,7 @@
 """capture and deploy with the real tools on loop devices: partclone, sfdisk, sgdisk, ext4."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -133,3 +134,33 @@ def test_cli_capture_verify_info_deploy_exit_codes(tmp_path):
         assert bad.returncode == 1 and "BAD  d1p1.pcl.zst" in bad.stdout and "checksum_mismatch" in bad.stderr
         missing = subprocess.run(cli + ["deploy", str(tmp_path / "nope"), b], capture_output=True, text=True)
         assert missing.returncode == 1 and "image_not_found" in missing.stderr
+
+
+def test_raw_image_copies_every_byte(tmp_path):
+    make_disk(tmp_path / "a.img", "dos")
+    blank(tmp_path / "b.img", 170)
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        result = capture(a, str(tmp_path / "store"), "raw", Progress(), image_type="raw")
+        assert result["raw_bytes"] == 160 * MiB
+        deploy(imagestore.resolve(str(tmp_path / "store"), "raw"), b, Progress())
+    with open(tmp_path / "b.img", "rb") as f:
+        assert hashlib.sha256(f.read(160 * MiB)).hexdigest() == file_sha256(tmp_path / "a.img")
+    blank(tmp_path / "c.img", 150)
+    with attached(tmp_path / "c.img") as c, pytest.raises(DiskTooSmall):
+        deploy(imagestore.resolve(str(tmp_path / "store"), "raw"), c, Progress())
+
+
+def test_one_partition_only_leaves_the_rest_of_the_disk_alone(tmp_path):
+    written = make_disk(tmp_path / "a.img", "gpt")
+    make_disk(tmp_path / "b.img", "gpt")  # same layout, other files
+    with attached(tmp_path / "b.img") as b, mounted(f"{b}p1") as root:
+        other_p1 = tree_checksums(root)
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        capture(a, str(tmp_path / "store"), "img", Progress())
+        table_before = subprocess.run(["sfdisk", "--dump", b], capture_output=True, text=True).stdout
+        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), partition=2)
+        assert subprocess.run(["sfdisk", "--dump", b], capture_output=True, text=True).stdout == table_before
+        with mounted(f"{b}p2") as root:
+            assert tree_checksums(root) == written["2"]
+        with mounted(f"{b}p1") as root:
+            assert tree_checksums(root) == other_p1
