@@ -64,7 +64,7 @@ def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
     try:
         return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress,
-                      partition=task.get("partition"))
+                      partition=task.get("partition"), hostname=task.get("hostname"))
     finally:
         bootenv.unmount_storage(root)
 

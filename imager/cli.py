@@ -30,7 +30,8 @@ def _cmd_capture(args: argparse.Namespace) -> dict:
 
 def _cmd_deploy(args: argparse.Namespace) -> dict:
     from imager.ops.deploy import deploy
-    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]), partition=args.partition)
+    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]), partition=args.partition,
+                  hostname=args.hostname)
 
 
 def _cmd_verify(args: argparse.Namespace) -> dict:
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("deploy", help="lay an image onto a disk")
     p.add_argument("--partition", type=int, default=None,
                    help="restore only this partition into the disk's existing partition of that number")
+    p.add_argument("--hostname", default=None, help="write this name into the deployed Linux system's /etc/hostname")
     p.add_argument("image_dir")
     p.add_argument("disk")
     p.set_defaults(func=_cmd_deploy)

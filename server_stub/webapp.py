@@ -162,6 +162,8 @@ async def client_checkin(request: web.Request) -> web.Response:
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
         "partition": task["partition"], "after": task["after"],
+        # FOG renames the deployed system after its host record; a host name is a valid hostname.
+        "hostname": task["host"] if task["type"] == "deploy" else None,
         "host": {"mac": task["mac"], "name": task["host"]},
         "image": {"name": image["name"], "type": image["type"]},
         "storage": {"name": node["name"], "export": node["export"], "options": node["options"]},

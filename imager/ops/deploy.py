@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from imager import datapath, disks, filesystems, legacy, manifest, partclone, process, resize
+from imager import datapath, disks, filesystems, legacy, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table, write_table
@@ -23,7 +23,8 @@ from imager.progress import Progress, human
 log = logging.getLogger(__name__)
 
 
-def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None) -> dict[str, Any]:
+def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,
+           hostname: str | None = None) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
         return deploy_foreign(image_dir, disk_spec, progress)
     started = time.monotonic()
@@ -59,6 +60,8 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition:
                               f"partition {i}/{len(parts)}")
         if part["number"] in fs_bytes:  # captured shrunk: fill the partition again
             filesystems.grow(device, part["fstype"])
+    if hostname:
+        postdeploy.set_linux_hostname(target.path, parts, hostname)
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     raw = sum(p["raw_bytes"] for p in parts)

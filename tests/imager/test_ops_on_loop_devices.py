@@ -164,3 +164,19 @@ def test_one_partition_only_leaves_the_rest_of_the_disk_alone(tmp_path):
             assert tree_checksums(root) == written["2"]
         with mounted(f"{b}p1") as root:
             assert tree_checksums(root) == other_p1
+
+
+def test_deploy_sets_the_linux_hostname(tmp_path):
+    make_disk(tmp_path / "a.img", "gpt")
+    with attached(tmp_path / "a.img") as a, mounted(f"{a}p2", readonly=False) as root:
+        (root / "etc").mkdir()
+        (root / "etc" / "hostname").write_text("golden-image\n")
+        (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tgolden-image\n")
+    blank(tmp_path / "b.img", 160)
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        capture(a, str(tmp_path / "store"), "img", Progress())
+        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), hostname="lab-pc-42")
+        with mounted(f"{b}p2") as root:
+            assert (root / "etc" / "hostname").read_text() == "lab-pc-42\n"
+            assert "127.0.1.1\tlab-pc-42" in (root / "etc" / "hosts").read_text()
+            assert "golden-image" not in (root / "etc" / "hosts").read_text()
