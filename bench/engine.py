@@ -106,8 +106,9 @@ def main() -> int:
             results["fos"].append(timed(lambda: sh(fos)))
             results["deploy"].append(timed(lambda: stream_file_to_device(
                 str(ours_file), {"size": meta["size"], "sha256": meta["sha256"]}, "extfs", dst, Progress())))
+            # The same -a0 stream for both, so only the pipelines differ.
             results["deploy_ref"].append(timed(lambda: sh(
-                f"zstd -q -dc {cz_file} | partclone.ext4 -r -s - -o {dst}")))
+                f"zstd -q -dc {ours_file} | partclone.ext4 -r -s - -o {dst}")))
             print(f"bench: run {run + 1}/{RUNS} done", flush=True)
         sh(f"e2fsck -f -n {dst}")  # what we deployed is a sound filesystem
     finally:
