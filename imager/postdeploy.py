@@ -32,7 +32,7 @@ def set_linux_hostname(disk_path: str, partitions: list[dict], hostname: str) ->
             continue
         device = disks.partition_path(disk_path, part["number"])
         mountpoint = tempfile.mkdtemp(prefix="imager-root-")
-        process.run(["mount", device, mountpoint])
+        process.run(["mount", "-t", part["fstype"], device, mountpoint])  # -t: the kernel loads the module
         try:
             etc = os.path.join(mountpoint, "etc")
             if os.path.isfile(os.path.join(etc, "hostname")) and not os.path.islink(os.path.join(etc, "hostname")):
