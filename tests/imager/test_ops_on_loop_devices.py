@@ -180,3 +180,22 @@ def test_deploy_sets_the_linux_hostname(tmp_path):
             assert (root / "etc" / "hostname").read_text() == "lab-pc-42\n"
             assert "127.0.1.1\tlab-pc-42" in (root / "etc" / "hosts").read_text()
             assert "golden-image" not in (root / "etc" / "hosts").read_text()
+
+
+def test_a_4k_native_target_is_refused_before_any_write(tmp_path):
+    from imager.errors import SectorSizeMismatch
+    make_disk(tmp_path / "a.img", "gpt")
+    with attached(tmp_path / "a.img") as a:
+        capture(a, str(tmp_path / "store"), "img", Progress())
+    target = blank(tmp_path / "4kn.img", 400)
+    with open(target, "r+b") as f:
+        f.write(b"4Kn data" * 1000)
+    before = file_sha256(target)
+    device = subprocess.run(["losetup", "--find", "--show", "--sector-size", "4096", str(target)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        with pytest.raises(SectorSizeMismatch, match="4096-byte sectors"):
+            deploy(imagestore.resolve(str(tmp_path / "store"), "img"), device, Progress())
+    finally:
+        subprocess.run(["losetup", "-d", device])
+    assert file_sha256(target) == before
