@@ -15,7 +15,7 @@ APT_PACKAGES := \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz \
 	qemu-system-x86 ipxe ipxe-qemu dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl
 
-.PHONY: setup initramfs test unit demo bench clean
+.PHONY: setup initramfs test unit demo bench bench-server clean
 
 setup: $(VENV)/.installed
 
@@ -49,3 +49,6 @@ clean:
 
 bench: setup
 	$(VENV)/bin/python bench/engine.py
+
+bench-server: setup
+	$(VENV)/bin/python bench/server.py

@@ -8,7 +8,8 @@
     imager-server task list [--active] | task show ID | task cancel ID
     imager-server boot-log [--mac MAC]
 
-Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080).
+Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080) with the admin
+credential the server created at first start in <data-dir>/admin.token (--token-file, $IMAGER_ADMIN_TOKEN).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -30,6 +32,15 @@ IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
 
 
 # --- serve -------------------------------------------------------------------
+
+def ensure_admin_token(path: Path) -> str:
+    """The admin credential: created once, readable by root only; the CLI reads it from here."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
 
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
@@ -44,9 +55,10 @@ async def _serve(args: argparse.Namespace) -> None:
         if source.exists() and not (tftp_root / name).exists():
             shutil.copy(source, tftp_root / name)
     store = db.Store(str(data_dir / "imager.sqlite3"))
+    admin_token = ensure_admin_token(data_dir / "admin.token")
     public_url = args.public_url or (f"http://{args.bind}:{args.http_port}" if args.bind != "0.0.0.0" else "")
     config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
-              "kernel_args": args.kernel_args}
+              "kernel_args": args.kernel_args, "admin_token": admin_token}
 
     def dynamic(path: str, client_ip: str) -> bytes | None:
         if path == "boot.ipxe":
@@ -82,10 +94,14 @@ class ApiError(Exception):
     pass
 
 
+_ADMIN_TOKEN = ""
+
+
 def _call(server: str, method: str, path: str, body: dict | None = None):
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{server.rstrip('/')}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {_ADMIN_TOKEN}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
@@ -153,6 +169,10 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--server", default=os.environ.get("IMAGER_SERVER", "http://127.0.0.1:8080"),
                         help="server URL for admin commands")
+    default_data = os.environ.get("IMAGER_DATA", str(REPO / "var" / "server"))
+    parser.add_argument("--token-file", default=str(Path(default_data) / "admin.token"),
+                        help="admin credential for admin commands (default: the server's data dir; "
+                             "or set IMAGER_ADMIN_TOKEN)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run HTTP + TFTP")
@@ -215,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         asyncio.run(_serve(args))
         return 0
+    global _ADMIN_TOKEN
+    try:
+        _ADMIN_TOKEN = os.environ.get("IMAGER_ADMIN_TOKEN") or Path(args.token_file).read_text().strip()
+    except OSError as exc:
+        print(f"imager-server: cannot read the admin token: {exc} (set --token-file or IMAGER_ADMIN_TOKEN)",
+              file=sys.stderr)
+        return 1
     try:
         result = _admin(args)
     except ApiError as exc:

@@ -192,6 +192,16 @@ async def client_failed(request: web.Request) -> web.Response:
     return _json({"ok": True})
 
 
+def admin_only(handler: Callable[[web.Request], Awaitable[web.Response]]):
+    """Admin calls carry the token from <data-dir>/admin.token (created at first start)."""
+    async def checked(request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not given or not hmac.compare_digest(given, request.app[CONFIG]["admin_token"]):
+            return _json({"error": "admin credential missing or wrong (see <data-dir>/admin.token)"}, 401)
+        return await handler(request)
+    return checked
+
+
 def make_app(store: db.Store, config: dict) -> web.Application:
     app = web.Application(middlewares=[errors_as_json])
     app[STORE] = store
@@ -200,12 +210,14 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
         web.get("/files/{name}", boot_file),
-        web.get("/api/hosts", list_hosts), web.post("/api/hosts", add_host),
-        web.get("/api/storage", list_storage), web.post("/api/storage", add_storage),
-        web.get("/api/images", list_images), web.post("/api/images", add_image),
-        web.get("/api/tasks", list_tasks), web.post("/api/tasks", add_task),
-        web.get("/api/tasks/{id:\\d+}", get_task), web.post("/api/tasks/{id:\\d+}/cancel", cancel_task),
-        web.get("/api/boot-log", boot_log),
+        web.get("/api/hosts", admin_only(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
+        web.get("/api/storage", admin_only(list_storage)), web.post("/api/storage", admin_only(add_storage)),
+        web.get("/api/images", admin_only(list_images)), web.post("/api/images", admin_only(add_image)),
+        web.get("/api/tasks", admin_only(list_tasks)), web.post("/api/tasks", admin_only(add_task)),
+        web.get("/api/tasks/{id:\\d+}", admin_only(get_task)),
+        web.post("/api/tasks/{id:\\d+}/cancel", admin_only(cancel_task)),
+        web.get("/api/boot-log", admin_only(boot_log)),
+        # Machines: the per-task token, checked in each handler.
         web.post("/api/tasks/{id:\\d+}/checkin", client_checkin),
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),

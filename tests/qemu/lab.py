@@ -192,7 +192,8 @@ EXPORT {{
 
     # --- what tests do ----------------------------------------------------------
     def cli(self, *args: str) -> str:
-        result = self.netns(str(VENV_BIN / "imager-server"), "--server", SERVER_URL, *args, check=False)
+        result = self.netns(str(VENV_BIN / "imager-server"), "--server", SERVER_URL,
+                            "--token-file", str(self.dir / "server" / "admin.token"), *args, check=False)
         if result.returncode != 0:
             raise LabError(f"imager-server {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout

@@ -23,19 +23,28 @@ def server(tmp_path):
     (boot / "vmlinuz").write_bytes(os.urandom(300_000))
     (boot / "initrd.img").write_bytes(os.urandom(1_000_000))
     http, tftp = free_port(), free_port(socket.SOCK_DGRAM)
-    proc = subprocess.Popen([sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1",
-                             "--http-port", str(http), "--tftp-port", str(tftp), "--data-dir", str(tmp_path / "data"),
-                             "--boot-dir", str(boot)], stdout=open(tmp_path / "server.log", "wb"),
-                            stderr=subprocess.STDOUT)
+    argv = [sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1", "--http-port", str(http),
+            "--tftp-port", str(tftp), "--data-dir", str(tmp_path / "data"), "--boot-dir", str(boot)]
     url = f"http://127.0.0.1:{http}"
-    try:
+    state = {"url": url, "tftp_port": tftp, "boot": boot, "data": tmp_path / "data"}
+
+    def start():
+        state["proc"] = subprocess.Popen(argv, stdout=open(tmp_path / "server.log", "ab"), stderr=subprocess.STDOUT)
         for _ in range(100):
             try:
-                requests.get(f"{url}/api/hosts", timeout=1)
+                requests.get(f"{url}/boot.ipxe", timeout=1)
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        yield {"url": url, "tftp_port": tftp, "boot": boot, "data": tmp_path / "data", "proc": proc}
+        state["admin"] = {"Authorization": "Bearer " + (tmp_path / "data" / "admin.token").read_text().strip()}
+
+    def stop():
+        state["proc"].terminate()
+        state["proc"].wait(10)
+
+    state["restart"] = lambda: (stop(), start())
+    start()
+    try:
+        yield state
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop()

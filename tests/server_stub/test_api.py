@@ -3,7 +3,7 @@ import requests
 
 
 def admin(server, method, path, **body):
-    return requests.request(method, server["url"] + path, json=body or None, timeout=10)
+    return requests.request(method, server["url"] + path, json=body or None, headers=server["admin"], timeout=10)
 
 
 def setup_task(server, kind="capture"):
@@ -75,3 +75,41 @@ def test_bad_admin_input_gets_400_and_unknown_404(server):
     assert admin(server, "GET", "/api/tasks/12345").status_code == 404
     r = requests.get(f"{server['url']}/boot/not-a-mac.ipxe", timeout=10)
     assert r.status_code == 400
+
+
+def test_admin_calls_need_the_admin_credential(server):
+    for method, path in (("GET", "/api/hosts"), ("POST", "/api/hosts"), ("GET", "/api/tasks"),
+                         ("POST", "/api/tasks/1/cancel"), ("GET", "/api/boot-log")):
+        assert requests.request(method, server["url"] + path, json={}, timeout=10).status_code == 401
+        wrong = {"Authorization": "Bearer not-it"}
+        assert requests.request(method, server["url"] + path, json={}, headers=wrong, timeout=10).status_code == 401
+    assert (server["data"] / "admin.token").stat().st_mode & 0o077 == 0, "the token file is private"
+    # A task token is not an admin credential.
+    setup_task(server)
+    token = token_of(server, "52:54:00:00:00:01")
+    assert requests.get(server["url"] + "/api/tasks", headers={"Authorization": f"Bearer {token}"},
+                        timeout=10).status_code == 401
+
+
+def test_one_hosts_token_cannot_touch_another_hosts_task(server):
+    first = setup_task(server)
+    second = admin(server, "POST", "/api/tasks", host="pc2", type="capture", image="win10").json()
+    token_1 = token_of(server, "52:54:00:00:00:01")
+    for what in ("checkin", "progress", "done", "failed"):
+        r = requests.post(f"{server['url']}/api/tasks/{second['id']}/{what}",
+                          headers={"Authorization": f"Bearer {token_1}"}, json={}, timeout=10)
+        assert r.status_code == 401, what
+    assert admin(server, "GET", f"/api/tasks/{second['id']}").json()["state"] == "queued"
+    assert admin(server, "GET", f"/api/tasks/{first['id']}").json()["state"] == "queued"
+
+
+def test_a_running_client_keeps_reporting_across_a_server_restart(server):
+    task = setup_task(server)
+    auth = {"Authorization": "Bearer " + token_of(server, "52:54:00:00:00:01")}
+    base = f"{server['url']}/api/tasks/{task['id']}"
+    assert requests.post(base + "/checkin", headers=auth, json={}, timeout=10).status_code == 200
+    server["restart"]()
+    assert requests.post(base + "/progress", headers=auth, json={"percent": 77}, timeout=10).status_code == 200
+    assert requests.post(base + "/done", headers=auth, json={"result": {}}, timeout=10).status_code == 200
+    record = admin(server, "GET", f"/api/tasks/{task['id']}").json()
+    assert record["state"] == "done" and record["progress"]["percent"] == 77
