@@ -51,9 +51,11 @@ def render_ipxe(spec: BootSpec) -> str:
                 f"kernel {spec.kernel_url} initrd=initrd.img {spec.cmdline}\n"
                 f"initrd --name initrd.img {spec.initrd_url}\n"
                 "boot\n")
-    # Like FOG: hand the machine back to its own disk; 'exit' returns to the firmware's next boot device.
+    # Like FOG: hand the machine back to its own disk. BIOS: sanboot the first disk. UEFI: sanboot of
+    # drive 0x80 does not exist there, so 'exit' returns to the firmware, which boots its next entry.
     return ("#!ipxe\n"
             f"echo imager: {spec.reason}, booting the local disk\n"
+            "iseq ${platform} efi && exit ||\n"
             "sanboot --no-describe --drive 0x80 || exit\n")
 
 

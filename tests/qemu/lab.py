@@ -28,6 +28,7 @@ SERVER_IP = "10.231.0.1"
 HTTP_PORT = 8080
 SERVER_URL = f"http://{SERVER_IP}:{HTTP_PORT}"
 EXPORT = f"{SERVER_IP}:/images"
+OVMF = "/usr/share/ovmf/OVMF.fd"
 
 
 class LabError(RuntimeError):
@@ -37,18 +38,22 @@ class LabError(RuntimeError):
 class VM:
     """One QEMU client; its serial console goes to a file."""
 
-    def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768) -> None:
+    def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768, firmware: str = "bios") -> None:
         self.name, self.mac, self.disk = name, mac, disk
         self.console = lab.dir / f"{name}.console.log"
         tap = f"tap{len(lab.vms)}"
         lab.netns("ip", "tuntap", "add", tap, "mode", "tap")
         lab.netns("ip", "link", "set", tap, "master", "br0", "up")
         self.started = time.monotonic()
+        # UEFI: no iPXE option ROM, so OVMF's own PXE client (DHCP client architecture 7) fetches
+        # snponly.efi from our TFTP, and that iPXE runs our script.
+        firmware_args = ["-bios", OVMF] if firmware == "uefi" else ["-boot", "n"]
+        rom = ",romfile=" if firmware == "uefi" else ""
         self.proc = lab.spawn([
-            "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", "-boot", "n",
+            "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", *firmware_args,
             "-monitor", "none", "-serial", f"file:{self.console}",
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=n0,mac={mac}",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1{rom}",
             "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
         ], log=lab.dir / f"{name}.qemu.log")
 
@@ -161,9 +166,13 @@ EXPORT {{
         self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
                     "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
                     f"--dhcp-leasefile={self.dir / 'dnsmasq.leases'}", f"--pid-file={self.dir / 'dnsmasq.pid'}",
-                    # iPXE (user class / option 175) gets our script; plain PXE ROMs get iPXE first.
-                    "--dhcp-match=set:ipxe,175", f"--dhcp-boot=tag:!ipxe,undionly.kpxe,,{SERVER_IP}",
-                    f"--dhcp-boot=tag:ipxe,boot.ipxe,,{SERVER_IP}", "--log-dhcp"], log=log)
+                    # iPXE (option 175) gets our script; plain PXE ROMs get iPXE first: BIOS undionly.kpxe,
+                    # x86-64 UEFI (client architecture 7 or 9) snponly.efi.
+                    "--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7",
+                    "--dhcp-match=set:efi64,option:client-arch,9",
+                    f"--dhcp-boot=tag:ipxe,boot.ipxe,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}", "--log-dhcp"], log=log)
 
     def _wait_port(self, port: int, what: str, log: Path, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -218,8 +227,8 @@ EXPORT {{
             time.sleep(2)
         raise LabError(f"task {task_id} is still {task['state']} after {timeout:.0f} s")
 
-    def boot(self, name: str, mac: str, disk: Path) -> VM:
-        vm = VM(self, name, mac, disk)
+    def boot(self, name: str, mac: str, disk: Path, firmware: str = "bios") -> VM:
+        vm = VM(self, name, mac, disk, firmware=firmware)
         self.vms.append(vm)
         return vm
 

@@ -14,6 +14,7 @@ MAC_A = "52:54:00:12:34:01"
 MAC_B = "52:54:00:12:34:02"
 MAC_SMALL = "52:54:00:12:34:03"
 MAC_UNKNOWN = "52:54:00:12:34:99"
+MAC_UEFI = "52:54:00:12:34:0e"
 IMAGE = "lab-image"
 
 
@@ -107,3 +108,19 @@ def test_deploy_onto_too_small_disk_fails_and_writes_nothing(lab, captured):
     assert "task failed (disk_too_small)" in task["log"]
     assert "TASK FAILED (disk_too_small)" in vm.console_text()
     assert file_sha256(small) == before, "the target disk was modified"
+
+
+def test_a_uefi_client_boots_the_imager_and_deploys(lab, captured):
+    """OVMF's PXE fetches snponly.efi from our TFTP (DHCP client architecture 7), then the same iPXE path."""
+    target = lab.dir / "uefi.img"
+    with open(target, "wb") as f:
+        f.truncate(1024 * 1024 * 1024)
+    lab.cli("host", "add", MAC_UEFI, "pc-uefi")
+    task = lab.cli_json("task", "deploy", "pc-uefi", IMAGE)
+    vm = lab.boot("uefi", MAC_UEFI, target, firmware="uefi")
+    vm.wait_exit(900)
+    task = lab.task(task["id"])
+    assert task["state"] == "done", task.get("error")
+    assert "sent snponly.efi" in lab.server_log.read_text(), "the UEFI client took iPXE from our TFTP"
+    _, files = read_disk(target)
+    assert files == captured["written"]
