@@ -64,3 +64,14 @@ def render_chain_script(http_port: int) -> str:
     return ("#!ipxe\n"
             f"chain http://${{next-server}}:{http_port}/boot/${{net0/mac}}.ipxe || "
             "sanboot --no-describe --drive 0x80 || exit\n")
+
+
+def render_pxelinux(spec: BootSpec, kernel: str = "imager/vmlinuz", initrd: str = "imager/initrd.img") -> str:
+    """pxelinux.cfg/01-<mac> for syslinux clients: the kernel and initrd come over TFTP."""
+    if isinstance(spec, ImagerBoot):
+        return ("DEFAULT imager\nPROMPT 0\n"
+                "LABEL imager\n"
+                f"  KERNEL {kernel}\n"
+                f"  INITRD {initrd}\n"
+                f"  APPEND {spec.cmdline}\n")
+    return f"DEFAULT local\nPROMPT 0\n# {spec.reason}\nLABEL local\n  LOCALBOOT 0\n"

@@ -63,6 +63,15 @@ async def _serve(args: argparse.Namespace) -> None:
     def dynamic(path: str, client_ip: str) -> bytes | None:
         if path == "boot.ipxe":
             return bootpolicy.render_chain_script(args.http_port).encode()
+        pxelinux = re.fullmatch(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})", path)
+        if pxelinux:
+            base = public_url or f"http://{args.bind}:{args.http_port}"
+            ctx = bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args)
+            spec = webapp.decide_for_mac(store, pxelinux.group(1), ctx)
+            return bootpolicy.render_pxelinux(spec).encode()
+        if path in ("imager/vmlinuz", "imager/initrd.img"):  # for pxelinux, which fetches over TFTP only
+            boot_file = Path(args.boot_dir) / path.split("/", 1)[1]
+            return boot_file.read_bytes() if boot_file.exists() else None
         match = re.fullmatch(r"boot/([0-9a-fA-F:-]{17})\.ipxe", path)
         if match:
             # Without a configured URL, let iPXE fill in the address it fetched this script from.

@@ -58,3 +58,20 @@ def test_the_per_mac_script_is_served_over_tftp_too(server):
     got = tftp_get(server, "boot/52:54:00:00:00:07.ipxe")
     assert got.returncode == 0
     assert b"sanboot --no-describe --drive 0x80" in got.stdout  # unknown MAC: local disk
+
+
+def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
+    import requests
+    admin = server["admin"]
+    url = server["url"]
+    requests.post(f"{url}/api/storage", json={"name": "main", "export": "10.0.0.1:/images"}, headers=admin)
+    requests.post(f"{url}/api/hosts", json={"mac": "52:54:00:00:00:08", "name": "pc8"}, headers=admin)
+    requests.post(f"{url}/api/images", json={"name": "win10", "storage": "main"}, headers=admin)
+    unknown = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-09").stdout.decode()
+    assert "LOCALBOOT 0" in unknown and "KERNEL" not in unknown
+    task = requests.post(f"{url}/api/tasks", json={"host": "pc8", "type": "capture", "image": "win10"},
+                         headers=admin).json()
+    config = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-08").stdout.decode()
+    assert "KERNEL imager/vmlinuz" in config and "INITRD imager/initrd.img" in config
+    assert f"imager.task={task['id']}" in config and "imager.token=" in config
+    assert tftp_get(server, "imager/initrd.img").stdout == (server["boot"] / "initrd.img").read_bytes()
