@@ -4,7 +4,7 @@
     imager-server host add MAC NAME | host list
     imager-server storage add NAME HOST:/EXPORT [--options O] | storage list
     imager-server image add NAME --storage NODE [--type resizable|multipart] | image list
-    imager-server task capture|deploy HOST IMAGE [--disk DEV] [--after reboot|poweroff]
+    imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
     imager-server boot-log [--mac MAC]
 
@@ -157,9 +157,11 @@ def _admin(args: argparse.Namespace) -> object:
         case "image", "list":
             return _table(_call(s, "GET", "/api/images"), ["id", "name", "type", "storage", "stored_bytes", "captured"])
         case "task", ("capture" | "deploy") as kind:
-            return _call(s, "POST", "/api/tasks", {"host": args.host, "type": kind, "image": args.image,
-                                                    "disk": args.disk, "after": args.after,
-                                                    "partition": getattr(args, "partition", None)})
+            body = {"type": kind, "image": args.image, "disk": args.disk, "after": args.after,
+                    "partition": getattr(args, "partition", None)}
+            hosts = [h for h in args.host.split(",") if h]
+            body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
+            return _call(s, "POST", "/api/tasks", body)
         case "task", "list":
             tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
             return _table(_task_rows(tasks), ["id", "host", "type", "image", "state", "progress_", "error_"])
@@ -220,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     task = sub.add_parser("task").add_subparsers(dest="action", required=True)
     for kind in ("capture", "deploy"):
         p = task.add_parser(kind)
-        p.add_argument("host", help="MAC or name")
+        p.add_argument("host", help="MAC or name; several as pc1,pc2,pc3 (all tasks or none)")
         p.add_argument("image")
         p.add_argument("--disk", default=None, help="/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); "
                        "default: the machine's only fixed, non-USB disk")

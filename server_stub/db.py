@@ -186,6 +186,19 @@ class Store:
             raise Conflict(f"host {host_row['name']} has an active task already; cancel it first") from exc
         return self.task(cur.lastrowid)
 
+    def add_tasks(self, hosts: list[str], type_: str, image: str | None, **options) -> list[dict]:
+        """The same task for several hosts, all or none (deploy a room in one command)."""
+        if not hosts or len(set(hosts)) != len(hosts):
+            raise Invalid("give each host once")
+        self.conn.execute("BEGIN")
+        try:
+            tasks = [self.add_task(host, type_, image, **options) for host in hosts]
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return tasks
+
     _TASK_SELECT = ("SELECT t.*, h.mac, h.name AS host, i.name AS image FROM tasks t "
                     "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id ")
 

@@ -122,8 +122,13 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def add_task(request: web.Request) -> web.Response:
     body = await _body(request)
-    task = request.app[STORE].add_task(body["host"], body["type"], body.get("image"), body.get("disk"),
-                                       body.get("after", "reboot"), body.get("partition"))
+    options = {"disk": body.get("disk"), "after": body.get("after", "reboot"), "partition": body.get("partition")}
+    if "hosts" in body:  # several machines at once: all tasks or none
+        if not isinstance(body["hosts"], list):
+            raise db.Invalid("hosts must be a list")
+        tasks = request.app[STORE].add_tasks(body["hosts"], body["type"], body.get("image"), **options)
+        return _json([_public_task(t) for t in tasks], 201)
+    task = request.app[STORE].add_task(body["host"], body["type"], body.get("image"), **options)
     return _json(_public_task(task), 201)
 
 

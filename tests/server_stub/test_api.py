@@ -113,3 +113,14 @@ def test_a_running_client_keeps_reporting_across_a_server_restart(server):
     assert requests.post(base + "/done", headers=auth, json={"result": {}}, timeout=10).status_code == 200
     record = admin(server, "GET", f"/api/tasks/{task['id']}").json()
     assert record["state"] == "done" and record["progress"]["percent"] == 77
+
+
+def test_deploy_a_group_of_hosts_all_or_nothing(server):
+    setup_task(server)  # pc1 has an active capture task
+    admin(server, "POST", "/api/hosts", mac="52:54:00:00:00:03", name="pc3")
+    # pc1 is busy: no task is created for pc2 or pc3 either.
+    r = admin(server, "POST", "/api/tasks", hosts=["pc2", "pc3", "pc1"], type="capture", image="win10")
+    assert r.status_code == 409
+    assert [t["host"] for t in admin(server, "GET", "/api/tasks").json()] == ["pc1"]
+    r = admin(server, "POST", "/api/tasks", hosts=["pc2", "pc3"], type="capture", image="win10")
+    assert r.status_code == 201 and [t["host"] for t in r.json()] == ["pc2", "pc3"]
