@@ -52,3 +52,6 @@ bench: setup
 
 bench-server: setup
 	$(VENV)/bin/python bench/server.py
+
+# The production boot image (issue 7): make kernel, kernel-config-check, buildroot, buildroot-check.
+include mk/bootimage.mk

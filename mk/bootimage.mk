@@ -3,7 +3,8 @@
 #
 #   make kernel                 build/kernel/bzImage from Debian's linux-source + kernel-config/imager.fragment
 #   make kernel-config-check    the same configuration steps without compiling; fails if a fragment symbol dropped
-#   make buildroot BUILDROOT_DIR=/path/to/buildroot        the full buildroot image (downloads sources)
+#   make buildroot BUILDROOT_DIR=/path/to/buildroot        the full buildroot image (downloads sources); the
+#                               local imager package is synced again from imager/ on every run
 #   make buildroot-check BUILDROOT_DIR=/path/to/buildroot  offline: imager_defconfig + symbol check + check-package
 #
 # Variables are prefixed KCONF_ (kernel) and BR_ (buildroot), except BUILDROOT_DIR and ALLOW_NO_BUILDROOT.
@@ -43,8 +44,9 @@ build/.kconf-tools-installed: mk/bootimage.mk
 	@test -f $(KCONF_TARBALL) || { echo "kernel: $(KCONF_TARBALL) is missing; is linux-source still $(KCONF_SERIES)? (set KCONF_SERIES)"; exit 1; }
 	@touch $@
 
-# Unpacked once and kept; unpacked again when Debian ships a new tarball.
-$(KCONF_SRC)/.unpacked: build/.kconf-tools-installed $(wildcard $(KCONF_TARBALL))
+# Unpacked once and kept; unpacked again only when Debian ships a new tarball (never because this file
+# changed: a kernel build may be using the tree).
+$(KCONF_SRC)/.unpacked: $(wildcard $(KCONF_TARBALL)) | build/.kconf-tools-installed
 	rm -rf $(KCONF_SRC)
 	mkdir -p $(KCONF_SRC_DIR)
 	tar -C $(KCONF_SRC_DIR) -xf $(KCONF_TARBALL)
@@ -84,8 +86,9 @@ BR_PYTHON ?= /usr/bin/python3
 BR_APT_PACKAGES ?= build-essential file rsync bc cpio unzip wget perl python3 patch gzip bzip2 tar findutils \
 	libncurses-dev git
 BR_CHECK_APT_PACKAGES ?= python3-magic python3-flake8 shellcheck
-# buildroot must not see our make's command-line variables or job server.
-BR_MAKE = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES $(MAKE) -C $(BUILDROOT_DIR) BR2_EXTERNAL=$(BR_EXTERNAL)
+# buildroot must not see our make's command-line variables or job server; `make -n` stays a dry run.
+BR_DRY_RUN = $(if $(findstring n,$(firstword -$(MAKEFLAGS))),-n)
+BR_MAKE = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(MAKE) $(BR_DRY_RUN) -C $(BUILDROOT_DIR) BR2_EXTERNAL=$(BR_EXTERNAL)
 BR_NO_TREE_MESSAGE = no buildroot tree: set BUILDROOT_DIR=/path/to/buildroot (a 2026.x checkout, e.g. \
 	git clone -b 2026.05.1 https://gitlab.com/buildroot.org/buildroot.git)
 
@@ -127,8 +130,9 @@ else
 	$(call br_apt_install,$(BR_APT_PACKAGES))
 	$(BR_MAKE) O=$(abspath $(BR_OUT)) $(BR_DEFCONFIG)
 	$(KCONF_CHECK) --prefix BR2_ buildroot/configs/$(BR_DEFCONFIG) $(BR_OUT)/.config
+	$(BR_MAKE) O=$(abspath $(BR_OUT)) imager-clean-for-rebuild
 	$(BR_MAKE) O=$(abspath $(BR_OUT))
-	@ls -l $(BR_OUT)/images/bzImage $(BR_OUT)/images/rootfs.cpio.zst
+	@ls -l $(BR_OUT)/images/boot/
 endif
 
 .DEFAULT_GOAL := $(KCONF_SAVED_DEFAULT_GOAL)

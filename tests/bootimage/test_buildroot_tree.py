@@ -1,5 +1,6 @@
 """The buildroot external tree (issue 7), checked without a buildroot tree; with BUILDROOT_DIR set in the
 environment, the real `buildroot-check` (imager_defconfig, symbol survival, check-package) runs too."""
+import ast
 import os
 import re
 import subprocess
@@ -56,6 +57,20 @@ def test_one_init_for_both_builds():
     assert '"${REPO_DIR}/initramfs/udhcpc.script"' in post_build
     assert not [p for p in EXTERNAL.rglob("init") if p.is_file()]
     assert (REPO / "initramfs" / "init").is_file()
+
+
+def test_buildroot_image_has_the_programs_of_the_debian_build():
+    """Every program initramfs/build.py ships is one the buildroot post-build script insists on."""
+    tree = ast.parse((REPO / "initramfs" / "build.py").read_text())
+    debian = next(ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+                  and any(isinstance(t, ast.Name) and t.id == "PROGRAMS" for t in node.targets))
+    # Debian-only: the versioned interpreter name, module tools (nothing is a module), ldconfig (buildroot's
+    # pyudev finds libudev without ld.so.cache).
+    renamed = {"python3.11": "python3", "kmod": None, "ldconfig": None}
+    post_build = (EXTERNAL / "board" / "imager" / "post-build.sh").read_text()
+    listed = set(re.search(r"for program in (.*?); do", post_build, re.S).group(1).replace("\\", " ").split())
+    wanted = {renamed.get(p, p) for p in debian} - {None}
+    assert not wanted - listed, f"in the Debian build, not checked in the buildroot image: {sorted(wanted - listed)}"
 
 
 def test_buildroot_check_says_clearly_when_there_is_no_tree():

@@ -66,13 +66,15 @@ if [ -n "${modinfo}" ] && [ -d "${TARGET_DIR}/lib/firmware" ]; then
 	done
 fi
 
-# What init and the agent run; the Debian build checks the same list.
+# What init and the agent run: the programs initramfs/build.py puts in the
+# Debian-package initrd (tests/bootimage keeps the two lists in step).
 missing=""
 for program in python3 udevadm busybox udhcpc ip mount umount mount.nfs \
 	partclone.extfs partclone.ntfs partclone.fat partclone.xfs \
 	partclone.btrfs partclone.dd partclone.restore partclone.info \
-	zstd sfdisk sgdisk blkid wipefs blockdev lsblk partprobe \
-	e2fsck resize2fs dumpe2fs ntfsresize btrfs dialog udp-receiver; do
+	partclone.chkimg zstd sfdisk sgdisk blkid wipefs blockdev lsblk \
+	partprobe e2fsck resize2fs mke2fs dumpe2fs ntfsresize mkswap \
+	xfs_growfs btrfs dialog udp-receiver; do
 	found=""
 	for dir in bin sbin usr/bin usr/sbin; do
 		if [ -e "${TARGET_DIR}/${dir}/${program}" ] || \
