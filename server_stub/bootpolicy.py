@@ -59,10 +59,14 @@ def render_ipxe(spec: BootSpec) -> str:
             "sanboot --no-describe --drive 0x80 || exit\n")
 
 
-def render_chain_script(http_port: int) -> str:
-    """The static script for clients that arrive over TFTP: continue over HTTP, per MAC."""
+def render_chain_script(base_url: str) -> str:
+    """The static script for clients that arrive over TFTP: continue over HTTP, per MAC.
+
+    ``base_url`` is the server's own URL when it knows it; ``http://${next-server}:PORT`` otherwise,
+    which is wrong behind proxyDHCP (next-server is then the site's DHCP server).
+    """
     return ("#!ipxe\n"
-            f"chain http://${{next-server}}:{http_port}/boot/${{net0/mac}}.ipxe || "
+            f"chain {base_url}/boot/${{net0/mac}}.ipxe || "
             "sanboot --no-describe --drive 0x80 || exit\n")
 
 

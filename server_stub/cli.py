@@ -62,7 +62,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
     def dynamic(path: str, client_ip: str) -> bytes | None:
         if path == "boot.ipxe":
-            return bootpolicy.render_chain_script(args.http_port).encode()
+            return bootpolicy.render_chain_script(public_url or f"http://${{next-server}}:{args.http_port}").encode()
         pxelinux = re.fullmatch(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})", path)
         if pxelinux:
             base = public_url or f"http://{args.bind}:{args.http_port}"

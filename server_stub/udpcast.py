@@ -171,8 +171,6 @@ def sender_argv(options: SenderOptions, source: Path | None = None, *, program: 
             raise UdpcastError("async mode needs fec: without it any lost packet aborts the receivers")
         if o.pointopoint:
             raise UdpcastError("async mode cannot be point-to-point")
-    elif o.fec is not None:
-        raise UdpcastError("fec only makes sense in async mode")
     if o.fec is not None:
         m = _FEC.match(o.fec)
         if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1 or (m.group(3) and not 1 <= int(m.group(3)) <= 128):

@@ -72,7 +72,7 @@ async def boot_script(request: web.Request) -> web.Response:
 
 
 async def chain_script(request: web.Request) -> web.Response:
-    return web.Response(text=bootpolicy.render_chain_script(request.app[CONFIG]["http_port"]), content_type="text/plain")
+    return web.Response(text=bootpolicy.render_chain_script(boot_context(request).base_url), content_type="text/plain")
 
 
 async def boot_file(request: web.Request) -> web.StreamResponse:

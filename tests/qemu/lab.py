@@ -92,9 +92,14 @@ class VM:
 
 
 class Lab:
-    def __init__(self, workdir: str | None = None, fail_wait: int = 5) -> None:
+    def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe") -> None:
+        """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
+        that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
+        PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it."""
+        self.dhcp_mode = dhcp
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
         self.ns = f"imagerlab-{os.getpid()}"
+        self.site_ns = f"{self.ns}-site"
         self.images = self.dir / "images"
         self.fail_wait = fail_wait
         self.procs: list[subprocess.Popen] = []
@@ -162,6 +167,10 @@ EXPORT {{
         self.cli("storage", "add", "lab", EXPORT)
 
     def _start_dhcp(self) -> None:
+        if self.dhcp_mode == "proxy":
+            self._start_site_dhcp()
+            self._start_proxy_dhcp()
+            return
         log = self.dir / "dnsmasq.log"
         self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
                     "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
@@ -173,6 +182,34 @@ EXPORT {{
                     f"--dhcp-boot=tag:ipxe,boot.ipxe,,{SERVER_IP}",
                     f"--dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
                     f"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}", "--log-dhcp"], log=log)
+
+    def _start_site_dhcp(self) -> None:
+        """The site's DHCP server on its own host: addresses and a router, no PXE options at all."""
+        _run("ip", "netns", "add", self.site_ns)
+        _run("ip", "link", "add", "site0", "netns", self.site_ns, "type", "veth", "peer", "name", "site1",
+             "netns", self.ns)
+        self.netns("ip", "link", "set", "site1", "master", "br0", "up")
+        _run("ip", "-n", self.site_ns, "addr", "add", "10.231.0.2/24", "dev", "site0")
+        _run("ip", "-n", self.site_ns, "link", "set", "site0", "up")
+        _run("ip", "-n", self.site_ns, "link", "set", "lo", "up")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.site_ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+             "--user=root", "--interface=site0", "--bind-interfaces",
+             "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h", "--dhcp-option=option:router,10.231.0.2",
+             f"--dhcp-leasefile={self.dir / 'site-dhcp.leases'}", f"--pid-file={self.dir / 'site-dhcp.pid'}",
+             "--log-dhcp"], stdout=open(self.dir / "site-dhcp.log", "ab"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        self.procs.append(proc)
+
+    def _start_proxy_dhcp(self) -> None:
+        """Our proxyDHCP: no addresses, only boot information for PXE clients (docs/lab.md)."""
+        self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+                    "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.0,proxy,255.255.255.0",
+                    f"--pid-file={self.dir / 'proxy-dhcp.pid'}", "--dhcp-match=set:ipxe,175",
+                    f"--pxe-service=tag:ipxe,x86PC,imager,boot.ipxe,{SERVER_IP}",
+                    f"--pxe-service=tag:!ipxe,x86PC,iPXE,undionly.kpxe,{SERVER_IP}",
+                    f"--pxe-service=tag:!ipxe,X86-64_EFI,iPXE,snponly.efi,{SERVER_IP}", "--log-dhcp"],
+                   log=self.dir / "proxy-dhcp.log")
 
     def _wait_port(self, port: int, what: str, log: Path, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -198,6 +235,7 @@ EXPORT {{
                 proc.kill()
                 proc.wait()
         _run("ip", "netns", "delete", self.ns, check=False)
+        _run("ip", "netns", "delete", self.site_ns, check=False)
 
     # --- what tests do ----------------------------------------------------------
     def cli(self, *args: str) -> str:

@@ -32,4 +32,5 @@ def test_everything_else_boots_the_local_disk():
 
 
 def test_the_tftp_entry_script_chains_to_http_per_mac():
-    assert "chain http://${next-server}:8080/boot/${net0/mac}.ipxe" in render_chain_script(8080)
+    assert "chain http://10.0.0.1:8080/boot/${net0/mac}.ipxe" in render_chain_script("http://10.0.0.1:8080")
+    assert "chain http://${next-server}:8080/boot/" in render_chain_script("http://${next-server}:8080")
