@@ -5,7 +5,7 @@
 Builds an ext4 filesystem holding a copy of BENCH_SOURCE on a loop device
 (cached in build/bench), warms up once, then times in one run on the same input:
 
-  capture  imager        partclone -a0 → imager's data path (zstd level 3, all cores, SHA-256) → file
+  capture  imager        partclone -a0 → imager's data path (zstd level 2, all cores, SHA-256) → file
            Clonezilla    partclone.ext4 -c -a1 -z 10485760 -s DEV -o - | zstd -T0 -3 > file
            FOS (ref.)    partclone.ext4 -c -a0 -s DEV -o - | pigz -6 > file
   deploy   imager        file → SHA-256 → zstd → partclone.restore

@@ -30,8 +30,14 @@ class TaskClient:
         self.timeout = timeout
 
     def checkin(self) -> dict[str, Any]:
-        """Fetch the task and tell the server it is running."""
-        return self._post("checkin", {})
+        """Fetch the task and tell the server it is running; while the storage node is full, wait our turn."""
+        while True:
+            answer = self._post("checkin", {})
+            if not answer.get("wait"):
+                return answer
+            log.info("waiting for a free slot: %s; asking again in %s s", answer.get("message"),
+                     answer.get("retry_after", 5))
+            time.sleep(float(answer.get("retry_after", 5)))
 
     def progress(self, snapshot: dict[str, Any]) -> None:
         """Best effort: a lost progress report must not fail the task; a cancel must stop it."""

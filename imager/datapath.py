@@ -22,7 +22,8 @@ import zstandard
 from imager.errors import ChecksumMismatch, InvalidImage
 
 CHUNK = 4 * 1024 * 1024
-DEFAULT_LEVEL = 3
+# Level 2: on /usr, 21 % less CPU than level 3 for a 3 % larger image (bench/engine.py, issue 3 note).
+DEFAULT_LEVEL = 2
 # Bigger pipes mean fewer wake-ups between partclone and us (Linux caps at 1 MiB unprivileged).
 PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)

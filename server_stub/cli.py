@@ -2,7 +2,7 @@
 
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
     imager-server host add MAC NAME | host list
-    imager-server storage add NAME HOST:/EXPORT [--options O] | storage list
+    imager-server storage add NAME HOST:/EXPORT [--options O] | storage set NAME --max-clients N | storage list
     imager-server image add NAME --storage NODE [--type resizable|multipart] | image list
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
@@ -149,8 +149,10 @@ def _admin(args: argparse.Namespace) -> object:
             return _table(_call(s, "GET", "/api/hosts"), ["id", "mac", "name"])
         case "storage", "add":
             return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options})
+        case "storage", "set":
+            return _call(s, "POST", f"/api/storage/{args.name}", {"max_clients": args.max_clients})
         case "storage", "list":
-            return _table(_call(s, "GET", "/api/storage"), ["id", "name", "export", "options"])
+            return _table(_call(s, "GET", "/api/storage"), ["id", "name", "export", "options", "max_clients"])
         case "image", "add":
             return _call(s, "POST", "/api/images", {"name": args.name, "storage": args.storage,
                                                      "description": args.description, "type": args.type})
@@ -207,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("export", help="HOST:/PATH of the NFS export")
     p.add_argument("--options", default="vers=4.1")
+    p = storage.add_parser("set", help="change a node's limit of simultaneous clients (default 10)")
+    p.add_argument("name")
+    p.add_argument("--max-clients", type=int, required=True)
     storage.add_parser("list")
 
     image = sub.add_parser("image").add_subparsers(dest="action", required=True)

@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     id INTEGER PRIMARY KEY, mac TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS storage_nodes (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, export TEXT NOT NULL,
-    options TEXT NOT NULL DEFAULT 'vers=4.1', created REAL NOT NULL);
+    options TEXT NOT NULL DEFAULT 'vers=4.1', max_clients INTEGER NOT NULL DEFAULT 10, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, storage_id INTEGER NOT NULL REFERENCES storage_nodes(id),
     type TEXT NOT NULL DEFAULT 'resizable', description TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
@@ -55,6 +55,15 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     """The request contradicts the current state: becomes HTTP 409."""
+
+
+class StorageBusy(RuntimeError):
+    """Every slot of the task's storage node is taken: the client waits and checks in again."""
+
+    def __init__(self, node: str, running: int, limit: int, position: int) -> None:
+        super().__init__(f"storage node {node} is full ({running}/{limit} clients); "
+                         f"{position} machine(s) queued before this one")
+        self.position = position
 
 
 def normalize_mac(mac: str) -> str:
@@ -134,6 +143,13 @@ class Store:
         if not row:
             raise NotFound(f"no storage node {name!r}")
         return row
+
+    def set_storage_limit(self, name: str, max_clients: int) -> dict:
+        if not isinstance(max_clients, int) or max_clients < 1:
+            raise Invalid("max_clients must be a number ≥ 1")
+        self.storage(name)
+        self.conn.execute("UPDATE storage_nodes SET max_clients = ? WHERE name = ?", (max_clients, name))
+        return self.storage(name)
 
     def storage_nodes(self) -> list[dict]:
         return self._all("SELECT * FROM storage_nodes ORDER BY name")
@@ -228,9 +244,22 @@ class Store:
         return self.task(task_id)
 
     def start_task(self, task_id: int) -> dict:
+        """queued → running if its storage node has a free slot; else StorageBusy (FOG's queue)."""
         task = self.task(task_id)
         if task["state"] == "running":  # the client rebooted mid-task and checks in again
             return task
+        node = self._one("SELECT s.* FROM storage_nodes s JOIN images i ON i.storage_id = s.id WHERE i.id = ?",
+                         task["image_id"])
+        if node:
+            same_node = ("FROM tasks t JOIN images i ON i.id = t.image_id WHERE i.storage_id = ? AND t.state = ?")
+            running = self.conn.execute(f"SELECT COUNT(*) {same_node}", (node["id"], "running")).fetchone()[0]
+            if running >= node["max_clients"]:
+                ahead = self.conn.execute(f"SELECT COUNT(*) {same_node} AND t.id < ?",
+                                          (node["id"], "queued", task_id)).fetchone()[0]
+                busy = StorageBusy(node["name"], running, node["max_clients"], ahead)
+                self.conn.execute("UPDATE tasks SET progress = ? WHERE id = ?",
+                                  (json.dumps({"stage": f"waiting: {busy}"}), task_id))
+                raise busy
         return self._transition(task_id, ("queued",), "running", started=time.time())
 
     def record_progress(self, task_id: int, progress: dict) -> None:

@@ -76,7 +76,8 @@ class SenderOptions:
     broadcast: bool = False                   # Ethernet broadcast instead of multicast
     rexmit_hello_interval: int | None = None  # milliseconds between HELLOs (needed with async)
     progress: bool = True                     # progress lines on stderr (SenderProcess reads them)
-    log: Path | None = None
+    # No --log: udp-sender then writes its messages there instead of stderr, and SenderProcess would not
+    # see the transfer start or complete.  SenderProcess(stderr_log=...) keeps a copy of stderr instead.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,8 +218,6 @@ def sender_argv(options: SenderOptions, source: Path | None = None, *, program: 
         argv += ["--rexmit-hello-interval", str(o.rexmit_hello_interval)]
     if not o.progress:
         argv.append("--no-progress")
-    if o.log is not None:
-        argv += ["--log", os.fspath(o.log)]
     return argv
 
 
@@ -317,11 +316,12 @@ class SenderProcess:
     _live: "weakref.WeakSet[SenderProcess]" = weakref.WeakSet()
 
     def __init__(self, argv: Sequence[str], *, wrapper: Sequence[str] = (), stdin: IO[bytes] | int | None = None,
-                 tail_lines: int = 40, term_timeout: float = 5.0) -> None:
+                 stderr_log: Path | None = None, tail_lines: int = 40, term_timeout: float = 5.0) -> None:
         if not argv:
             raise ValueError("empty argv")
         self.argv = [*wrapper, *argv]
         self._stdin = stdin
+        self._stderr_log = stderr_log
         self._term_timeout = term_timeout
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._result = SenderResult()
@@ -412,6 +412,7 @@ class SenderProcess:
         assert self._proc is not None and self._proc.stderr is not None
         pending = b""
         fd = self._proc.stderr.fileno()
+        log = open(self._stderr_log, "ab") if self._stderr_log is not None else None
         while True:
             try:
                 chunk = os.read(fd, 65536)
@@ -419,12 +420,17 @@ class SenderProcess:
                 break
             if not chunk:
                 break
+            if log is not None:
+                log.write(chunk)
+                log.flush()
             pending += chunk
             *lines, pending = re.split(rb"[\r\n]", pending)
             for raw in lines:
                 self._line(raw.decode("utf-8", "replace").strip())
         if pending:
             self._line(pending.decode("utf-8", "replace").strip())
+        if log is not None:
+            log.close()
         self._proc.stderr.close()
 
     def _line(self, line: str) -> None:

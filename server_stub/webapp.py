@@ -105,6 +105,11 @@ async def add_storage(request: web.Request) -> web.Response:
     return _json(request.app[STORE].add_storage(body["name"], body["export"], body.get("options", "vers=4.1")), 201)
 
 
+async def set_storage(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(request.app[STORE].set_storage_limit(request.match_info["name"], body.get("max_clients")))
+
+
 async def list_images(request: web.Request) -> web.Response:
     return _json(request.app[STORE].images())
 
@@ -161,7 +166,10 @@ def _authorized_task(request: web.Request) -> dict:
 async def client_checkin(request: web.Request) -> web.Response:
     task = _authorized_task(request)
     store = request.app[STORE]
-    task = store.start_task(task["id"])
+    try:
+        task = store.start_task(task["id"])
+    except db.StorageBusy as busy:
+        return _json({"wait": True, "retry_after": 5, "position": busy.position, "message": str(busy)})
     image = store.image(task["image"])
     node = store.storage(image["storage"])
     return _json({
@@ -217,6 +225,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.get("/files/{name}", boot_file),
         web.get("/api/hosts", admin_only(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
         web.get("/api/storage", admin_only(list_storage)), web.post("/api/storage", admin_only(add_storage)),
+        web.post("/api/storage/{name}", admin_only(set_storage)),
         web.get("/api/images", admin_only(list_images)), web.post("/api/images", admin_only(add_image)),
         web.get("/api/tasks", admin_only(list_tasks)), web.post("/api/tasks", admin_only(add_task)),
         web.get("/api/tasks/{id:\\d+}", admin_only(get_task)),

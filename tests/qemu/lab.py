@@ -253,6 +253,18 @@ EXPORT {{
         body, _, code = result.stdout.rpartition("\n")
         return int(code or 0), body
 
+    def client_call(self, task_id: int, token: str, what: str, body: dict | None = None) -> dict:
+        """A machine's call (checkin, progress, done, failed) with its task token, from inside the lab."""
+        result = self.netns("curl", "-s", "-X", "POST", "-H", f"Authorization: Bearer {token}",
+                            "-H", "Content-Type: application/json", "-d", json.dumps(body or {}),
+                            f"{SERVER_URL}/api/tasks/{task_id}/{what}", check=False)
+        return json.loads(result.stdout or "{}")
+
+    def task_token(self, mac: str) -> str:
+        """The token the server puts in this MAC's boot script."""
+        _, script = self.http_get(f"/boot/{mac}.ipxe")
+        return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+
     def task(self, task_id: int) -> dict:
         return self.cli_json("task", "show", str(task_id))
 

@@ -15,6 +15,8 @@ MAC_B = "52:54:00:12:34:02"
 MAC_SMALL = "52:54:00:12:34:03"
 MAC_UNKNOWN = "52:54:00:12:34:99"
 MAC_UEFI = "52:54:00:12:34:0e"
+MAC_HOLD = "52:54:00:12:34:10"
+MAC_QUEUED = "52:54:00:12:34:11"
 IMAGE = "lab-image"
 
 
@@ -124,3 +126,31 @@ def test_a_uefi_client_boots_the_imager_and_deploys(lab, captured):
     assert "sent snponly.efi" in lab.server_log.read_text(), "the UEFI client took iPXE from our TFTP"
     _, files = read_disk(target)
     assert files == captured["written"]
+
+
+def test_a_deploy_waits_behind_a_full_storage_node_then_runs(lab, captured):
+    """max 1 client on the node: a machine holding the slot makes the next one wait, on screen, not fail."""
+    lab.cli("storage", "set", "lab", "--max-clients", "1")
+    try:
+        lab.cli("host", "add", MAC_HOLD, "pc-hold")
+        holder = lab.cli_json("task", "deploy", "pc-hold", IMAGE)
+        hold_token = lab.task_token(MAC_HOLD)
+        assert lab.client_call(holder["id"], hold_token, "checkin")["state"] == "running"
+
+        target = lab.dir / "queued.img"
+        with open(target, "wb") as f:
+            f.truncate(1024 * 1024 * 1024)
+        lab.cli("host", "add", MAC_QUEUED, "pc-queued")
+        task = lab.cli_json("task", "deploy", "pc-queued", IMAGE)
+        vm = lab.boot("queued", MAC_QUEUED, target)
+        vm.wait_console("waiting for a free slot: storage node lab is full (1/1", 300)
+        waiting = lab.task(task["id"])
+        assert waiting["state"] == "queued" and "waiting" in waiting["progress"]["stage"]
+
+        lab.client_call(holder["id"], hold_token, "done", {"result": {}})  # the slot frees up
+        vm.wait_exit(900)
+        assert lab.task(task["id"])["state"] == "done", lab.task(task["id"]).get("error")
+        _, files = read_disk(target)
+        assert files == captured["written"]
+    finally:
+        lab.cli("storage", "set", "lab", "--max-clients", "10")

@@ -124,3 +124,19 @@ def test_deploy_a_group_of_hosts_all_or_nothing(server):
     assert [t["host"] for t in admin(server, "GET", "/api/tasks").json()] == ["pc1"]
     r = admin(server, "POST", "/api/tasks", hosts=["pc2", "pc3"], type="capture", image="win10")
     assert r.status_code == 201 and [t["host"] for t in r.json()] == ["pc2", "pc3"]
+
+
+def test_a_full_storage_node_queues_the_next_client(server):
+    task = setup_task(server)
+    assert admin(server, "POST", "/api/storage/main", max_clients=1).json()["max_clients"] == 1
+    second = admin(server, "POST", "/api/tasks", host="pc2", type="capture", image="win10").json()
+    auth1 = {"Authorization": "Bearer " + token_of(server, "52:54:00:00:00:01")}
+    auth2 = {"Authorization": "Bearer " + token_of(server, "52:54:00:00:00:02")}
+    base = server["url"] + "/api/tasks"
+    assert requests.post(f"{base}/{task['id']}/checkin", headers=auth1, json={}, timeout=10).json()["state"] == "running"
+    wait = requests.post(f"{base}/{second['id']}/checkin", headers=auth2, json={}, timeout=10).json()
+    assert wait["wait"] is True and "storage node main is full (1/1" in wait["message"]
+    record = admin(server, "GET", f"/api/tasks/{second['id']}").json()
+    assert record["state"] == "queued" and "waiting" in record["progress"]["stage"]
+    requests.post(f"{base}/{task['id']}/done", headers=auth1, json={"result": {}}, timeout=10)
+    assert requests.post(f"{base}/{second['id']}/checkin", headers=auth2, json={}, timeout=10).json()["state"] == "running"
