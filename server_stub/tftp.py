@@ -131,7 +131,6 @@ class TftpServer:
 
     async def _send(self, sock: socket.socket, addr, source: io.BufferedIOBase, options: dict[str, str],
                     filename: str) -> None:
-        loop = asyncio.get_running_loop()
         blksize, timeout, accepted = DEFAULT_BLKSIZE, self.timeout, {}
         if "blksize" in options and options["blksize"].isdigit():
             blksize = max(8, min(int(options["blksize"]), MAX_BLKSIZE))

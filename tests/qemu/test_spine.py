@@ -57,16 +57,22 @@ def test_capture_publishes_a_complete_image(lab, captured):
     assert status == 200 and "sanboot --no-describe --drive 0x80" in script and "kernel " not in script
 
 
-def test_deploy_onto_second_client_restores_table_and_files(lab, captured):
-    target = lab.dir / "b.img"
+def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios"):
+    """An empty 1 GiB client registered, given a deploy of IMAGE, booted until it powers itself off."""
+    target = lab.dir / f"{name}.img"
     with open(target, "wb") as f:
         f.truncate(1024 * 1024 * 1024)
-    lab.cli("host", "add", MAC_B, "pc-b")
-    task = lab.cli_json("task", "deploy", "pc-b", IMAGE)
-    vm = lab.boot("b", MAC_B, target)
+    lab.cli("host", "add", mac, f"pc-{name}")
+    task = lab.cli_json("task", "deploy", f"pc-{name}", IMAGE)
+    vm = lab.boot(name, mac, target, firmware=firmware)
     vm.wait_exit(900)
     task = lab.task(task["id"])
     assert task["state"] == "done", task.get("error")
+    return target
+
+
+def test_deploy_onto_second_client_restores_table_and_files(lab, captured):
+    target = deploy_to_new_client(lab, "b", MAC_B)
 
     table_a, files_a = read_disk(captured["source"])
     table_b, files_b = read_disk(target)
@@ -114,15 +120,7 @@ def test_deploy_onto_too_small_disk_fails_and_writes_nothing(lab, captured):
 
 def test_a_uefi_client_boots_the_imager_and_deploys(lab, captured):
     """OVMF's PXE fetches snponly.efi from our TFTP (DHCP client architecture 7), then the same iPXE path."""
-    target = lab.dir / "uefi.img"
-    with open(target, "wb") as f:
-        f.truncate(1024 * 1024 * 1024)
-    lab.cli("host", "add", MAC_UEFI, "pc-uefi")
-    task = lab.cli_json("task", "deploy", "pc-uefi", IMAGE)
-    vm = lab.boot("uefi", MAC_UEFI, target, firmware="uefi")
-    vm.wait_exit(900)
-    task = lab.task(task["id"])
-    assert task["state"] == "done", task.get("error")
+    target = deploy_to_new_client(lab, "uefi", MAC_UEFI, firmware="uefi")
     assert "sent snponly.efi" in lab.server_log.read_text(), "the UEFI client took iPXE from our TFTP"
     _, files = read_disk(target)
     assert files == captured["written"]
