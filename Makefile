@@ -11,7 +11,7 @@ APT_PACKAGES := \
 	python3-certifi python3-chardet python3-charset-normalizer python3-dialog python3-blessed \
 	python3-wcwidth python3-six \
 	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
-	dialog udpcast cpio ncurses-base libtirpc-common netbase \
+	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl
 

@@ -15,6 +15,9 @@ Facts about this udpcast version that the code relies on (checked against the bi
 - the rendezvous goes to the interface's broadcast address (with --ttl 1): an interface configured
   without one (`ip addr add A/P` without `brd +`) makes udp-receiver fail with "Receiver error";
 - --min-wait / --max-wait / --start-timeout are whole seconds; the default packet size 1456 is the maximum;
+- udp-sender ignores SIGTERM once the transfer runs (SenderProcess.stop escalates to SIGKILL);
+- without --rexmit-hello-interval the HELLO goes out once, and a receiver that missed it never joins;
+- --log diverts udp-sender's messages from stderr, so SenderOptions has no log (SenderProcess keeps a copy);
 - full duplex is this version's default mode, but we always say which mode we want.
 """
 from __future__ import annotations
@@ -112,9 +115,9 @@ def _check_interface(interface: str | None) -> None:
         raise UdpcastError(f"interface {interface!r} is not a network interface name")
 
 
-def _check_seconds(name: str, value: int | None, minimum: int = 0) -> None:
+def _check_seconds(name: str, value: int | None, minimum: int = 0, unit: str = "seconds") -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-        raise UdpcastError(f"{name} {value!r}: whole seconds ≥ {minimum} (udpcast reads integers)")
+        raise UdpcastError(f"{name} {value!r}: whole {unit} ≥ {minimum} (udpcast reads integers)")
 
 
 def _check_positive(name: str, value: int | None, maximum: int | None = None) -> None:
@@ -236,7 +239,7 @@ def receiver_argv(options: ReceiverOptions, output: Path | None = None, *, progr
     _check_seconds("start_timeout", o.start_timeout, 1)
     _check_seconds("receive_timeout", o.receive_timeout, 1)
     _check_positive("rcvbuf", o.rcvbuf)
-    _check_seconds("exit_wait", o.exit_wait)
+    _check_seconds("exit_wait", o.exit_wait, unit="milliseconds")
     if output is not None and not str(output):
         raise UdpcastError("empty output path")
 
