@@ -7,11 +7,12 @@ technician can read; the machine then reboots (or powers off).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from imager import bootenv, cmdline, imagestore
 from imager.api import TaskClient
@@ -51,22 +52,26 @@ def setup_logging(debug: bool) -> LogTail:
 
 # --- the ops a task can ask for -------------------------------------------------
 
-def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+@contextlib.contextmanager
+def task_storage(task: dict[str, Any]) -> Iterator[str]:
+    """The task's storage node, mounted for the op and unmounted whatever happens."""
     root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
     try:
-        return capture(task.get("disk"), root, task["image"]["name"], progress,
-                       image_type=task["image"].get("type", "resizable"))
+        yield root
     finally:
         bootenv.unmount_storage(root)
+
+
+def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    with task_storage(task) as root:
+        return capture(task.get("disk"), root, task["image"]["name"], progress,
+                       image_type=task["image"].get("type", "resizable"))
 
 
 def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
-    try:
+    with task_storage(task) as root:
         return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress,
                       partition=task.get("partition"), hostname=task.get("hostname"))
-    finally:
-        bootenv.unmount_storage(root)
 
 
 OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from typing import IO, Any, Callable
 
 from imager import datapath, disks, filesystems, legacy, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
@@ -135,13 +135,8 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
             filesystems.recreate_swap(device, part["uuid"], part["label"])
         elif part["tool"] != filesystems.CONTAINER:
             progress.set_stage(f"partition {i}/{len(parts)}: {os.path.basename(device)}", total=part["bytes"])
-            writer = process.spawn(partclone.restore_argv(part["tool"], device), stdin=process.PIPE)
-            try:
-                datapath.decompress_pieces(part["pieces"], part["compression"], writer.stdin, progress.add)
-            except BaseException:
-                writer.kill()
-                raise
-            writer.wait()
+            feed_partclone(part["tool"], device, lambda sink: datapath.decompress_pieces(
+                part["pieces"], part["compression"], sink, progress.add))
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     return {"image": os.path.basename(image_dir), "format": image["format"], "disk": target.path,
@@ -159,11 +154,17 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
 
 def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress) -> None:
     """``path`` → SHA-256 check → zstd decompress → partclone restore onto ``device``."""
+    feed_partclone(tool, device, lambda sink: datapath.decompress_from_file(
+        path, sink, expected_sha256=file_meta.get("sha256"), expected_size=file_meta.get("size"),
+        on_progress=progress.add))
+
+
+def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object]) -> None:
+    """Run partclone's restore onto ``device`` with ``feed`` writing the stream into its stdin."""
     writer = process.spawn(partclone.restore_argv(tool, device), stdin=process.PIPE)
     datapath.widen_pipe(writer.stdin)
     try:
-        datapath.decompress_from_file(path, writer.stdin, expected_sha256=file_meta.get("sha256"),
-                                      expected_size=file_meta.get("size"), on_progress=progress.add)
+        feed(writer.stdin)
     except BrokenPipeError:
         writer.wait()  # partclone stopped reading: its own message is the real reason
         raise
