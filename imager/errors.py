@@ -95,3 +95,9 @@ class ChecksumMismatch(InvalidImage):
 class CommandFailed(ImagerError):
     code = "command_failed"
     hint = "See the log lines above for the tool's own message."
+
+
+class RegistryError(ImagerError):
+    code = "windows_registry"
+    hint = ("The deployed Windows' registry (SYSTEM hive) is damaged or not what Windows writes; the disk holds "
+            "the image otherwise intact. Check the image's Windows, or deploy it without a hostname.")

@@ -27,21 +27,22 @@ REPO = HERE.parent
 PROGRAMS = [
     "python3.11", "partclone.extfs", "partclone.fat", "partclone.ntfs", "partclone.xfs", "partclone.btrfs",
     "partclone.dd", "partclone.restore", "partclone.info", "partclone.chkimg", "zstd", "sfdisk", "sgdisk",
-    "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig",
+    "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig", "ntfs-3g",
     "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk", "ntfsresize", "mkswap",
     "xfs_growfs", "btrfs",
 ]
 # mount.nfs4 and friends are the same binary under other names.
 ALIASES = {"mount.nfs": ["mount.nfs4", "umount.nfs", "umount.nfs4"], "kmod": ["modprobe", "insmod", "lsmod", "rmmod"],
            "python3.11": ["python3"], "mke2fs": ["mkfs.ext4", "mkfs.ext3", "mkfs.ext2"],
-           "partclone.extfs": ["partclone.ext2", "partclone.ext3", "partclone.ext4"]}
+           "partclone.extfs": ["partclone.ext2", "partclone.ext3", "partclone.ext4"],
+           "ntfs-3g": ["mount.ntfs-3g"]}  # mount -t ntfs-3g (util-linux or busybox) runs mount.ntfs-3g
 EXTRA_FILES = ["/lib/systemd/systemd-udevd", "/etc/netconfig", "/etc/services", "/etc/protocols"]
 UDEV_HELPERS = ["ata_id", "scsi_id", "cdrom_id"]
 TERMINFO = ["l/linux", "v/vt100", "v/vt102", "v/vt220", "d/dumb", "x/xterm", "x/xterm-256color"]
 # Debian packages whose Python modules the environment imports.
 PYTHON_PACKAGES = ["python3-pyudev", "python3-parted", "python3-zstandard", "python3-requests", "python3-urllib3",
                    "python3-idna", "python3-certifi", "python3-chardet", "python3-charset-normalizer",
-                   "python3-dialog", "python3-blessed", "python3-wcwidth", "python3-six"]
+                   "python3-dialog", "python3-blessed", "python3-wcwidth", "python3-six", "python3-hivex"]
 STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "venv",
                "unittest", "distutils", "config-3.11-x86_64-linux-gnu", "__phello__", "sqlite3"}
 # Drivers: disks, NICs, filesystems, NFS.  udev loads the hardware ones by modalias; mount loads the rest.
@@ -51,6 +52,7 @@ MODULES = [
     "usb_storage", "uas", "usbhid", "hid_generic", "e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3",
     "bnx2", "vmxnet3", "8139cp", "ne2k_pci", "pcnet32", "ext4", "vfat", "nls_cp437", "nls_iso8859_1",
     "nls_utf8", "xfs", "btrfs", "nfs", "nfsv3", "nfsv4", "loop", "dm_mod", "crc32c_generic", "crc32c_intel",
+    "fuse",  # ntfs-3g
 ]
 BUSYBOX_SKIP = {"modprobe", "insmod", "rmmod", "lsmod", "depmod", "blkid", "blockdev",
                 "fdisk", "mkfs.ext2", "mkfs.vfat", "wipefs", "init", "linuxrc", "lsblk"}
@@ -238,12 +240,13 @@ def add_system(root: Root) -> None:
 
 def check(root: Root) -> None:
     """Import everything the agent needs, inside the tree, before shipping it."""
-    code = ("import imager.agent, imager.cli, pyudev, parted, zstandard, requests, dialog, blessed, curses; "
+    code = ("import imager.agent, imager.cli, pyudev, parted, zstandard, requests, dialog, blessed, curses, hivex; "
             "import ctypes.util; assert ctypes.util.find_library('udev'), 'libudev not found'")
     subprocess.run(["chroot", str(root.path), "/usr/bin/python3", "-c", code], check=True)
     subprocess.run(["chroot", str(root.path), "/bin/sh", "-c",
                     "partclone.restore -v >/dev/null 2>&1; sgdisk --version >/dev/null && sfdisk --version >/dev/null "
-                    "&& zstd --version >/dev/null && mount.nfs -V >/dev/null 2>&1; udevadm --version >/dev/null"],
+                    "&& zstd --version >/dev/null && mount.nfs -V >/dev/null 2>&1; udevadm --version >/dev/null "
+                    "&& mount.ntfs-3g --version >/dev/null"],
                    check=True)
 
 

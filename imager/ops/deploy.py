@@ -19,6 +19,7 @@ from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table, write_table
 from imager.progress import Progress, human
+from imager.winhostname import set_windows_hostname
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,16 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition:
                               f"partition {i}/{len(parts)}")
         if part["number"] in fs_bytes:  # captured shrunk: fill the partition again
             filesystems.grow(device, part["fstype"])
+    renamed: dict[str, list[str]] = {}  # partitions whose system now carries the task's hostname
     if hostname:
-        postdeploy.set_linux_hostname(target.path, parts, hostname)
+        renamed = {"linux": postdeploy.set_linux_hostname(target.path, parts, hostname),
+                   "windows": set_windows_hostname(target.path, parts, hostname)}
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     raw = sum(p["raw_bytes"] for p in parts)
     log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), target.path, human(raw), elapsed)
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": raw, "seconds": round(elapsed, 1),
-            "partitions": len(parts)}
+            "partitions": len(parts), "hostname_set": renamed}
 
 
 def deploy_raw_disk(image_dir: str, image: dict, target: disks.Disk, progress: Progress) -> dict[str, Any]:
