@@ -19,6 +19,8 @@ from imager.api import TaskClient
 from imager.errors import ImagerError, InvalidTask
 from imager.ops.capture import capture
 from imager.ops.deploy import deploy
+from imager.ops.inventory import collect, inventory, summary
+from imager.ops.register import register
 from imager.progress import Progress, console_sink
 
 log = logging.getLogger("imager")
@@ -74,9 +76,14 @@ def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
                       partition=task.get("partition"), hostname=task.get("hostname"))
 
 
+def run_inventory(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    return inventory(progress)  # the result carries the inventory; the server stores it with "done"
+
+
 OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
     "capture": run_capture,
     "deploy": run_deploy,
+    "inventory": run_inventory,
 }
 
 
@@ -85,8 +92,8 @@ def validate_task(task: dict[str, Any], task_id: int) -> None:
         raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
     if task.get("type") not in OPS:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
-    if task["type"] in ("capture", "deploy"):
-        if not task.get("image", {}).get("name") or not task.get("storage", {}).get("export"):
+    if task["type"] in ("capture", "deploy"):  # an inventory task names no image and no storage
+        if not (task.get("image") or {}).get("name") or not (task.get("storage") or {}).get("export"):
             raise InvalidTask("the task names no image or no storage node")
         imagestore.check_name(task["image"]["name"])
 
@@ -103,6 +110,9 @@ def main() -> int:
         return 1
     if params.debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    if params.mode != "task":
+        return main_without_task(params)
+    assert params.task is not None and params.token is not None  # cmdline.parse requires them in task mode
     client = TaskClient(params.server, params.task, params.token)
     after = "reboot"
     try:
@@ -110,7 +120,7 @@ def main() -> int:
         task = client.checkin()
         validate_task(task, params.task)
         after = task.get("after", "reboot")
-        log.info("task %d: %s of image %r", task["id"], task["type"], task.get("image", {}).get("name"))
+        log.info("task %d: %s of image %r", task["id"], task["type"], (task.get("image") or {}).get("name"))
         progress = Progress([console_sink, client.progress])
         result = OPS[task["type"]](task, progress)
         client.done(result)
@@ -129,6 +139,32 @@ def main() -> int:
     log.info("task %d done: %s", params.task, result)
     print("\n*** imager: task finished successfully ***\n", flush=True)
     bootenv.power(after)
+    return 0
+
+
+def main_without_task(params: cmdline.BootParams) -> int:
+    """An unknown machine chose (or the server chose for it) registration, or the imager menu."""
+    try:
+        if params.mode == "menu":
+            # The menu (issue 5) is not built: show what the machine is, register nothing, reboot.
+            print("\n*** imager: the imager menu is not built yet; nothing was changed on this machine."
+                  "\n*** Choose 'Quick registration and inventory' in the boot menu to register it.", flush=True)
+            for line in summary(collect()):
+                print(f"*** {line}", flush=True)
+            wait_then(params.fail_wait, "reboot")
+            return 0
+        bootenv.bring_up_network(params.mac)
+        host = register(params.server, params.mac)
+    except Exception as exc:  # nobody to report to: the screen is the only witness
+        error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
+        if not isinstance(exc, ImagerError):
+            log.error("%s", traceback.format_exc())
+        show_failure(error)
+        wait_then(params.fail_wait, "reboot")
+        return 1
+    print(f"\n*** imager: registered as {host['name']} ({host['registered']} registration); rebooting ***\n",
+          flush=True)
+    bootenv.power("reboot")
     return 0
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from imager.errors import ServerError, TaskCanceled
+from imager.errors import RegistrationRefused, ServerError, TaskCanceled
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,32 @@ class TaskClient:
                 log.warning("server call %s failed (%s); retrying in %.1f s", what, last, delay)
                 time.sleep(delay)
         raise ServerError(f"server unreachable for {what} after {attempts} attempts: {last}")
+
+
+def register(server: str, body: dict[str, Any], *, attempts: int = 8, base_delay: float = 1.0,
+             max_delay: float = 30.0, timeout: float = 15.0) -> dict[str, Any]:
+    """POST /api/register (no token: there is no task yet). A busy server (429, 5xx, no answer) is
+    asked again with backoff; a refusal (400, 403, 404, 409) is final and says why."""
+    url = f"{server.rstrip('/')}/api/register"
+    last = ""
+    for attempt in range(attempts):
+        delay = min(max_delay, base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
+        try:
+            response = requests.post(url, json=body, timeout=timeout)
+        except requests.RequestException as exc:
+            last = str(exc)
+        else:
+            if response.status_code == 201:
+                return response.json()
+            last = f"HTTP {response.status_code} {_reason(response)}"
+            if response.status_code == 429:
+                delay = max(delay, float(response.headers.get("Retry-After", "5") or 5))
+            elif response.status_code < 500:
+                raise RegistrationRefused(f"the server refused the registration: {last}")
+        if attempt + 1 < attempts:
+            log.warning("registration failed (%s); retrying in %.1f s", last, delay)
+            time.sleep(delay)
+    raise ServerError(f"server unreachable for registration after {attempts} attempts: {last}")
 
 
 def _reason(response: requests.Response) -> str:

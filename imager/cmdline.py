@@ -18,10 +18,14 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 class BootParams:
     # imager.server=URL    Base URL of the imaging server's HTTP API, e.g. http://10.0.0.1:8080. Required.
     server: str
-    # imager.task=ID       Number of the task this boot runs. Required.
-    task: int
-    # imager.token=SECRET  Per-task secret; sent with every call about this task. Required.
-    token: str
+    # imager.task=ID       Number of the task this boot runs. Required unless imager.mode is register or menu.
+    task: int | None = None
+    # imager.token=SECRET  Per-task secret; sent with every call about this task. Required with imager.task.
+    token: str | None = None
+    # imager.mode=MODE     task (default): run imager.task. register: an unknown machine registers itself
+    #                      (quick registration: MACs + inventory, no task, no token). menu: the technician's
+    #                      menu (not built yet: shows the inventory on screen, registers nothing, reboots).
+    mode: str = "task"
     # imager.mac=MAC       MAC of the NIC that booted (iPXE's ${net0/mac}); DHCP runs on it.
     #                      Optional: without it, pxelinux's BOOTIF=01-aa-bb-… is used, else the first NIC with a link.
     mac: str | None = None
@@ -31,7 +35,8 @@ class BootParams:
     fail_wait: int = 120
 
 
-_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait"}
+_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait", "mode"}
+MODES = ("task", "register", "menu")
 
 
 def parse(text: str) -> BootParams:
@@ -52,14 +57,19 @@ def parse(text: str) -> BootParams:
         if name not in _KNOWN:
             raise BootParameterError(f"unknown kernel parameter {key}")
         values[name] = value
-    for required in ("server", "task", "token"):
+    mode = values.get("mode", "task")
+    if mode not in MODES:
+        raise BootParameterError(f"imager.mode={mode} is not one of {', '.join(MODES)}")
+    for required in ("server", "task", "token") if mode == "task" else ("server",):
         if not values.get(required):
             raise BootParameterError(f"kernel parameter imager.{required}= is missing")
+    if mode != "task" and ("task" in values or "token" in values):
+        raise BootParameterError(f"imager.mode={mode} runs no task: imager.task and imager.token do not belong")
     server = values["server"].rstrip("/")
     if not re.match(r"^https?://[^/\s]+", server):
         raise BootParameterError(f"imager.server={server} is not an http(s) URL")
     try:
-        task = int(values["task"])
+        task = int(values["task"]) if mode == "task" else None
         fail_wait = int(values.get("fail_wait", "120"))
     except ValueError as exc:
         raise BootParameterError(f"imager.task and imager.fail_wait must be numbers: {exc}") from exc
@@ -68,7 +78,7 @@ def parse(text: str) -> BootParams:
         mac = mac.lower().replace("-", ":")
         if not _MAC.match(mac):
             raise BootParameterError(f"imager.mac={mac} is not a MAC address")
-    return BootParams(server=server, task=task, token=values["token"], mac=mac,
+    return BootParams(server=server, task=task, token=values.get("token"), mode=mode, mac=mac,
                       debug=values.get("debug", "0") not in ("0", "", "no", "false"), fail_wait=fail_wait)
 
 

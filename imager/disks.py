@@ -54,7 +54,9 @@ def _describe(device: pyudev.Device) -> Disk:
         removable=_sysfs_int(device, "removable") == 1,
         bus=device.properties.get("ID_BUS", ""),
         model=device.properties.get("ID_MODEL", "") or _sysfs_str(device, "device/model"),
-        serial=device.properties.get("ID_SERIAL_SHORT", "") or _sysfs_str(device, "device/serial"),
+        # virtio-blk keeps its serial on the disk itself (/sys/block/vda/serial), SCSI/ATA on the device.
+        serial=(device.properties.get("ID_SERIAL_SHORT", "") or _sysfs_str(device, "device/serial")
+                or _sysfs_str(device, "serial")),
         wwn=device.properties.get("ID_WWN", "") or _sysfs_str(device, "wwid") or _sysfs_str(device, "device/wwid"),
     )
 

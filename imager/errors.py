@@ -42,6 +42,12 @@ class ServerError(ImagerError):
     hint = "Check that the imaging server is running and the task still exists."
 
 
+class RegistrationRefused(ImagerError):
+    code = "registration_refused"
+    hint = ("A machine registers once; if it is known already, give it a task on the server "
+            "(imager-server task …). Otherwise see the server's reason above.")
+
+
 class TaskCanceled(ImagerError):
     code = "task_canceled"
     hint = "The task was canceled on the server; nothing more will be written."

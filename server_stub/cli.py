@@ -1,12 +1,18 @@
 """``imager-server``: run the server, or administer it over its HTTP API.
 
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
-    imager-server host add MAC NAME | host list
+    imager-server host add MAC NAME | host list | host show NAME | host inventory NAME
     imager-server storage add NAME HOST:/EXPORT [--options O] | storage set NAME --max-clients N | storage list
     imager-server image add NAME --storage NODE [--type resizable|multipart] | image list
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
+    imager-server task inventory HOST[,HOST…] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
     imager-server boot-log [--mac MAC]
+
+Unknown machines (serve --unknown-hosts): "menu" (default, like FOG) shows a 3-second iPXE menu whose
+default boots the local disk, with "Quick registration and inventory" and "Imager menu"; "register"
+registers every unknown machine that PXE-boots, without asking; "local" boots their disk and refuses
+registration.
 
 Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080) with the admin
 credential the server created at first start in <data-dir>/admin.token (--token-file, $IMAGER_ADMIN_TOKEN).
@@ -21,9 +27,11 @@ import os
 import re
 import secrets
 import shutil
+import datetime
 import signal
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -58,15 +66,20 @@ async def _serve(args: argparse.Namespace) -> None:
     admin_token = ensure_admin_token(data_dir / "admin.token")
     public_url = args.public_url or (f"http://{args.bind}:{args.http_port}" if args.bind != "0.0.0.0" else "")
     config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
-              "kernel_args": args.kernel_args, "admin_token": admin_token}
+              "kernel_args": args.kernel_args, "admin_token": admin_token, "unknown_hosts": args.unknown_hosts,
+              "menu_timeout": args.menu_timeout, "register_prefix": args.register_prefix,
+              "register_rate": args.register_rate}
+
+    def context(base: str) -> bootpolicy.BootContext:
+        return bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args, unknown_hosts=args.unknown_hosts,
+                                      menu_timeout=args.menu_timeout)
 
     def dynamic(path: str, client_ip: str) -> bytes | None:
         if path == "boot.ipxe":
             return bootpolicy.render_chain_script(public_url or f"http://${{next-server}}:{args.http_port}").encode()
         pxelinux = re.fullmatch(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})", path)
         if pxelinux:
-            base = public_url or f"http://{args.bind}:{args.http_port}"
-            ctx = bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args)
+            ctx = context(public_url or f"http://{args.bind}:{args.http_port}")
             spec = webapp.decide_for_mac(store, pxelinux.group(1), ctx)
             return bootpolicy.render_pxelinux(spec).encode()
         if path in ("imager/vmlinuz", "imager/initrd.img"):  # for pxelinux, which fetches over TFTP only
@@ -75,8 +88,7 @@ async def _serve(args: argparse.Namespace) -> None:
         match = re.fullmatch(r"boot/([0-9a-fA-F:-]{17})\.ipxe", path)
         if match:
             # Without a configured URL, let iPXE fill in the address it fetched this script from.
-            base = public_url or f"http://${{next-server}}:{args.http_port}"
-            ctx = bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args)
+            ctx = context(public_url or f"http://${{next-server}}:{args.http_port}")
             return bootpolicy.render_ipxe(webapp.decide_for_mac(store, match.group(1), ctx)).encode()
         return None
 
@@ -140,13 +152,45 @@ def _task_rows(tasks: list[dict]) -> list[dict]:
     return tasks
 
 
+def _host_text(host: dict) -> str:
+    """A host record and its latest inventory, for a technician."""
+    lines = [f"{k + ':':<12}{host.get(k) if host.get(k) is not None else '-'}"
+             for k in ("name", "mac", "registered", "image", "group_name")]
+    found = host.get("inventory")
+    if not found:
+        return "\n".join(lines + ["inventory:  none yet (imager-server task inventory " + host["name"] + ")"])
+    inv = found["data"]
+    cpu, dmi = inv.get("cpu", {}), inv.get("dmi", {})
+    when = datetime.datetime.fromtimestamp(found["collected"]).isoformat(" ", "seconds")
+    lines += [f"inventory:  {when}" + (f" (task {found['task_id']})" if found.get("task_id") else " (registration)"),
+              f"  system:   {dmi.get('sys_vendor', '')} {dmi.get('product_name', '')}  serial "
+              f"{dmi.get('product_serial', '-')}  uuid {dmi.get('product_uuid', '-')}",
+              f"  bios:     {dmi.get('bios_vendor', '')} {dmi.get('bios_version', '')} {dmi.get('bios_date', '')}",
+              f"  board:    {dmi.get('board_vendor', '')} {dmi.get('board_name', '')}",
+              f"  cpu:      {cpu.get('model', '?')} ({cpu.get('cores', '?')} cores, {cpu.get('threads', '?')} threads)",
+              f"  memory:   {inv.get('memory_bytes', 0) / 2**30:.1f} GiB"]
+    for d in inv.get("disks", []):
+        kind = "ssd" if d.get("rotational") is False else "hdd" if d.get("rotational") else "?"
+        lines.append(f"  disk:     {d.get('path')}  {d.get('size_bytes', 0) / 1e9:.1f} GB  {d.get('model', '')}  "
+                     f"serial {d.get('serial') or '-'}  wwn {d.get('wwn') or '-'}  {kind}"
+                     + ("  removable" if d.get("removable") else ""))
+    for n in inv.get("nics", []):
+        speed = f"{n['speed_mbps']} Mb/s" if n.get("speed_mbps") is not None else "no link"
+        lines.append(f"  nic:      {n.get('name')}  {n.get('mac')}  {speed}  {n.get('driver', '')}")
+    return "\n".join(lines)
+
+
 def _admin(args: argparse.Namespace) -> object:
     s = args.server
     match args.command, getattr(args, "action", None):
         case "host", "add":
             return _call(s, "POST", "/api/hosts", {"mac": args.mac, "name": args.name})
         case "host", "list":
-            return _table(_call(s, "GET", "/api/hosts"), ["id", "mac", "name"])
+            return _table(_call(s, "GET", "/api/hosts"), ["id", "mac", "name", "registered", "image", "group_name"])
+        case "host", "show":
+            return _host_text(_call(s, "GET", f"/api/hosts/{urllib.parse.quote(args.name, safe='')}"))
+        case "host", "inventory":
+            return _call(s, "GET", f"/api/hosts/{urllib.parse.quote(args.name, safe='')}/inventory")
         case "storage", "add":
             return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options})
         case "storage", "set":
@@ -162,6 +206,11 @@ def _admin(args: argparse.Namespace) -> object:
             body = {"type": kind, "image": args.image, "disk": args.disk, "after": args.after,
                     "partition": getattr(args, "partition", None)}
             hosts = [h for h in args.host.split(",") if h]
+            body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
+            return _call(s, "POST", "/api/tasks", body)
+        case "task", "inventory":
+            hosts = [h for h in args.host.split(",") if h]
+            body = {"type": "inventory", "after": args.after}
             body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
             return _call(s, "POST", "/api/tasks", body)
         case "task", "list":
@@ -197,12 +246,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--public-url", default="", help="URL clients use to reach this server (default: as asked)")
     p.add_argument("--kernel-args", default="console=tty0 console=ttyS0,115200n8",
                    help="extra kernel command-line arguments for the imaging environment")
+    p.add_argument("--unknown-hosts", default="menu", choices=("menu", "register", "local"),
+                   help="what a MAC the server does not know boots: menu (default, like FOG: local disk after "
+                        "--menu-timeout s, or registration, or the imager menu), register (quick registration "
+                        "without asking), local (the local disk; registration refused)")
+    p.add_argument("--menu-timeout", type=int, default=3, help="seconds the unknown-host menu waits (default 3)")
+    p.add_argument("--register-prefix", default="mac",
+                   help="quick registration names a host PREFIX + MAC digits, e.g. mac525400123456")
+    p.add_argument("--register-rate", type=int, default=60,
+                   help="registrations accepted per minute, all machines together (default 60)")
 
     host = sub.add_parser("host").add_subparsers(dest="action", required=True)
     p = host.add_parser("add")
     p.add_argument("mac")
     p.add_argument("name")
     host.add_parser("list")
+    host.add_parser("show", help="a host and its latest inventory").add_argument("name", help="name or MAC")
+    host.add_parser("inventory", help="the latest inventory as JSON").add_argument("name", help="name or MAC")
 
     storage = sub.add_parser("storage").add_subparsers(dest="action", required=True)
     p = storage.add_parser("add")
@@ -235,6 +295,9 @@ def _parser() -> argparse.ArgumentParser:
         if kind == "deploy":
             p.add_argument("--partition", type=int, default=None,
                            help="restore only this partition, into the disk's existing table")
+    p = task.add_parser("inventory", help="boot the imager, collect CPU, RAM, disks, NICs and DMI, store them")
+    p.add_argument("host", help="MAC or name; several as pc1,pc2,pc3 (all tasks or none)")
+    p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
     p = task.add_parser("list")
     p.add_argument("--active", action="store_true")
     for action in ("show", "cancel"):

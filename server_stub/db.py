@@ -33,7 +33,23 @@ CREATE TABLE IF NOT EXISTS boot_log (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, mac TEXT NOT NULL, decision TEXT NOT NULL, task_id INTEGER);
 """
 
-TASK_TYPES = ("capture", "deploy")
+# Schema changes after the first release, applied in order to a database whose PRAGMA user_version
+# is lower (a new database gets SCHEMA, then all of them). Append only; never edit one that shipped.
+MIGRATIONS = [
+    # 1: registration (how a host came to be, its assigned image and group) and the latest inventory.
+    """
+    ALTER TABLE hosts ADD COLUMN registered TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE hosts ADD COLUMN image_id INTEGER REFERENCES images(id);
+    ALTER TABLE hosts ADD COLUMN group_name TEXT;
+    CREATE TABLE host_inventory (
+        host_id INTEGER PRIMARY KEY REFERENCES hosts(id), collected REAL NOT NULL, task_id INTEGER,
+        data TEXT NOT NULL);
+    """,
+]
+
+TASK_TYPES = ("capture", "deploy", "inventory")
+# Tasks that read or write an image; the others (inventory) name none.
+IMAGE_TASKS = ("capture", "deploy")
 ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "canceled")
 AFTER = ("reboot", "poweroff")
@@ -88,6 +104,13 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first; the script and its version bump then commit together.
+            self.conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
 
     def close(self) -> None:
         self.conn.close()
@@ -108,21 +131,60 @@ class Store:
             raise Conflict(f"a host with MAC {mac} or name {name} exists already") from exc
         return self.host(mac)
 
+    _HOST_SELECT = "SELECT h.*, i.name AS image FROM hosts h LEFT JOIN images i ON i.id = h.image_id "
+
     def host(self, key: str) -> dict:
         """By MAC or by name."""
         try:
-            row = self._one("SELECT * FROM hosts WHERE mac = ?", normalize_mac(key))
+            row = self._one(self._HOST_SELECT + "WHERE h.mac = ?", normalize_mac(key))
         except Invalid:
-            row = self._one("SELECT * FROM hosts WHERE name = ?", key)
+            row = self._one(self._HOST_SELECT + "WHERE h.name = ?", key)
         if not row:
             raise NotFound(f"no host {key!r}")
         return row
 
     def find_host_by_mac(self, mac: str) -> dict | None:
-        return self._one("SELECT * FROM hosts WHERE mac = ?", normalize_mac(mac))
+        return self._one(self._HOST_SELECT + "WHERE h.mac = ?", normalize_mac(mac))
 
     def hosts(self) -> list[dict]:
-        return self._all("SELECT * FROM hosts ORDER BY name")
+        return self._all(self._HOST_SELECT + "ORDER BY h.name")
+
+    def register_host(self, mac: str, inventory: dict, name: str | None = None, image: str | None = None,
+                      group: str | None = None, prefix: str = "mac") -> dict:
+        """A machine that booted unknown registers itself: quick (no name: FOG's default from the MAC)
+        or full (the technician chose name, image, group). Never touches a host that exists."""
+        mac = normalize_mac(mac)
+        kind = "quick" if name is None and image is None and group is None else "full"
+        name = check_name(name, "host") if name is not None else check_name(prefix + mac.replace(":", ""), "host")
+        if group is not None:
+            check_name(group, "group")
+        image_id = self.image(image)["id"] if image is not None else None
+        self.conn.execute("BEGIN")
+        try:
+            if self._one("SELECT id FROM hosts WHERE mac = ?", mac):
+                raise Conflict(f"MAC {mac} is registered already")
+            if self._one("SELECT id FROM hosts WHERE name = ?", name):
+                raise Conflict(f"a host named {name} exists already")
+            cur = self.conn.execute(
+                "INSERT INTO hosts(mac, name, created, registered, image_id, group_name) VALUES (?, ?, ?, ?, ?, ?)",
+                (mac, name, time.time(), kind, image_id, group))
+            self._store_inventory(cur.lastrowid, inventory, None)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return self.host(mac)
+
+    def _store_inventory(self, host_id: int, inventory: dict, task_id: int | None) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO host_inventory(host_id, collected, task_id, data) VALUES (?, ?, ?, ?)",
+                          (host_id, time.time(), task_id, json.dumps(inventory)))
+
+    def inventory(self, key: str) -> dict | None:
+        """The host's latest inventory: {"collected", "task_id", "data"}, or None if it never sent one."""
+        row = self._one("SELECT collected, task_id, data FROM host_inventory WHERE host_id = ?", self.host(key)["id"])
+        if row:
+            row["data"] = json.loads(row["data"])
+        return row
 
     # --- storage nodes and images ------------------------------------------
     def add_storage(self, name: str, export: str, options: str = "vers=4.1") -> dict:
@@ -189,7 +251,12 @@ class Store:
         if partition is not None and (type_ != "deploy" or not isinstance(partition, int) or not 0 < partition < 256):
             raise Invalid("partition is a number 1-255, for deploy tasks only")
         host_row = self.host(host)
-        image_row = self.image(image or "")
+        if type_ not in IMAGE_TASKS:
+            if image is not None:
+                raise Invalid(f"a {type_} task names no image")
+            image_row: dict = {"id": None}
+        else:
+            image_row = self.image(image or "")
         if type_ == "deploy" and not image_row["captured"]:
             raise Conflict(f"image {image} has never been captured; nothing to deploy")
         try:
@@ -268,10 +335,14 @@ class Store:
         if cur.rowcount != 1:
             raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; stop")
 
-    def finish_task(self, task_id: int, result: dict) -> dict:
+    def finish_task(self, task_id: int, result: dict, inventory: dict | None = None) -> dict:
+        """running → done; an inventory sent with the result is stored for the task's host in the same
+        transaction, so a completed inventory task always has its inventory."""
         self.conn.execute("BEGIN")
         try:
             task = self._transition(task_id, ("running",), "done", finished=time.time(), result=json.dumps(result))
+            if inventory is not None:
+                self._store_inventory(task["host_id"], inventory, task_id)
             if task["type"] == "capture":
                 self.conn.execute("UPDATE images SET captured = ?, stored_bytes = ? WHERE id = ?",
                                   (time.time(), result.get("stored_bytes"), task["image_id"]))

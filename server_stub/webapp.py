@@ -1,20 +1,42 @@
 """HTTP: boot scripts and boot files for machines, a JSON API for clients and admins."""
 from __future__ import annotations
 
+import collections
 import hmac
 import json
 import logging
 import os
+import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from server_stub import bootpolicy, db
+from server_stub import bootpolicy, db, inventory
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", db.Store)
 CONFIG = web.AppKey("config", dict)
+
+
+class RateLimit:
+    """At most ``per_minute`` events in any 60 s window (a sliding log: registrations are rare)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.times: collections.deque[float] = collections.deque()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        while self.times and now - self.times[0] > 60:
+            self.times.popleft()
+        if len(self.times) >= self.per_minute:
+            return False
+        self.times.append(now)
+        return True
+
+
+LIMITER = web.AppKey("register_limiter", RateLimit)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -35,8 +57,23 @@ async def errors_as_json(request: web.Request, handler: Callable[[web.Request], 
         return _json({"error": f"bad request body: {exc}"}, 400)
 
 
-async def _body(request: web.Request) -> dict:
-    data = await request.json()
+def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size, content_type="application/json",
+                                         text=json.dumps({"error": f"request body larger than {limit} bytes"}))
+
+
+async def _body(request: web.Request, limit: int | None = None) -> dict:
+    if limit is not None:  # client calls that carry an inventory: never read more than the limit
+        if (request.content_length or 0) > limit:
+            raise _too_large(limit, request.content_length or 0)
+        raw = b""
+        while chunk := await request.content.read(limit + 1 - len(raw)):
+            raw += chunk
+            if len(raw) > limit:  # chunked, or a Content-Length that lied
+                raise _too_large(limit, len(raw))
+        data = json.loads(raw or b"{}")
+    else:
+        data = await request.json()
     if not isinstance(data, dict):
         raise db.Invalid("the request body must be a JSON object")
     return data
@@ -52,7 +89,9 @@ def _public_task(task: dict) -> dict:
 def boot_context(request: web.Request) -> bootpolicy.BootContext:
     config = request.app[CONFIG]
     base = config.get("public_url") or f"http://{request.host}"
-    return bootpolicy.BootContext(base_url=base, extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args))
+    return bootpolicy.BootContext(base_url=base, extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args),
+                                  unknown_hosts=config.get("unknown_hosts", "menu"),
+                                  menu_timeout=config.get("menu_timeout", 3))
 
 
 def decide_for_mac(store: db.Store, mac: str, ctx: bootpolicy.BootContext) -> bootpolicy.BootSpec:
@@ -60,7 +99,7 @@ def decide_for_mac(store: db.Store, mac: str, ctx: bootpolicy.BootContext) -> bo
     host = store.find_host_by_mac(mac)
     task = store.active_task_for_mac(mac) if host else None
     spec = bootpolicy.decide(mac, host, task, ctx)
-    decision = "imager" if isinstance(spec, bootpolicy.ImagerBoot) else f"local: {spec.reason}"
+    decision = bootpolicy.describe(spec)
     store.log_boot(mac, decision, task["id"] if task else None)
     log.info("boot %s → %s", mac, decision)
     return spec
@@ -94,6 +133,19 @@ async def list_hosts(request: web.Request) -> web.Response:
 async def add_host(request: web.Request) -> web.Response:
     body = await _body(request)
     return _json(request.app[STORE].add_host(body["mac"], body["name"]), 201)
+
+
+async def show_host(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    host = store.host(request.match_info["key"])
+    return _json({**host, "inventory": store.inventory(host["name"])})
+
+
+async def host_inventory(request: web.Request) -> web.Response:
+    found = request.app[STORE].inventory(request.match_info["key"])
+    if found is None:
+        raise db.NotFound(f"host {request.match_info['key']} has sent no inventory yet")
+    return _json(found)
 
 
 async def list_storage(request: web.Request) -> web.Response:
@@ -170,16 +222,16 @@ async def client_checkin(request: web.Request) -> web.Response:
         task = store.start_task(task["id"])
     except db.StorageBusy as busy:
         return _json({"wait": True, "retry_after": 5, "position": busy.position, "message": str(busy)})
-    image = store.image(task["image"])
-    node = store.storage(image["storage"])
+    image = store.image(task["image"]) if task["image"] else None
+    node = store.storage(image["storage"]) if image else None
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
         "partition": task["partition"], "after": task["after"],
         # FOG renames the deployed system after its host record; a host name is a valid hostname.
         "hostname": task["host"] if task["type"] == "deploy" else None,
         "host": {"mac": task["mac"], "name": task["host"]},
-        "image": {"name": image["name"], "type": image["type"]},
-        "storage": {"name": node["name"], "export": node["export"], "options": node["options"]},
+        "image": {"name": image["name"], "type": image["type"]} if image else None,
+        "storage": {"name": node["name"], "export": node["export"], "options": node["options"]} if node else None,
     })
 
 
@@ -191,9 +243,36 @@ async def client_progress(request: web.Request) -> web.Response:
 
 async def client_done(request: web.Request) -> web.Response:
     task = _authorized_task(request)
-    body = await _body(request)
-    request.app[STORE].finish_task(task["id"], body.get("result", {}))
+    body = await _body(request, inventory.MAX_BODY)
+    result = body.get("result", {})
+    if not isinstance(result, dict):
+        raise db.Invalid("result must be an object")
+    # Any task may bring the machine's inventory (an inventory task always does); it is the task's host's.
+    found = inventory.clean(result.pop("inventory")) if "inventory" in result else None
+    request.app[STORE].finish_task(task["id"], result, inventory=found)
     return _json({"ok": True})
+
+
+async def client_register(request: web.Request) -> web.Response:
+    """An unknown machine registers itself (no task, so no token): see docs/task-json.md for the limits."""
+    config = request.app[CONFIG]
+    if config.get("unknown_hosts", "menu") == "local":
+        return _json({"error": "registration is disabled on this server (--unknown-hosts local)"}, 403)
+    if not request.app[LIMITER].allow():
+        return web.json_response({"error": "too many registrations; try again shortly"}, status=429,
+                                 headers={"Retry-After": "10"})
+    body = await _body(request, inventory.MAX_BODY)
+    unknown = sorted(set(body) - {"mac", "inventory", "hostname", "image", "group"})
+    if unknown:
+        raise db.Invalid(f"unknown fields: {', '.join(unknown[:5])}")
+    found = inventory.clean(body.get("inventory", {}))
+    image = db.check_name(body["image"], "image") if body.get("image") is not None else None
+    host = request.app[STORE].register_host(
+        str(body.get("mac", "")), found, name=body.get("hostname"), image=image,
+        group=body.get("group"), prefix=config.get("register_prefix", "mac"))
+    log.info("registered %s as %s (%s)", host["mac"], host["name"], host["registered"])
+    return _json({"host": {"mac": host["mac"], "name": host["name"], "registered": host["registered"],
+                           "image": host["image"], "group": host["group_name"]}}, 201)
 
 
 async def client_failed(request: web.Request) -> web.Response:
@@ -219,11 +298,14 @@ def make_app(store: db.Store, config: dict) -> web.Application:
     app = web.Application(middlewares=[errors_as_json])
     app[STORE] = store
     app[CONFIG] = config
+    app[LIMITER] = RateLimit(config.get("register_rate", 60))
     app.add_routes([
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
         web.get("/files/{name}", boot_file),
         web.get("/api/hosts", admin_only(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
+        web.get("/api/hosts/{key}", admin_only(show_host)),
+        web.get("/api/hosts/{key}/inventory", admin_only(host_inventory)),
         web.get("/api/storage", admin_only(list_storage)), web.post("/api/storage", admin_only(add_storage)),
         web.post("/api/storage/{name}", admin_only(set_storage)),
         web.get("/api/images", admin_only(list_images)), web.post("/api/images", admin_only(add_image)),
@@ -236,5 +318,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),
         web.post("/api/tasks/{id:\\d+}/failed", client_failed),
+        # Unknown machines: no token exists yet; unknown MACs only, rate-limited, every field checked.
+        web.post("/api/register", client_register),
     ])
     return app

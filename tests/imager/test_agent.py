@@ -20,3 +20,7 @@ def test_a_task_that_does_not_add_up_is_refused(change, message):
     with pytest.raises(Exception, match=message) as info:
         validate_task({**TASK, **change}, 3)
     assert isinstance(info.value, InvalidTask) or "image name" in message
+
+
+def test_an_inventory_task_needs_no_image_or_storage():
+    validate_task({"id": 5, "type": "inventory", "image": None, "storage": None}, 5)

@@ -41,3 +41,21 @@ def test_values_are_never_evaluated():
 def test_server_must_be_http():
     with pytest.raises(BootParameterError, match="not an http"):
         parse(BASE.replace("http://10.0.0.1:8080/", "ftp://x"))
+
+
+def test_registration_and_menu_modes_need_no_task():
+    params = parse("imager.server=http://10.0.0.1:8080 imager.mode=register imager.mac=52:54:00:00:00:99")
+    assert params.mode == "register" and params.task is None and params.token is None
+    assert parse("imager.server=http://x imager.mode=menu").mode == "menu"
+    assert parse(BASE).mode == "task"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("imager.server=http://x imager.mode=format", "not one of task, register, menu"),
+    ("imager.server=http://x imager.mode=register imager.task=1 imager.token=t", "do not belong"),
+    ("imager.mode=register", "imager.server"),
+    ("imager.server=http://x imager.mode=task", "imager.task"),
+])
+def test_modes_are_checked(text, message):
+    with pytest.raises(BootParameterError, match=message):
+        parse(text)

@@ -15,7 +15,13 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server_args() -> list[str]:
+    """Extra `serve` options; a test overrides them with @pytest.mark.parametrize("server_args", …)."""
+    return []
+
+
+@pytest.fixture
+def server(tmp_path, server_args):
     """A real imager-server on loopback, with small stand-in boot files."""
     boot = tmp_path / "boot"
     boot.mkdir()
@@ -23,7 +29,7 @@ def server(tmp_path):
     (boot / "initrd.img").write_bytes(os.urandom(1_000_000))
     http, tftp = free_port(), free_port(socket.SOCK_DGRAM)
     argv = [sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1", "--http-port", str(http),
-            "--tftp-port", str(tftp), "--data-dir", str(tmp_path / "data"), "--boot-dir", str(boot)]
+            "--tftp-port", str(tftp), "--data-dir", str(tmp_path / "data"), "--boot-dir", str(boot), *server_args]
     url = f"http://127.0.0.1:{http}"
     state = {"url": url, "tftp_port": tftp, "boot": boot, "data": tmp_path / "data"}
 

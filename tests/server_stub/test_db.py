@@ -74,3 +74,35 @@ def test_unknown_things_are_not_found(store):
         store.host("nobody")
     with pytest.raises(NotFound):
         store.add_task("pc1", "capture", "nothing")
+
+
+def test_a_database_from_before_registration_is_migrated(tmp_path):
+    """A database created by the first schema (no user_version) gains the new columns and table, keeps its rows."""
+    import sqlite3
+
+    from server_stub.db import MIGRATIONS, SCHEMA
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA)
+    old.execute("INSERT INTO hosts(mac, name, created) VALUES ('52:54:00:aa:bb:01', 'pc1', 0)")
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert store.host("pc1")["registered"] == "admin" and store.host("pc1")["image"] is None
+    host = store.register_host("52:54:00:aa:bb:02", {"memory_bytes": 1}, prefix="pc-")
+    assert host["name"] == "pc-525400aabb02" and store.inventory(host["name"])["data"] == {"memory_bytes": 1}
+    store.close()
+    again = Store(path)  # opening again applies nothing twice
+    assert again.inventory("pc-525400aabb02")["data"] == {"memory_bytes": 1}
+    again.close()
+
+
+def test_an_inventory_task_has_no_image_and_stores_its_inventory_when_done(store):
+    with pytest.raises(Invalid, match="names no image"):
+        store.add_task("pc1", "inventory", "win10")
+    task = store.add_task("pc1", "inventory", None)
+    store.start_task(task["id"])  # no image, so no storage node slot to wait for
+    store.finish_task(task["id"], {}, inventory={"memory_bytes": 5})
+    assert store.inventory("pc1") == {"collected": store.inventory("pc1")["collected"], "task_id": task["id"],
+                                      "data": {"memory_bytes": 5}}
