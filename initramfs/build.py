@@ -36,7 +36,9 @@ ALIASES = {"mount.nfs": ["mount.nfs4", "umount.nfs", "umount.nfs4"], "kmod": ["m
            "python3.11": ["python3"], "mke2fs": ["mkfs.ext4", "mkfs.ext3", "mkfs.ext2"],
            "partclone.extfs": ["partclone.ext2", "partclone.ext3", "partclone.ext4"],
            "ntfs-3g": ["mount.ntfs-3g"]}  # mount -t ntfs-3g (util-linux or busybox) runs mount.ntfs-3g
-EXTRA_FILES = ["/lib/systemd/systemd-udevd", "/etc/netconfig", "/etc/services", "/etc/protocols"]
+EXTRA_FILES = ["/lib/systemd/systemd-udevd", "/etc/netconfig", "/etc/services", "/etc/protocols",
+               # hivex recodes registry key names from Latin-1 with iconv: glibc loads that converter
+               "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache", "/usr/lib/x86_64-linux-gnu/gconv/ISO8859-1.so"]
 UDEV_HELPERS = ["ata_id", "scsi_id", "cdrom_id"]
 TERMINFO = ["l/linux", "v/vt100", "v/vt102", "v/vt220", "d/dumb", "x/xterm", "x/xterm-256color"]
 # Debian packages whose Python modules the environment imports.
@@ -241,7 +243,9 @@ def add_system(root: Root) -> None:
 def check(root: Root) -> None:
     """Import everything the agent needs, inside the tree, before shipping it."""
     code = ("import imager.agent, imager.cli, pyudev, parted, zstandard, requests, dialog, blessed, curses, hivex; "
-            "import ctypes.util; assert ctypes.util.find_library('udev'), 'libudev not found'")
+            "import ctypes.util; assert ctypes.util.find_library('udev'), 'libudev not found'; "
+            "libc = ctypes.CDLL(None); libc.iconv_open.restype = ctypes.c_void_p; "
+            "assert libc.iconv_open(b'UTF-8', b'LATIN1') not in (None, 2**64 - 1), 'no LATIN1 iconv for hivex'")
     subprocess.run(["chroot", str(root.path), "/usr/bin/python3", "-c", code], check=True)
     subprocess.run(["chroot", str(root.path), "/bin/sh", "-c",
                     "partclone.restore -v >/dev/null 2>&1; sgdisk --version >/dev/null && sfdisk --version >/dev/null "
