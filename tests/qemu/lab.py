@@ -38,7 +38,8 @@ class LabError(RuntimeError):
 class VM:
     """One QEMU client; its serial console goes to a file."""
 
-    def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768, firmware: str = "bios") -> None:
+    def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768, firmware: str = "bios",
+                 disk_serial: str | None = None, smbios: str | None = None) -> None:
         self.name, self.mac, self.disk = name, mac, disk
         self.console = lab.dir / f"{name}.console.log"
         tap = f"tap{len(lab.vms)}"
@@ -49,12 +50,17 @@ class VM:
         # snponly.efi from our TFTP, and that iPXE runs our script.
         firmware_args = ["-bios", OVMF] if firmware == "uefi" else ["-boot", "n"]
         rom = ",romfile=" if firmware == "uefi" else ""
+        # A disk serial (what inventory and serial= selectors see) needs the -device form of the disk.
+        drive = (["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
+                  "-device", f"virtio-blk-pci,drive=d0,serial={disk_serial}"] if disk_serial else
+                 ["-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"])
+        identity = ["-smbios", smbios] if smbios else []  # e.g. type=1,manufacturer=…,product=…,serial=…
         self.proc = lab.spawn([
             "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", *firmware_args,
             "-monitor", "none", "-serial", f"file:{self.console}",
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1{rom}",
-            "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
+            *drive, *identity,
         ], log=lab.dir / f"{name}.qemu.log")
 
     def console_text(self) -> str:
@@ -92,11 +98,13 @@ class VM:
 
 
 class Lab:
-    def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe") -> None:
+    def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe",
+                 unknown_hosts: str | None = None) -> None:
         """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
         that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
         PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it."""
         self.dhcp_mode = dhcp
+        self.unknown_hosts = unknown_hosts  # imager-server serve --unknown-hosts; None: the server's default (menu)
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
         self.ns = f"imagerlab-{os.getpid()}"
         self.site_ns = f"{self.ns}-site"
@@ -161,7 +169,8 @@ EXPORT {{
         self.server_log = self.dir / "server.log"
         self.spawn([str(VENV_BIN / "imager-server"), "serve", "--bind", SERVER_IP, "--http-port", str(HTTP_PORT),
                     "--tftp-port", "69", "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
-                    "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait}"],
+                    "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait}"]
+                   + (["--unknown-hosts", self.unknown_hosts] if self.unknown_hosts else []),
                    log=self.server_log)
         self._wait_port(HTTP_PORT, "imager-server", self.server_log)
         self.cli("storage", "add", "lab", EXPORT)
@@ -277,8 +286,9 @@ EXPORT {{
             time.sleep(2)
         raise LabError(f"task {task_id} is still {task['state']} after {timeout:.0f} s")
 
-    def boot(self, name: str, mac: str, disk: Path, firmware: str = "bios") -> VM:
-        vm = VM(self, name, mac, disk, firmware=firmware)
+    def boot(self, name: str, mac: str, disk: Path, firmware: str = "bios", **options) -> VM:
+        """options: disk_serial=…, smbios="type=1,product=…" (see VM)."""
+        vm = VM(self, name, mac, disk, firmware=firmware, **options)
         self.vms.append(vm)
         return vm
 

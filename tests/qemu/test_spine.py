@@ -82,19 +82,23 @@ def test_deploy_onto_second_client_restores_table_and_files(lab, captured):
     assert len(files_b["2"]) > 10
 
 
-def test_unknown_mac_boots_the_local_disk(lab):
+def test_unknown_mac_gets_the_menu_and_boots_the_local_disk(lab):
+    """The server's default for unknown MACs (like FOG): a menu whose default, after 3 s, is the local disk."""
     status, script = lab.http_get(f"/boot/{MAC_UNKNOWN}.ipxe")
     assert status == 200
-    assert "sanboot --no-describe --drive 0x80" in script and "kernel " not in script
+    assert "choose --timeout 3000 --default local target" in script
+    local = script.split(":local\n", 1)[1]  # where the timeout leads
+    assert "sanboot --no-describe --drive 0x80" in local and "kernel " not in local
     blank = lab.dir / "unknown.img"
     with open(blank, "wb") as f:
         f.truncate(64 * 1024 * 1024)
     vm = lab.boot("unknown", MAC_UNKNOWN, blank)
-    vm.wait_console("imager: unknown host, booting the local disk", 300)
+    vm.wait_console("imager: unknown host, booting the local disk", 300)  # nobody chose: the timeout did
     vm.stop()
     log = lab.cli("boot-log", "--mac", MAC_UNKNOWN)
-    assert "local: unknown host" in log, log
-    assert "Linux version" not in vm.console_text(), "an unknown machine must not boot the imager"
+    assert "menu: unknown host" in log, log
+    assert "Linux version" not in vm.console_text(), "an unknown machine must not boot the imager by itself"
+    assert MAC_UNKNOWN not in lab.cli("host", "list"), "nothing registered without a choice"
 
 
 def test_deploy_onto_too_small_disk_fails_and_writes_nothing(lab, captured):
