@@ -57,7 +57,7 @@ def test_safe_path_confines_to_the_root(tmp_path):
 def test_the_per_mac_script_is_served_over_tftp_too(server):
     got = tftp_get(server, "boot/52:54:00:00:00:07.ipxe")
     assert got.returncode == 0
-    assert b"sanboot --no-describe --drive 0x80" in got.stdout  # unknown MAC: local disk
+    assert b"sanboot --no-describe --drive 0x80" in got.stdout  # unknown MAC: the menu's default, local disk
 
 
 def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
@@ -68,7 +68,9 @@ def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
     requests.post(f"{url}/api/hosts", json={"mac": "52:54:00:00:00:08", "name": "pc8"}, headers=admin)
     requests.post(f"{url}/api/images", json={"name": "win10", "storage": "main"}, headers=admin)
     unknown = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-09").stdout.decode()
-    assert "LOCALBOOT 0" in unknown and "KERNEL" not in unknown
+    # Unknown MAC, default policy: a prompt whose default (after the timeout) is the local disk.
+    assert unknown.startswith("DEFAULT local\nPROMPT 1\nTIMEOUT 30\n") and "LOCALBOOT 0" in unknown
+    assert "imager.mode=register" in unknown and "imager.token" not in unknown
     task = requests.post(f"{url}/api/tasks", json={"host": "pc8", "type": "capture", "image": "win10"},
                          headers=admin).json()
     config = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-08").stdout.decode()
