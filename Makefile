@@ -12,7 +12,7 @@ APT_PACKAGES := \
 	python3-wcwidth python3-six python3-hivex libhivex-bin \
 	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
 	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
-	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz \
+	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl
 
 .PHONY: setup initramfs test unit demo bench bench-server clean

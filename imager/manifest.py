@@ -63,6 +63,12 @@ def validate(manifest: dict[str, Any], image_dir: str) -> None:
             raise InvalidImage(f"{image_dir}: disk entry is malformed ({exc})") from exc
         referenced = list(disk.get("table_files", {}).values())
         referenced += [p["file"] for p in disk.get("partitions", []) if p.get("file")]
+        for part in disk.get("partitions", []):
+            group = part.get("lvm")
+            if group is not None:
+                if not isinstance(group, dict) or not isinstance(group.get("volumes"), list):
+                    raise InvalidImage(f"{image_dir}: partition {part.get('number')}'s LVM entry is malformed")
+                referenced += [group.get("metadata")] + [v["file"] for v in group["volumes"] if v.get("file")]
         for name in referenced:
             if name not in files:
                 raise InvalidImage(f"{image_dir}: {name} is used but not listed with a checksum")
@@ -84,3 +90,13 @@ def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_si
         raise DiskTooSmall(
             f"{target} holds {target_bytes} bytes, the image's layout needs {layout.required_bytes} bytes",
             target_bytes=target_bytes, required_bytes=layout.required_bytes)
+
+
+def verify_small_files(image_dir: str, files: dict[str, Any], names: list[str]) -> None:
+    """SHA-256 of the files read whole before anything is written (tables, LVM metadata)."""
+    from imager.datapath import hash_file
+
+    for name in names:
+        size, sha = hash_file(os.path.join(image_dir, name))
+        if size != files[name]["size"] or sha != files[name]["sha256"]:
+            raise InvalidImage(f"{image_dir}: {name} does not match its checksum in the manifest; the image is damaged")

@@ -12,6 +12,7 @@ with the shared libraries they need.  Run as root on Debian 12 after
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ PROGRAMS = [
     "partclone.dd", "partclone.restore", "partclone.info", "partclone.chkimg", "zstd", "sfdisk", "sgdisk",
     "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig", "ntfs-3g",
     "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk", "ntfsresize", "mkswap",
-    "xfs_growfs", "btrfs",
+    "xfs_growfs", "btrfs", "lvm",
 ]
 # mount.nfs4 and friends are the same binary under other names.
 ALIASES = {"mount.nfs": ["mount.nfs4", "umount.nfs", "umount.nfs4"], "kmod": ["modprobe", "insmod", "lsmod", "rmmod"],
@@ -216,7 +217,10 @@ def add_system(root: Root) -> None:
             root.add(path)
     for helper in UDEV_HELPERS:
         root.add(f"/lib/udev/{helper}")
-    shutil.copytree("/lib/udev/rules.d", root.path / "usr/lib/udev/rules.d")
+    # Without the device-mapper/LVM rules: udev would auto-activate a disk's volume group behind our back
+    # (and wait two minutes for dmsetup's notification); imager activates groups itself (imager/lvm.py).
+    shutil.copytree("/lib/udev/rules.d", root.path / "usr/lib/udev/rules.d",
+                    ignore=lambda _dir, names: [n for n in names if re.search(r"-(dm|lvm)[.-]|-dm-|dm-notify", n)])
     for entry in TERMINFO:
         for base in ("/lib/terminfo", "/usr/share/terminfo"):
             if os.path.exists(f"{base}/{entry}"):
@@ -273,6 +277,10 @@ def main() -> int:
         raise SystemExit("build: run as root (device nodes, chroot check)")
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    # Two builds at once (parallel make, two shells) would share the work tree: take turns.
+    lock = open(work / ".lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     tree, version = fetch_kernel(work)
     root = Root(work / "root")
     add_system(root)

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import imager
-from imager import datapath, disks, filesystems, imagestore, manifest, partclone, process, resize
+from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
 from imager.errors import UnsupportedDisk
 from imager.partitions import Layout, Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
@@ -56,10 +56,14 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
                     parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
                                   "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
                     continue
-                entry = capture_partition(disk.path, part, tool, staging.path,
-                                          progress, f"partition {i}/{len(layout.partitions)}")
-                entry["fs_bytes"] = fs_bytes.get(part.number)
-                files[entry["file"]] = {"size": entry["stored_bytes"], "sha256": entry.pop("sha256")}
+                stage = f"partition {i}/{len(layout.partitions)}"
+                group = volume_group_to_split(disk.path, part)
+                if group:
+                    entry = capture_volume_group(disk.path, part, group, staging.path, progress, stage)
+                else:
+                    entry = capture_partition(disk.path, part, tool, staging.path, progress, stage)
+                    entry["fs_bytes"] = fs_bytes.get(part.number)
+                files.update(entry.pop("files"))
                 parts.append(entry)
         image = build_manifest(name, image_type, disk, layout, table_files, parts, files)
         manifest.write(staging.path, image)
@@ -105,7 +109,48 @@ def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str
     progress.flush()
     log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
     return {"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
-            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes, "sha256": result.sha256}
+            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes,
+            "files": {filename: {"size": result.stored_bytes, "sha256": result.sha256}}}
+
+
+def volume_group_to_split(disk_path: str, part: Partition) -> lvm.VolumeGroup | None:
+    """The LVM group on this partition when its volumes can travel one by one; None means copy it as it is."""
+    if part.fstype != lvm.PV_TYPE:
+        return None
+    group = lvm.volume_group_on(disks.partition_path(disk_path, part.number))
+    reason = group.why_not_per_volume() if group else "the physical volume belongs to no volume group"
+    if reason:
+        log.warning("partition %d is copied raw: %s", part.number, reason)
+        return None
+    return group
+
+
+def capture_volume_group(disk_path: str, part: Partition, group: lvm.VolumeGroup, image_dir: str,
+                         progress: Progress, stage: str) -> dict[str, Any]:
+    """An LVM physical volume: the group's metadata, then each logical volume through its own partclone."""
+    metadata = f"d1p{part.number}.lvm"
+    lvm.save_metadata(group, os.path.join(image_dir, metadata))
+    files = {metadata: _file_entry(image_dir, metadata)}
+    with lvm.activated(group.name):
+        volumes = lvm.probe_volumes(group)
+        for vol in volumes:
+            vol.update(file=None, raw_bytes=0, stored_bytes=0)
+            if vol["tool"] == filesystems.SWAP:  # recreated at deploy, like a swap partition
+                continue
+            vol["file"] = f"d1p{part.number}.lv{vol['index']}.pcl.zst"
+            device = group.device_of(vol["name"])
+            progress.set_stage(f"{stage}: {group.name}/{vol['name']} ({vol['fstype'] or 'raw'})", total=vol["size_bytes"])
+            result = stream_device_to_file(device, vol["tool"], os.path.join(image_dir, vol["file"]), progress)
+            progress.flush()
+            vol.update(raw_bytes=result.raw_bytes, stored_bytes=result.stored_bytes)
+            files[vol["file"]] = {"size": result.stored_bytes, "sha256": result.sha256}
+            log.info("%s/%s: %s → %s (%s)", group.name, vol["name"], _size(result.raw_bytes), vol["file"],
+                     _size(result.stored_bytes))
+    return {"number": part.number, "fstype": part.fstype, "tool": lvm.TOOL, "file": None, "uuid": part.uuid,
+            "label": part.label, "raw_bytes": sum(v["raw_bytes"] for v in volumes),
+            "stored_bytes": sum(v["stored_bytes"] for v in volumes), "files": files,
+            "lvm": {"vg": group.name, "vg_uuid": group.uuid, "pv_uuid": group.pv_uuid, "metadata": metadata,
+                    "volumes": volumes}}
 
 
 def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress) -> datapath.StreamResult:

@@ -14,7 +14,7 @@ import os
 import time
 from typing import IO, Any, Callable
 
-from imager import datapath, disks, filesystems, legacy, manifest, partclone, postdeploy, process, resize
+from imager import datapath, disks, filesystems, legacy, lvm, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table, write_table
@@ -49,16 +49,19 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition:
     log.info("deploying image %r (%d partitions) onto %s (%s)", image.get("name"), len(layout.partitions),
              target.path, human(target.size_bytes))
 
+    manifest.verify_small_files(image_dir, image["files"], small_files(disk_entry))
     restore_table(target.path, layout, image_dir, disk_entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
 
     for i, part in enumerate(parts, 1):
         device = disks.partition_path(target.path, part["number"])
+        stage = f"partition {i}/{len(parts)}"
         if part["tool"] == filesystems.SWAP:
             filesystems.recreate_swap(device, part["uuid"], part["label"])
+        elif part["tool"] == lvm.TOOL:
+            restore_volume_group(image_dir, image["files"], part, device, progress, stage)
         elif part["tool"] != filesystems.CONTAINER:
-            restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress,
-                              f"partition {i}/{len(parts)}")
+            restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, stage)
         if part["number"] in fs_bytes:  # captured shrunk: fill the partition again
             filesystems.grow(device, part["fstype"])
     renamed: dict[str, list[str]] = {}  # partitions whose system now carries the task's hostname
@@ -96,7 +99,7 @@ def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number
     """Only partition ``number`` (FOG's imgPartitionType=N): the target's table is left as it is."""
     entry = image["disks"][0]
     part = next((p for p in entry["partitions"] if p["number"] == number), None)
-    if part is None or not part.get("file"):
+    if part is None or not (part.get("file") or part.get("lvm")):
         raise InvalidImage(f"the image has no data for partition {number}")
     device = disks.partition_path(target.path, number)  # DiskNotFound if the target lacks it
     sector_size = entry["layout"]["sector_size"]
@@ -108,7 +111,11 @@ def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number
         raise DiskTooSmall(f"{device} holds {have} bytes, partition {number} of the image needs {needed}")
     refuse_if_mounted(target.path)
     started = time.monotonic()
-    restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, f"partition {number}")
+    if part["tool"] == lvm.TOOL:
+        manifest.verify_small_files(image_dir, image["files"], [part["lvm"]["metadata"]])
+        restore_volume_group(image_dir, image["files"], part, device, progress, f"partition {number}")
+    else:
+        restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, f"partition {number}")
     if part.get("fs_bytes"):
         filesystems.grow(device, part["fstype"])
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
@@ -153,6 +160,30 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
                        total=part["raw_bytes"])
     stream_file_to_device(os.path.join(image_dir, part["file"]), file_meta, part["tool"], device, progress)
     progress.flush()
+
+
+def restore_volume_group(image_dir: str, files: dict[str, dict], part: dict, device: str,
+                         progress: Progress, stage: str) -> None:
+    """An LVM physical volume: the PV and its group's exact layout first, then each logical volume."""
+    group = part["lvm"]
+    lvm.recreate(device, group["vg"], group["pv_uuid"], os.path.join(image_dir, group["metadata"]))
+    with lvm.activated(group["vg"]):
+        for vol in group["volumes"]:
+            lv_device = lvm.volume_device(group["vg"], vol["name"])
+            if vol["tool"] == filesystems.SWAP:
+                filesystems.recreate_swap(lv_device, vol["fs_uuid"], vol["label"])
+                continue
+            progress.set_stage(f"{stage}: {group['vg']}/{vol['name']} ({vol['fstype'] or 'raw'})",
+                               total=vol["raw_bytes"])
+            stream_file_to_device(os.path.join(image_dir, vol["file"]), files[vol["file"]], vol["tool"],
+                                  lv_device, progress)
+            progress.flush()
+
+
+def small_files(disk_entry: dict) -> list[str]:
+    """Files read whole before the first write (tables, LVM metadata): checked before they are used."""
+    names = list(disk_entry.get("table_files", {}).values())
+    return names + [p["lvm"]["metadata"] for p in disk_entry.get("partitions", []) if p.get("lvm")]
 
 
 def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress) -> None:

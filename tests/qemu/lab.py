@@ -29,6 +29,8 @@ HTTP_PORT = 8080
 SERVER_URL = f"http://{SERVER_IP}:{HTTP_PORT}"
 EXPORT = f"{SERVER_IP}:/images"
 OVMF = "/usr/share/ovmf/OVMF.fd"
+# For debugging a scenario: e.g. IMAGER_LAB_KERNEL_ARGS=imager.debug=1 logs every command and its stderr.
+LAB_KERNEL_ARGS = os.environ.get("IMAGER_LAB_KERNEL_ARGS", "")
 
 
 class LabError(RuntimeError):
@@ -169,7 +171,7 @@ EXPORT {{
         self.server_log = self.dir / "server.log"
         self.spawn([str(VENV_BIN / "imager-server"), "serve", "--bind", SERVER_IP, "--http-port", str(HTTP_PORT),
                     "--tftp-port", "69", "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
-                    "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait}"]
+                    "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait} {LAB_KERNEL_ARGS}".strip()]
                    + (["--unknown-hosts", self.unknown_hosts] if self.unknown_hosts else []),
                    log=self.server_log)
         self._wait_port(HTTP_PORT, "imager-server", self.server_log)
