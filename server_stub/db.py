@@ -176,7 +176,8 @@ class Store:
         return self.host(mac)
 
     def _store_inventory(self, host_id: int, inventory: dict, task_id: int | None) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO host_inventory(host_id, collected, task_id, data) VALUES (?, ?, ?, ?)",
+        self.conn.execute("INSERT OR REPLACE INTO host_inventory(host_id, collected, task_id, data) "
+                          "VALUES (?, ?, ?, ?)",
                           (host_id, time.time(), task_id, json.dumps(inventory)))
 
     def inventory(self, key: str) -> dict | None:

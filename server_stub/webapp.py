@@ -89,7 +89,8 @@ def _public_task(task: dict) -> dict:
 def boot_context(request: web.Request) -> bootpolicy.BootContext:
     config = request.app[CONFIG]
     base = config.get("public_url") or f"http://{request.host}"
-    return bootpolicy.BootContext(base_url=base, extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args),
+    return bootpolicy.BootContext(base_url=base,
+                                  extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args),
                                   unknown_hosts=config.get("unknown_hosts", "menu"),
                                   menu_timeout=config.get("menu_timeout", 3))
 

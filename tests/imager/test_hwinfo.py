@@ -48,7 +48,8 @@ def test_dmi_keeps_what_the_firmware_filled_in_and_cleans_it(tmp_path):
     write(tmp_path, dmi + "modalias", "dmi:bvnDell")  # not a field we report
     found = hwinfo.read_dmi(str(tmp_path))
     assert found == {"sys_vendor": "Dell Inc.", "product_name": "OptiPlex 7070", "product_serial": "5XYZ123",
-                     "product_uuid": "4c4c4544-0058-5910-8035-b5c04f5a3332", "bios_version": ("1.2.3" + "x" * 400)[:256]}
+                     "product_uuid": "4c4c4544-0058-5910-8035-b5c04f5a3332",
+                     "bios_version": ("1.2.3" + "x" * 400)[:256]}
 
 
 def test_dmi_that_cannot_be_read_is_left_out(tmp_path):

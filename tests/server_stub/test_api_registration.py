@@ -206,7 +206,8 @@ def test_the_cli_shows_a_host_and_its_inventory(server):
     shown = subprocess.run([*cli, "host", "show", "mac5254000000aa"], capture_output=True, text=True, timeout=30)
     assert shown.returncode == 0, shown.stderr
     for expected in ("registered: quick", "QEMU Standard PC", "serial SN-1", "Intel Xeon (4 cores, 8 threads)",
-                     "8.0 GiB", "/dev/sda  512.0 GB  Samsung SSD  serial S4EWNX0", "ssd", "eth0  52:54:00:00:00:aa  1000 Mb/s"):
+                     "8.0 GiB", "/dev/sda  512.0 GB  Samsung SSD  serial S4EWNX0", "ssd",
+                     "eth0  52:54:00:00:00:aa  1000 Mb/s"):
         assert expected in shown.stdout, shown.stdout
     raw = subprocess.run([*cli, "host", "inventory", MAC], capture_output=True, text=True, timeout=30)
     assert json.loads(raw.stdout)["data"] == INVENTORY
