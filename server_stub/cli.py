@@ -55,6 +55,13 @@ async def _serve(args: argparse.Namespace) -> None:
 
     from server_stub import bootpolicy, db, tftp, webapp
 
+    # Bad settings stop the server here, not each client later.
+    try:
+        db.check_name(args.register_prefix + "525400123456", "--register-prefix + MAC")
+    except db.Invalid as exc:
+        raise SystemExit(f"imager-server: {exc}") from None
+    if args.menu_timeout < 0 or args.register_rate < 1:
+        raise SystemExit("imager-server: --menu-timeout must be ≥ 0 and --register-rate ≥ 1")
     data_dir = Path(args.data_dir)
     tftp_root = data_dir / "tftp"
     tftp_root.mkdir(parents=True, exist_ok=True)
