@@ -1,4 +1,4 @@
-"""A read-only TFTP server (RFC 1350, options per RFC 2347-2349) on asyncio.
+"""A read-only TFTP server (RFC 1350, options per RFC 2347-2349 and windowsize per RFC 7440) on asyncio.
 
 Each transfer runs on its own UDP socket (its own TID, as the RFC asks), so
 many clients are served at once by one event loop.  Paths are confined to the
@@ -21,6 +21,7 @@ RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
 ERR_NOT_FOUND, ERR_ACCESS, ERR_ILLEGAL, ERR_OPTION = 1, 2, 4, 8
 DEFAULT_BLKSIZE = 512
 MAX_BLKSIZE = 65464
+MAX_WINDOW = 64  # RFC 7440 allows 65535; 64 blocks in flight is plenty and bounds the memory per transfer
 RETRIES = 5
 
 DynamicFiles = Callable[[str, str], bytes | None]  # (path, client ip) → content, or None to look on disk
@@ -119,6 +120,9 @@ class TftpServer:
             if opcode != RRQ:
                 await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, "expected a read request"), addr)
                 return
+            if mode not in ("octet", "netascii"):  # also what is left of a name cut short by a NUL byte
+                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, f"unsupported mode {mode[:20]!r}"), addr)
+                return
             source = self._open(filename, addr[0])
             if source is None:
                 log.info("TFTP %s: %s not found", addr[0], filename)
@@ -131,7 +135,7 @@ class TftpServer:
 
     async def _send(self, sock: socket.socket, addr, source: io.BufferedIOBase, options: dict[str, str],
                     filename: str) -> None:
-        blksize, timeout, accepted = DEFAULT_BLKSIZE, self.timeout, {}
+        blksize, timeout, window, accepted = DEFAULT_BLKSIZE, self.timeout, 1, {}
         if "blksize" in options and options["blksize"].isdigit():
             blksize = max(8, min(int(options["blksize"]), MAX_BLKSIZE))
             accepted["blksize"] = str(blksize)
@@ -142,41 +146,71 @@ class TftpServer:
             size = source.seek(0, os.SEEK_END)
             source.seek(0)
             accepted["tsize"] = str(size)
+        # RFC 7440: 0 or garbage is not a window; ignore the option. Never answer more than was asked.
+        if options.get("windowsize", "").isdigit() and int(options["windowsize"]) >= 1:
+            window = min(int(options["windowsize"]), MAX_WINDOW)
+            accepted["windowsize"] = str(window)
+        loop = asyncio.get_running_loop()
+        answer: int | bool | None = None
         if accepted:
-            oack = struct.pack("!H", OACK) + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in accepted.items())
-            if not await self._exchange(sock, addr, oack, 0, timeout):
+            oack = struct.pack("!H", OACK) + b"".join(f"{k}\0{v}\0".encode() for k, v in accepted.items())
+            for _ in range(RETRIES):  # the OACK is acknowledged as block 0
+                await loop.sock_sendto(sock, oack, addr)
+                if (answer := await self._wait_ack(sock, addr, -1, 0, timeout)) is not None:
+                    break
+            if answer is None or answer is False:
                 return
-        block = 1
+        # Window 1 is RFC 1350's lock-step. Block numbers are counted absolutely here and sent modulo 2^16.
+        pending: dict[int, bytes] = {}  # blocks sent (or about to be) but not yet acknowledged
+        acked, next_read, last, failures = 0, 1, 0, 0
         while True:
-            data = source.read(blksize)
-            packet = struct.pack("!HH", DATA, block & 0xFFFF) + data
-            if not await self._exchange(sock, addr, packet, block & 0xFFFF, timeout):
-                log.info("TFTP %s: %s abandoned at block %d", addr[0], filename, block)
+            while not last and next_read <= acked + window:
+                pending[next_read] = data = source.read(blksize)
+                if len(data) < blksize:
+                    last = next_read  # the short block ends the file
+                next_read += 1
+            top = min(acked + window, last or acked + window)
+            for number in range(acked + 1, top + 1):  # the whole window, from the first unacknowledged block
+                await loop.sock_sendto(sock, struct.pack("!HH", DATA, number & 0xFFFF) + pending[number], addr)
+            answer = await self._wait_ack(sock, addr, acked, top, timeout)
+            if answer is False:
+                log.info("TFTP %s: %s aborted by the client at block %d", addr[0], filename, acked + 1)
                 return
-            if len(data) < blksize:
+            if answer is None:
+                failures += 1
+                if failures >= RETRIES:
+                    log.info("TFTP %s: %s abandoned at block %d", addr[0], filename, acked + 1)
+                    return
+                continue
+            failures = 0
+            for number in range(acked + 1, answer + 1):
+                del pending[number]
+            acked = answer
+            if acked == last:
                 log.info("TFTP %s: sent %s", addr[0], filename)
                 return
-            block += 1
 
-    async def _exchange(self, sock: socket.socket, addr, packet: bytes, expect_block: int, timeout: float) -> bool:
-        """Send ``packet`` until its ACK arrives from the client's TID; False if it never does."""
+    async def _wait_ack(self, sock: socket.socket, addr, acked: int, top: int, timeout: float) -> int | bool | None:
+        """The absolute block number that a client ACK in (acked, top] names; None on timeout; False on ERROR.
+
+        ACKs of blocks before the window (duplicates, or a client asking for a resend of the window) are
+        ignored: the timeout resends the window, so a duplicate never doubles the traffic (Sorcerer's Apprentice).
+        """
         loop = asyncio.get_running_loop()
-        for _ in range(RETRIES):
-            await loop.sock_sendto(sock, packet, addr)
-            deadline = loop.time() + timeout
-            while (remaining := deadline - loop.time()) > 0:
-                try:
-                    reply, source = await asyncio.wait_for(loop.sock_recvfrom(sock, 65536), remaining)
-                except asyncio.TimeoutError:
-                    break
-                if source != addr:  # a stranger on our TID: tell it off, keep waiting
-                    await loop.sock_sendto(sock, _error_packet(5, "unknown transfer ID"), source)
-                    continue
-                if len(reply) >= 4:
-                    opcode, number = struct.unpack("!HH", reply[:4])
-                    if opcode == ACK and number == expect_block:
-                        return True
-                    if opcode == ERROR:
-                        return False
-                # a duplicate ACK of an earlier block: ignore it (no Sorcerer's Apprentice resend)
-        return False
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                reply, source = await asyncio.wait_for(loop.sock_recvfrom(sock, 65536), remaining)
+            except asyncio.TimeoutError:
+                return None
+            if source != addr:  # a stranger on our TID: tell it off, keep waiting
+                await loop.sock_sendto(sock, _error_packet(5, "unknown transfer ID"), source)
+                continue
+            if len(reply) >= 4:
+                opcode, number = struct.unpack("!HH", reply[:4])
+                if opcode == ERROR:
+                    return False
+                step = (number - acked) & 0xFFFF
+                if opcode == ACK and 1 <= step <= top - acked:
+                    return acked + step
+        return None
