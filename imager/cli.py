@@ -52,13 +52,20 @@ def _cmd_verify(args: argparse.Namespace) -> dict:
 
 def _cmd_info(args: argparse.Namespace) -> dict:
     image = manifest.load(imagestore.resolve_path(args.image_dir))
+    print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}")
     for disk in image["disks"]:
+        if disk.get("mode") == "raw":
+            print(f"  disk {disk['index']}: raw, {human(disk['size_bytes'])}  {disk['file']}")
+            continue
         layout = disk["layout"]
-        print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}  table {layout['label']}  "
-              f"sector {layout['sector_size']}  needs {human(manifest.Layout.from_dict(layout).required_bytes)}")
+        print(f"  disk {disk['index']}: table {layout['label']}  sector {layout['sector_size']}  "
+              f"needs {human(manifest.Layout.from_dict(layout).required_bytes)}")
         for part in disk["partitions"]:
-            print(f"  p{part['number']}: {part['fstype'] or 'raw':6} {human(part['raw_bytes']):>10} → "
-                  f"{human(part['stored_bytes']):>10}  {part['file']}")
+            print(f"    p{part['number']}: {part['fstype'] or 'raw':11} {human(part['raw_bytes']):>10} → "
+                  f"{human(part['stored_bytes']):>10}  {part['file'] or part['tool']}")
+            for vol in part.get("lvm", {}).get("volumes", []):
+                print(f"      {part['lvm']['vg']}/{vol['name']}: {vol['fstype'] or 'raw':6} "
+                      f"{human(vol['raw_bytes']):>10} → {human(vol['stored_bytes']):>10}  {vol['file'] or vol['tool']}")
     return {}
 
 
@@ -68,16 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("capture", help="save a disk into an image")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "raw"),
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "alldisks", "raw"),
                    help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
-                        "disk its data fits. multipart: the exact layout. raw: every byte of the disk")
-    p.add_argument("disk")
+                        "disk its data fits. multipart: the exact layout. alldisks: several disks (DISK is "
+                        "/dev/sda,/dev/sdb), each with its exact layout. raw: every byte of the disk")
+    p.add_argument("disk", help="/dev/… or serial=…, wwn=…, size=…, model=…; alldisks: a comma-separated list")
     p.add_argument("image_dir")
     p.set_defaults(func=_cmd_capture)
     p = sub.add_parser("deploy", help="lay an image onto a disk")
     p.add_argument("--partition", type=int, default=None,
                    help="restore only this partition into the disk's existing partition of that number")
-    p.add_argument("--hostname", default=None, help="write this name into the deployed Linux system's /etc/hostname")
+    p.add_argument("--hostname", default=None, help="the deployed system's name: Linux /etc/hostname, Windows ComputerName in the SYSTEM hive")
     p.add_argument("image_dir")
     p.add_argument("disk")
     p.set_defaults(func=_cmd_deploy)

@@ -130,6 +130,21 @@ def select(spec: str | None) -> Disk:
     return choose(spec, all_disks())
 
 
+def select_all(spec: str | None) -> list[Disk]:
+    """Several disks in image order: ``spec`` lists them comma-separated; none named means every fixed,
+    non-USB disk the kernel shows, in name order (sda, sdb, … / nvme0n1, nvme1n1, …), as FOG's all-disks type does."""
+    if spec:
+        chosen = [select(item.strip()) for item in spec.split(",") if item.strip()]
+    else:
+        chosen = [d for d in all_disks() if not d.removable and d.bus != "usb"]
+        if not chosen:
+            raise DiskNotFound("no fixed disk found (USB and removable disks are used only when the task names them)")
+    paths = [os.path.realpath(d.path) for d in chosen]
+    if len(set(paths)) != len(paths):
+        raise DiskNotFound(f"disk list {spec!r} names the same disk twice")
+    return chosen
+
+
 def partition_path(disk_path: str, number: int) -> str:
     """Device node of partition ``number``: vda1, nvme0n1p1, loop0p1 — asked of sysfs, not guessed."""
     name = os.path.basename(os.path.realpath(disk_path))

@@ -1,7 +1,11 @@
 """What we know about each filesystem: how it travels, and how it is recreated or resized."""
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import tempfile
+from typing import Iterator
 
 from imager import process
 
@@ -18,6 +22,9 @@ SWAP = "swap"          # not copied: recreated with its UUID and label
 CONTAINER = "none"     # an MBR extended partition: sfdisk recreates it, nothing to copy
 # Filesystems we can shrink offline before capture and grow after deploy (FOG does ext* and NTFS).
 SHRINKABLE = {"ext2", "ext3", "ext4", "ntfs"}
+# Filesystems that cannot shrink offline (xfs never shrinks; btrfs only while mounted and slowly) but grow
+# when mounted: in resizable images they keep at least their size and take the room of a larger disk.
+GROW_ONLY = {"xfs", "btrfs"}
 
 
 def tool_for(fstype: str, kind: str = "normal") -> str:
@@ -57,6 +64,7 @@ def shrink(device: str, fstype: str, size_bytes: int) -> None:
     elif fstype == "ntfs":
         process.run(["ntfsresize", "--force", "--force", "--no-progress-bar", "--size", str(size_bytes), device],
                     input=b"y\n")
+        clear_ntfs_check_flag(device)
     else:
         raise ValueError(f"{fstype} is not shrinkable")
 
@@ -68,3 +76,28 @@ def grow(device: str, fstype: str) -> None:
         process.run(["resize2fs", device])
     elif fstype == "ntfs":
         process.run(["ntfsresize", "--force", "--force", "--no-progress-bar", device], input=b"y\n")
+        clear_ntfs_check_flag(device)
+    elif fstype == "xfs":
+        with mounted(device, fstype) as point:
+            process.run(["xfs_growfs", point])
+    elif fstype == "btrfs":
+        with mounted(device, fstype) as point:
+            process.run(["btrfs", "filesystem", "resize", "max", point])
+
+
+def clear_ntfs_check_flag(device: str) -> None:
+    """ntfsresize leaves the volume marked for chkdsk, and partclone.ntfs refuses such a volume;
+    the resize itself was consistent, so clear the mark (FOG does the same with ntfsfix)."""
+    process.run(["ntfsfix", "-d", device])
+
+
+@contextlib.contextmanager
+def mounted(device: str, fstype: str) -> Iterator[str]:
+    """``device`` mounted read-write on a fresh directory for the block; always unmounted."""
+    point = tempfile.mkdtemp(prefix="imager-fs-")
+    process.run(["mount", "-t", fstype, device, point])  # -t: the kernel loads the module
+    try:
+        yield point
+    finally:
+        process.run(["umount", point], check=False)
+        os.rmdir(point)

@@ -9,6 +9,7 @@ FOG (docs: FOG's image layout)        Clonezilla
                   sgdisk backup (GPT)   after-mbr; sda-gpt.gdisk      sgdisk backup (GPT)
   d1pN.img[.000…] partclone, gzip|zstd  sdaN.<fs>-ptcl-img.<gz|zst|uncomp>.aa… partclone, split
   d1.original.swapuuids                 swappt-sdaN.info              swap identities
+  d1.minimum.partitions (resizable)     —                             shrunk sizes: deploy fits smaller disks
 
 Neither format records checksums of its files; partclone's own checksums and
 the compression's frame checks are what guard these streams.
@@ -99,7 +100,30 @@ def _load_fog(image_dir: str) -> dict[str, Any]:
         single = os.path.join(image_dir, f"d1p{part.number}.img")
         pieces = [single] if os.path.exists(single) else sorted(glob.glob(f"{single}.[0-9][0-9][0-9]"))
         parts.append(_partition_entry(part, pieces, swaps.get(part.number)))
-    return {"format": "fog", "layout": layout, "table": table, "partitions": parts}
+    return {"format": "fog", "layout": layout, "table": table, "partitions": parts,
+            "fs_bytes": _fog_minimum_sizes(image_dir, layout)}
+
+
+def _fog_minimum_sizes(image_dir: str, layout: Layout) -> dict[int, int]:
+    """FOG's resizable images: partitions captured shrunk, with their shrunk size in bytes.
+
+    FOG shrinks a filesystem and its partition, records that table in d1.minimum.partitions, captures,
+    then puts the original table back; d1.fixed_size_partitions lists the ones never to resize.
+    """
+    path = os.path.join(image_dir, "d1.minimum.partitions")
+    if not os.path.exists(path):
+        return {}
+    minimum = parse_sfdisk_dump(_read(image_dir, "d1.minimum.partitions").decode())
+    fixed_path = os.path.join(image_dir, "d1.fixed_size_partitions")
+    fixed = {int(n) for n in re.findall(r"\d+", _read(image_dir, "d1.fixed_size_partitions").decode())} \
+        if os.path.exists(fixed_path) else set()
+    original = {p.number: p for p in layout.partitions}
+    sizes = {}
+    for part in minimum.partitions:
+        full = original.get(part.number)
+        if full and part.number not in fixed and full.kind != "extended" and part.sectors < full.sectors:
+            sizes[part.number] = part.sectors * minimum.sector_size
+    return sizes
 
 
 def _load_clonezilla(image_dir: str) -> dict[str, Any]:

@@ -18,10 +18,16 @@ def clone_argv(flavour: str, device: str) -> list[str]:
     return [f"partclone.{flavour}", "-c", "-a0", "-q", "-z", str(8 * 1024 * 1024), "-s", device, "-o", "-"]
 
 
-def restore_argv(flavour: str, device: str) -> list[str]:
+def restore_argv(flavour: str, device: str, shrunk: bool = False) -> list[str]:
+    """Restore command reading the stream from stdin.
+
+    shrunk: the filesystem was captured shrunk inside a larger partition.  partclone.ntfs records the
+    partition's size, not the filesystem's, and would refuse a smaller target partition that still holds
+    the shrunk filesystem; our plan has already checked the fit, so partclone's check is turned off (-C).
+    """
     if flavour == RAW:
         return ["partclone.dd", "-q", "-s", "-", "-o", device]
-    return ["partclone.restore", "-q", "-z", str(8 * 1024 * 1024), "-s", "-", "-o", device]
+    return ["partclone.restore", "-q", "-z", str(8 * 1024 * 1024), *(["-C"] if shrunk else []), "-s", "-", "-o", device]
 
 
 # Image format v2 header: magic, version strings, then filesystem info (packed).

@@ -8,7 +8,8 @@ sizes and files.  The partition table itself is never touched on the source.
 Deploy plans a new layout for the target: the last resizable partition absorbs
 the difference in disk size (larger or smaller), partitions after it move with
 it, an extended partition around it stretches; then each shrunk filesystem is
-grown to fill its partition.
+grown to fill its partition.  xfs and btrfs cannot be shrunk offline: they keep
+at least their size, but take the room of a larger disk and are grown mounted.
 """
 from __future__ import annotations
 
@@ -76,8 +77,13 @@ def plan(layout: Layout, fs_bytes: dict[int, int], target_sectors: int) -> Layou
             raise DiskTooSmall(f"the disk holds {target_sectors * layout.sector_size} bytes, the image's "
                                f"layout needs {layout.required_bytes} bytes and has no resizable partition")
         return new
+    def needed_sectors(part: Partition) -> int:
+        return _align_up(fs_bytes[part.number], layout.sector_size) // layout.sector_size
+
+    if delta < 0:  # a smaller disk: only a partition whose filesystem was shrunk can give room back
+        movable = [p for p in movable if needed_sectors(p) < p.sectors] or movable
     grow = max(movable, key=lambda p: p.start)
-    needed = _align_up(fs_bytes[grow.number], layout.sector_size) // layout.sector_size
+    needed = needed_sectors(grow)
     if grow.sectors + delta < needed:
         short = (needed - grow.sectors - delta) * layout.sector_size
         raise DiskTooSmall(f"the disk is {short} bytes too small even with partition {grow.number} shrunk "

@@ -17,14 +17,15 @@ from typing import Any
 import imager
 from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
 from imager.errors import UnsupportedDisk
-from imager.partitions import Layout, Partition, probe_filesystem, read_layout, save_table
+from imager.partitions import Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
 
 log = logging.getLogger(__name__)
 
 
-# FOG's types 1, 2 and 4: single disk resizable, multiple partitions (exact layout), raw whole disk.
-IMAGE_TYPES = ("resizable", "multipart", "raw")
+# FOG's types: 1 single disk resizable, 2 multiple partitions single disk (exact layout),
+# 3 multiple partitions on every disk of the machine (exact layouts), 4 raw whole disk.
+IMAGE_TYPES = ("resizable", "multipart", "alldisks", "raw")
 
 
 def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
@@ -32,51 +33,66 @@ def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
     if image_type not in IMAGE_TYPES:
         raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
     started = time.monotonic()
-    disk = disks.select(disk_spec)
-    log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
-    refuse_if_mounted(disk.path)
+    sources = disks.select_all(disk_spec) if image_type == "alldisks" else [disks.select(disk_spec)]
+    for disk in sources:
+        log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
+        refuse_if_mounted(disk.path)
     if image_type == "raw":
-        return capture_raw_disk(disk, root, name, progress)
-
-    layout = read_layout(disk.path)
-    disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
-    for part in layout.partitions:
-        part.__dict__.update(probe_filesystem(disks.partition_path(disk.path, part.number)))
+        return capture_raw_disk(sources[0], root, name, progress)
 
     staging = imagestore.Staging(root, name)
-    shrinking = resize.shrunk_filesystems(disk.path, layout) if image_type == "resizable" else nullcontext({})
     try:
-        table_files = save_table(disk.path, layout, staging.path)
-        files = {f: _file_entry(staging.path, f) for f in table_files.values()}
-        parts = []
-        with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
-            for i, part in enumerate(layout.partitions, 1):
-                tool = filesystems.tool_for(part.fstype, part.kind)
-                if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy
-                    parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
-                                  "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
-                    continue
-                stage = f"partition {i}/{len(layout.partitions)}"
-                group = volume_group_to_split(disk.path, part)
-                if group:
-                    entry = capture_volume_group(disk.path, part, group, staging.path, progress, stage)
-                else:
-                    entry = capture_partition(disk.path, part, tool, staging.path, progress, stage)
-                    entry["fs_bytes"] = fs_bytes.get(part.number)
-                files.update(entry.pop("files"))
-                parts.append(entry)
-        image = build_manifest(name, image_type, disk, layout, table_files, parts, files)
+        entries, files = [], {}
+        for index, disk in enumerate(sources, 1):
+            entry = capture_disk(disk, index, staging.path, progress, resizable=image_type == "resizable")
+            files.update(entry.pop("files"))
+            entries.append(entry)
+        image = build_manifest(name, image_type, sources[0], entries, files)
         manifest.write(staging.path, image)
         link = staging.publish()
     except BaseException:
         staging.discard()
         raise
     elapsed = time.monotonic() - started
+    parts = [p for entry in entries for p in entry["partitions"]]
     raw = sum(p["raw_bytes"] for p in parts)
     stored = sum(meta["size"] for meta in files.values())
     log.info("image %s published: %s of partclone data stored in %s, %.1f s", link, _size(raw), _size(stored), elapsed)
     return {"image": name, "version": staging.version, "raw_bytes": raw, "stored_bytes": stored,
-            "seconds": round(elapsed, 1), "partitions": len(parts)}
+            "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(entries)}
+
+
+def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progress, resizable: bool) -> dict[str, Any]:
+    """One disk of the image (``d<index>.*`` files): its table, boot area and every partition."""
+    layout = read_layout(disk.path)
+    disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
+    for part in layout.partitions:
+        part.__dict__.update(probe_filesystem(disks.partition_path(disk.path, part.number)))
+    prefix = f"d{index}"
+    table_files = save_table(disk.path, layout, image_dir, prefix=prefix)
+    files = {f: _file_entry(image_dir, f) for f in table_files.values()}
+    parts = []
+    shrinking = resize.shrunk_filesystems(disk.path, layout) if resizable else nullcontext({})
+    with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
+        for i, part in enumerate(layout.partitions, 1):
+            tool = filesystems.tool_for(part.fstype, part.kind)
+            if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy
+                parts.append({"number": part.number, "fstype": part.fstype, "tool": tool, "file": None,
+                              "uuid": part.uuid, "label": part.label, "raw_bytes": 0, "stored_bytes": 0})
+                continue
+            stage = f"{'disk %d, ' % index if index > 1 else ''}partition {i}/{len(layout.partitions)}"
+            group = volume_group_to_split(disk.path, part)
+            if group:
+                entry = capture_volume_group(disk.path, part, group, image_dir, progress, stage, prefix)
+            else:
+                entry = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix)
+                entry["fs_bytes"] = fs_bytes.get(part.number)
+                if resizable and part.fstype in filesystems.GROW_ONLY:  # needs its whole partition, may grow
+                    entry["fs_bytes"] = part.sectors * layout.sector_size
+            files.update(entry.pop("files"))
+            parts.append(entry)
+    return {"index": index, "mode": "partitions", "source": disk.to_dict(), "layout": layout.to_dict(),
+            "table_files": table_files, "partitions": parts, "files": files}
 
 
 def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress) -> dict[str, Any]:
@@ -89,7 +105,7 @@ def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress)
         files = {"d1.raw.zst": {"size": result.stored_bytes, "sha256": result.sha256}}
         entry = {"index": 1, "mode": "raw", "file": "d1.raw.zst", "size_bytes": disk.size_bytes,
                  "sector_size": disk.logical_sector_size, "raw_bytes": result.raw_bytes}
-        image = build_manifest(name, "raw", disk, None, {}, [], files, disk_entry=entry)
+        image = build_manifest(name, "raw", disk, [entry], files)
         manifest.write(staging.path, image)
         staging.publish()
     except BaseException:
@@ -100,9 +116,9 @@ def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress)
 
 
 def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str,
-                      progress: Progress, stage: str) -> dict[str, Any]:
+                      progress: Progress, stage: str, prefix: str = "d1") -> dict[str, Any]:
     device = disks.partition_path(disk_path, part.number)
-    filename = f"d1p{part.number}.pcl.zst"
+    filename = f"{prefix}p{part.number}.pcl.zst"
     fstype = part.fstype
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({fstype or 'raw'})", total=_device_bytes(device))
     result = stream_device_to_file(device, tool, os.path.join(image_dir, filename), progress)
@@ -126,9 +142,9 @@ def volume_group_to_split(disk_path: str, part: Partition) -> lvm.VolumeGroup | 
 
 
 def capture_volume_group(disk_path: str, part: Partition, group: lvm.VolumeGroup, image_dir: str,
-                         progress: Progress, stage: str) -> dict[str, Any]:
+                         progress: Progress, stage: str, prefix: str = "d1") -> dict[str, Any]:
     """An LVM physical volume: the group's metadata, then each logical volume through its own partclone."""
-    metadata = f"d1p{part.number}.lvm"
+    metadata = f"{prefix}p{part.number}.lvm"
     lvm.save_metadata(group, os.path.join(image_dir, metadata))
     files = {metadata: _file_entry(image_dir, metadata)}
     with lvm.activated(group.name):
@@ -137,7 +153,7 @@ def capture_volume_group(disk_path: str, part: Partition, group: lvm.VolumeGroup
             vol.update(file=None, raw_bytes=0, stored_bytes=0)
             if vol["tool"] == filesystems.SWAP:  # recreated at deploy, like a swap partition
                 continue
-            vol["file"] = f"d1p{part.number}.lv{vol['index']}.pcl.zst"
+            vol["file"] = f"{prefix}p{part.number}.lv{vol['index']}.pcl.zst"
             device = group.device_of(vol["name"])
             progress.set_stage(f"{stage}: {group.name}/{vol['name']} ({vol['fstype'] or 'raw'})", total=vol["size_bytes"])
             result = stream_device_to_file(device, vol["tool"], os.path.join(image_dir, vol["file"]), progress)
@@ -172,8 +188,8 @@ def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress)
     return result
 
 
-def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout | None, table_files: dict[str, str],
-                   parts: list[dict], files: dict[str, dict], disk_entry: dict | None = None) -> dict[str, Any]:
+def build_manifest(name: str, image_type: str, disk: disks.Disk, disk_entries: list[dict],
+                   files: dict[str, dict]) -> dict[str, Any]:
     return {
         "format": manifest.FORMAT,
         "version": manifest.VERSION,
@@ -183,8 +199,7 @@ def build_manifest(name: str, image_type: str, disk: disks.Disk, layout: Layout 
         "compression": {"algorithm": "zstd", "level": datapath.DEFAULT_LEVEL},
         "tools": tool_versions(),
         "source": disk.to_dict(),
-        "disks": [disk_entry or {"index": 1, "mode": "partitions", "layout": layout.to_dict(),
-                                 "table_files": table_files, "partitions": parts}],
+        "disks": disk_entries,
         "files": files,
     }
 

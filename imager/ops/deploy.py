@@ -15,9 +15,9 @@ import time
 from typing import IO, Any, Callable
 
 from imager import datapath, disks, filesystems, legacy, lvm, manifest, partclone, postdeploy, process, resize
-from imager.errors import DiskTooSmall, InvalidImage, SectorSizeMismatch
+from imager.errors import DiskNotFound, DiskTooSmall, InvalidImage, SectorSizeMismatch
 from imager.ops.capture import refuse_if_mounted
-from imager.partitions import Layout, restore_table, write_table
+from imager.partitions import Layout, probe_filesystem, restore_table, write_table
 from imager.progress import Progress, human
 from imager.winhostname import set_windows_hostname
 
@@ -30,50 +30,89 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition:
         return deploy_foreign(image_dir, disk_spec, progress)
     started = time.monotonic()
     image = manifest.load(image_dir)
-    disk_entry = image["disks"][0]
-    target = disks.select(disk_spec)
-    if disk_entry.get("mode") == "raw":
-        return deploy_raw_disk(image_dir, image, target, progress)
-    layout = Layout.from_dict(disk_entry["layout"])
-    manifest.check_sector_size(layout, target.logical_sector_size, target.path)
-    parts = disk_entry["partitions"]
+    entries = image["disks"]
+    targets = select_targets(image, disk_spec)
+    if entries[0].get("mode") == "raw":
+        return deploy_raw_disk(image_dir, image, targets[0], progress)
     if partition is not None:
-        return deploy_one_partition(image_dir, image, target, partition, progress)
-    fs_bytes = {p["number"]: p["fs_bytes"] for p in parts if p.get("fs_bytes")}
+        layout = Layout.from_dict(entries[0]["layout"])
+        manifest.check_sector_size(layout, targets[0].logical_sector_size, targets[0].path)
+        return deploy_one_partition(image_dir, image, targets[0], partition, progress)
+    # Every disk is checked and planned before the first byte is written to any of them.
+    plans = [plan_disk(image, entry, target) for entry, target in zip(entries, targets)]
+    for target in targets:
+        refuse_if_mounted(target.path)
+    parts = []
+    for entry, target, planned in zip(entries, targets, plans):
+        restore_disk(image_dir, image, entry, target, planned, progress)
+        parts += [(target.path, p) for p in entry["partitions"]]
+    renamed: dict[str, list[str]] = {}  # partitions whose system now carries the task's hostname
+    if hostname:
+        renamed = {"linux": [], "windows": []}
+        for target in targets:
+            on_disk = [p for path, p in parts if path == target.path]
+            renamed["linux"] += postdeploy.set_linux_hostname(target.path, on_disk, hostname)
+            renamed["windows"] += set_windows_hostname(target.path, on_disk, hostname)
+    process.run(["sync"], check=False)
+    elapsed = time.monotonic() - started
+    raw = sum(p["raw_bytes"] for _, p in parts)
+    where = ", ".join(t.path for t in targets)
+    log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), where, human(raw), elapsed)
+    return {"image": image.get("name"), "disk": where, "raw_bytes": raw, "seconds": round(elapsed, 1),
+            "partitions": len(parts), "disks": len(targets), "hostname_set": renamed}
+
+
+def select_targets(image: dict, disk_spec: str | None) -> list[disks.Disk]:
+    """The disk (or, for an all-disks image, the disks in order) the image goes to."""
+    if image.get("image_type") != "alldisks":
+        return [disks.select(disk_spec)]
+    targets = disks.select_all(disk_spec)
+    wanted = len(image["disks"])
+    if len(targets) < wanted:
+        raise DiskNotFound(f"the image holds {wanted} disks, this machine offers {len(targets)} "
+                           f"({', '.join(t.path for t in targets)})", hint="Add disks, or name them in the task's disk field.")
+    if len(targets) > wanted:
+        log.info("the image holds %d disks: %s left untouched", wanted, ", ".join(t.path for t in targets[wanted:]))
+    return targets[:wanted]
+
+
+def plan_disk(image: dict, entry: dict, target: disks.Disk) -> Layout:
+    """The layout this disk will get; refuses a target that cannot take it."""
+    layout = Layout.from_dict(entry["layout"])
+    manifest.check_sector_size(layout, target.logical_sector_size, target.path)
     if image.get("image_type") == "resizable":
-        planned = resize.plan(layout, fs_bytes, target.size_bytes // layout.sector_size)
-    else:
-        manifest.check_target(disk_entry, target.size_bytes, target.logical_sector_size, target.path)
-        planned = layout
-    refuse_if_mounted(target.path)
-    log.info("deploying image %r (%d partitions) onto %s (%s)", image.get("name"), len(layout.partitions),
-             target.path, human(target.size_bytes))
+        return resize.plan(layout, shrunk_sizes(entry), target.size_bytes // layout.sector_size)
+    manifest.check_target(entry, target.size_bytes, target.logical_sector_size, target.path)
+    return layout
 
-    manifest.verify_small_files(image_dir, image["files"], small_files(disk_entry))
-    restore_table(target.path, layout, image_dir, disk_entry["table_files"], target.size_bytes, planned)
+
+def shrunk_sizes(entry: dict) -> dict[int, int]:
+    """Partitions captured with their filesystem shrunk, and that size."""
+    return {p["number"]: p["fs_bytes"] for p in entry["partitions"] if p.get("fs_bytes")}
+
+
+def restore_disk(image_dir: str, image: dict, entry: dict, target: disks.Disk, planned: Layout,
+                 progress: Progress) -> None:
+    """Table and boot area, then each partition (or logical volume), then grow what was shrunk."""
+    layout = Layout.from_dict(entry["layout"])
+    parts = entry["partitions"]
+    log.info("deploying image %r disk %d (%d partitions) onto %s (%s)", image.get("name"), entry["index"],
+             len(layout.partitions), target.path, human(target.size_bytes))
+    manifest.verify_small_files(image_dir, image["files"], small_files(entry))
+    restore_table(target.path, layout, image_dir, entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
-
+    shrunk = shrunk_sizes(entry)
     for i, part in enumerate(parts, 1):
         device = disks.partition_path(target.path, part["number"])
-        stage = f"partition {i}/{len(parts)}"
+        stage = f"{'disk %d, ' % entry['index'] if entry['index'] > 1 else ''}partition {i}/{len(parts)}"
         if part["tool"] == filesystems.SWAP:
             filesystems.recreate_swap(device, part["uuid"], part["label"])
         elif part["tool"] == lvm.TOOL:
             restore_volume_group(image_dir, image["files"], part, device, progress, stage)
         elif part["tool"] != filesystems.CONTAINER:
             restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, stage)
-        if part["number"] in fs_bytes:  # captured shrunk: fill the partition again
+        if part["number"] in shrunk:  # captured shrunk: fill the partition again
             filesystems.grow(device, part["fstype"])
-    renamed: dict[str, list[str]] = {}  # partitions whose system now carries the task's hostname
-    if hostname:
-        renamed = {"linux": postdeploy.set_linux_hostname(target.path, parts, hostname),
-                   "windows": set_windows_hostname(target.path, parts, hostname)}
-    process.run(["sync"], check=False)
-    elapsed = time.monotonic() - started
-    raw = sum(p["raw_bytes"] for p in parts)
-    log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), target.path, human(raw), elapsed)
-    return {"image": image.get("name"), "disk": target.path, "raw_bytes": raw, "seconds": round(elapsed, 1),
-            "partitions": len(parts), "hostname_set": renamed}
 
 
 def deploy_raw_disk(image_dir: str, image: dict, target: disks.Disk, progress: Progress) -> dict[str, Any]:
@@ -129,14 +168,21 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
     layout: Layout = image["layout"]
     target = disks.select(disk_spec)
     manifest.check_sector_size(layout, target.logical_sector_size, target.path)
-    if target.size_bytes < layout.required_bytes:
+    shrunk = image.get("fs_bytes") or {}  # FOG resizable images: partitions captured at their minimum
+    planned = resize.plan(layout, shrunk, target.size_bytes // layout.sector_size) if shrunk else layout
+    if target.size_bytes < planned.required_bytes:
         raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the {image['format']} image's layout "
-                           f"needs {layout.required_bytes} bytes")
+                           f"needs {planned.required_bytes} bytes")
     refuse_if_mounted(target.path)
     log.info("deploying %s image %s onto %s", image["format"], image_dir, target.path)
     table = image["table"]
-    write_table(target.path, table.get("boot_area", b""), table["sfdisk_dump"],
-                sgdisk_backup=table.get("sgdisk_backup"), move_backup_gpt=True)
+    if planned is not layout and [p.sectors for p in planned.partitions] != [p.sectors for p in layout.partitions]:
+        # The saved dump keeps every type, GUID and name; only starts and sizes change.
+        script = resize.sfdisk_script(table["sfdisk_dump"].decode(), planned)
+        write_table(target.path, table.get("boot_area", b""), script.encode())
+    else:
+        write_table(target.path, table.get("boot_area", b""), table["sfdisk_dump"],
+                    sgdisk_backup=table.get("sgdisk_backup"), move_backup_gpt=True)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
     parts = image["partitions"]
     for i, part in enumerate(parts, 1):
@@ -147,6 +193,10 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
             progress.set_stage(f"partition {i}/{len(parts)}: {os.path.basename(device)}", total=part["bytes"])
             feed_partclone(part["tool"], device, lambda sink: datapath.decompress_pieces(
                 part["pieces"], part["compression"], sink, progress.add))
+        if part["number"] in shrunk:  # captured shrunk by FOG: fill the partition again
+            fstype = probe_filesystem(device)["fstype"]
+            if fstype in filesystems.SHRINKABLE | filesystems.GROW_ONLY:
+                filesystems.grow(device, fstype)
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     return {"image": os.path.basename(image_dir), "format": image["format"], "disk": target.path,
@@ -158,7 +208,8 @@ def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: st
     device = disks.partition_path(disk_path, part["number"])
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
                        total=part["raw_bytes"])
-    stream_file_to_device(os.path.join(image_dir, part["file"]), file_meta, part["tool"], device, progress)
+    stream_file_to_device(os.path.join(image_dir, part["file"]), file_meta, part["tool"], device, progress,
+                          shrunk=part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE)
     progress.flush()
 
 
@@ -186,16 +237,17 @@ def small_files(disk_entry: dict) -> list[str]:
     return names + [p["lvm"]["metadata"] for p in disk_entry.get("partitions", []) if p.get("lvm")]
 
 
-def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress) -> None:
+def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress,
+                          shrunk: bool = False) -> None:
     """``path`` → SHA-256 check → zstd decompress → partclone restore onto ``device``."""
     feed_partclone(tool, device, lambda sink: datapath.decompress_from_file(
         path, sink, expected_sha256=file_meta.get("sha256"), expected_size=file_meta.get("size"),
-        on_progress=progress.add))
+        on_progress=progress.add), shrunk=shrunk)
 
 
-def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object]) -> None:
+def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], shrunk: bool = False) -> None:
     """Run partclone's restore onto ``device`` with ``feed`` writing the stream into its stdin."""
-    writer = process.spawn(partclone.restore_argv(tool, device), stdin=process.PIPE)
+    writer = process.spawn(partclone.restore_argv(tool, device, shrunk), stdin=process.PIPE)
     datapath.widen_pipe(writer.stdin)
     try:
         feed(writer.stdin)

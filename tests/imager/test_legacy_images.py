@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from imager.errors import DiskTooSmall
 from imager.legacy import parse_sfdisk_dump
 from imager.ops.deploy import deploy
 from imager.progress import Progress
@@ -106,3 +107,51 @@ def test_sfdisk_dumps_parse_into_layouts():
     assert layout.label == "msdos" and [p.number for p in layout.partitions] == [1, 2, 5]
     assert [p.kind for p in layout.partitions] == ["normal", "extended", "logical"]
     assert layout.partitions[0].sectors == 204800
+
+
+def make_fog_resizable_image(tmp_path):
+    """FOG's resizable capture, done by hand with the same tools: shrink the NTFS filesystem and its partition,
+    save d1.minimum.partitions, capture the shrunk partitions, put the original table back and grow."""
+    expected = source(tmp_path, "dos")
+    out = tmp_path / "img"
+    with attached(tmp_path / "src.img") as dev:
+        make_fog_image(dev, out, "dos")  # d1.partitions of the original, d1.mbr, p1 and swap
+        for piece in out.glob("d1p3.img*"):
+            piece.unlink()
+        sh(f"ntfsresize --force --force --no-progress-bar --size 48M {dev}p3 <<< y && ntfsfix -d {dev}p3", out)
+        sh(f"echo ',48M' | sfdisk --quiet --no-reread -N 3 {dev} && partprobe {dev}", out)
+        sh(f"sfdisk -d {dev} > d1.minimum.partitions && echo 1 > d1.fixed_size_partitions", out)
+        sh(f"partclone.ntfs -c -a0 -q -s {dev}p3 -o - | zstd -q -3 | split -b 256K -d -a 3 - d1p3.img.", out)
+        sh(f"sfdisk --quiet --no-reread {dev} < d1.partitions && partprobe {dev}", out)
+        sh(f"ntfsresize --force --force --no-progress-bar {dev}p3 <<< y && ntfsfix -d {dev}p3", out)
+    return expected
+
+
+def ntfs_bytes(device):
+    out = subprocess.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device], capture_output=True,
+                         text=True).stdout
+    import re
+    return int(re.search(r"Current volume size: (\d+) bytes", out).group(1))
+
+
+@pytest.mark.parametrize("target_mib", [200, 150])
+def test_fog_resizable_images_fit_smaller_disks_and_fill_their_partitions(tmp_path, target_mib):
+    expected = make_fog_resizable_image(tmp_path)
+    blank(tmp_path / "dst.img", target_mib)
+    with attached(tmp_path / "dst.img") as dst:
+        deploy(str(tmp_path / "img"), dst, Progress())
+        with open(f"{dst}p3", "rb") as f:
+            part_bytes = f.seek(0, 2)
+        assert part_bytes > (target_mib - 80) * MiB, "the last partition did not take the disk's room"
+        assert part_bytes - ntfs_bytes(f"{dst}p3") < 2 * MiB, "NTFS was not grown to its partition"
+        for n in (1, 3):
+            fs, fingerprint = expected[n]
+            assert filesystem_fingerprint(f"{dst}p{n}", fs) == fingerprint
+
+
+def test_fog_resizable_image_too_big_for_the_disk_is_refused_before_writing(tmp_path):
+    make_fog_resizable_image(tmp_path)
+    blank(tmp_path / "dst.img", 100)  # 60 + 16 + 48 MiB of partitions do not fit
+    with attached(tmp_path / "dst.img") as dst, pytest.raises(DiskTooSmall):
+        deploy(str(tmp_path / "img"), dst, Progress())
+    assert (tmp_path / "dst.img").read_bytes().count(0) == 100 * MiB

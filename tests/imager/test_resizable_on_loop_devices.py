@@ -97,3 +97,72 @@ def test_a_capture_failing_midway_still_grows_the_source_back(tmp_path):
         with pytest.raises(TaskCanceled):
             capture(src, str(tmp_path / "store"), "res", Progress([fail], interval=0))
         assert state(src) == before
+
+
+def fs_size(device: str, kind: str) -> int:
+    """The filesystem's own idea of its size, read offline from its superblock."""
+    if kind == "xfs":
+        out = subprocess.run(["xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks", "-c", "p blocksize", device],
+                             capture_output=True, text=True, check=True).stdout
+        values = dict(line.split(" = ") for line in out.splitlines())
+        return int(values["dblocks"]) * int(values["blocksize"])
+    out = subprocess.run(["btrfs", "inspect-internal", "dump-super", device], capture_output=True, text=True,
+                         check=True).stdout
+    return int(re.search(r"^total_bytes\s+(\d+)", out, re.M).group(1))
+
+
+@pytest.mark.parametrize("kind", ["xfs", "btrfs"])
+def test_xfs_and_btrfs_grow_onto_a_larger_disk_and_never_shrink(tmp_path, kind):
+    """They cannot shrink offline: a resizable image keeps their size, and a larger disk's room goes to them."""
+    blank(tmp_path / "src.img", 512)
+    subprocess.run(["sgdisk", "-n1:0:+64M", "-n2:0:0", str(tmp_path / "src.img")], check=True, capture_output=True)
+    with attached(tmp_path / "src.img") as src:
+        make_filesystem(f"{src}p1", "ext4")
+        make_filesystem(f"{src}p2", kind)
+        files = filesystem_fingerprint(f"{src}p2", kind)
+        size_before = fs_size(f"{src}p2", kind)
+        capture(src, str(tmp_path / "store"), "grow", Progress())
+        assert fs_size(f"{src}p2", kind) == size_before
+    image = imagestore.resolve(str(tmp_path / "store"), "grow")
+    blank(tmp_path / "big.img", 900)
+    with attached(tmp_path / "big.img") as dst:
+        deploy(image, dst, Progress())
+        assert partition_bytes(f"{dst}p2") > 800 * MiB
+        assert fs_size(f"{dst}p2", kind) > size_before + 300 * MiB, "the filesystem was not grown"
+        assert abs(fs_size(f"{dst}p2", kind) - partition_bytes(f"{dst}p2")) < 8 * MiB
+        assert filesystem_fingerprint(f"{dst}p2", kind) == files
+    blank(tmp_path / "small.img", 400)
+    with attached(tmp_path / "small.img") as dst, pytest.raises(DiskTooSmall):
+        deploy(image, dst, Progress())
+    assert (tmp_path / "small.img").read_bytes().count(0) == 400 * MiB, "a refused deploy wrote to the disk"
+
+
+def ntfs_bytes(device: str) -> int:
+    out = subprocess.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device], capture_output=True,
+                         text=True).stdout
+    return int(re.search(r"Current volume size: (\d+) bytes", out).group(1))
+
+
+def test_a_windows_like_disk_shrinks_its_ntfs_for_capture_and_fits_a_smaller_disk(tmp_path):
+    """NTFS large enough to be shrunk: captured at its minimum (partclone.ntfs refuses a volume ntfsresize
+    left marked for chkdsk unless the mark is cleared), source grown back, deployed onto a smaller disk."""
+    blank(tmp_path / "src.img", 400)
+    subprocess.run(["sgdisk", "-n1:0:+64M", "-n2:0:0", "-t2:0700", str(tmp_path / "src.img")], check=True,
+                   capture_output=True)
+    with attached(tmp_path / "src.img") as src:
+        make_filesystem(f"{src}p1", "ext4")
+        make_filesystem(f"{src}p2", "ntfs")
+        files = filesystem_fingerprint(f"{src}p2", "ntfs")
+        size_before = ntfs_bytes(f"{src}p2")
+        result = capture(src, str(tmp_path / "store"), "win", Progress())
+        assert ntfs_bytes(f"{src}p2") == size_before, "the source's NTFS was not grown back"
+    image = imagestore.resolve(str(tmp_path / "store"), "win")
+    import json
+    shrunk = json.loads(open(f"{image}/manifest.json").read())["disks"][0]["partitions"][1]["fs_bytes"]
+    assert shrunk < size_before / 2, "NTFS was not shrunk for capture"
+    assert result["partitions"] == 2
+    blank(tmp_path / "dst.img", 200)
+    with attached(tmp_path / "dst.img") as dst:
+        deploy(image, dst, Progress())
+        assert filesystem_fingerprint(f"{dst}p2", "ntfs") == files
+        assert partition_bytes(f"{dst}p2") - ntfs_bytes(f"{dst}p2") < 2 * MiB
