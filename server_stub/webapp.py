@@ -11,6 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from server_stub import apidoc
 from server_stub import bootpolicy, db, inventory
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
         web.get("/files/{name}", boot_file),
+        web.get("/api/openapi.yaml", apidoc.openapi_yaml),  # public: no secrets in it
         web.get("/api/hosts", admin_only(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
         web.get("/api/hosts/{key}", admin_only(show_host)),
         web.get("/api/hosts/{key}/inventory", admin_only(host_inventory)),
