@@ -30,14 +30,16 @@ class TaskClient:
         self.timeout = timeout
 
     def checkin(self) -> dict[str, Any]:
-        """Fetch the task and tell the server it is running; while the storage node is full, wait our turn."""
+        """Fetch the task and tell the server it is running; while every storage node that could serve it
+        is full, wait our turn, saying why on the console (the agent's log goes there)."""
         while True:
             answer = self._post("checkin", {})
             if not answer.get("wait"):
                 return answer
-            log.info("waiting for a free slot: %s; asking again in %s s", answer.get("message"),
-                     answer.get("retry_after", 5))
-            time.sleep(float(answer.get("retry_after", 5)))
+            retry = min(60.0, max(1.0, float(answer.get("retry_after", 5))))
+            log.warning("%s; asking again in %.0f s", answer.get("reason") or answer.get("message")
+                        or "the server asks this machine to wait", retry)
+            time.sleep(retry)
 
     def progress(self, snapshot: dict[str, Any]) -> None:
         """Best effort: a lost progress report must not fail the task; a cancel must stop it."""

@@ -2,8 +2,11 @@
 
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
     imager-server host add MAC NAME | host list | host show NAME | host inventory NAME
-    imager-server storage add NAME HOST:/EXPORT [--options O] | storage set NAME --max-clients N | storage list
-    imager-server image add NAME --storage NODE [--type resizable|multipart] | image list
+    imager-server storage group add NAME | storage group list
+    imager-server storage add NAME HOST:/EXPORT [--group G] [--master] [--max-clients N] [--rsync-target T]
+    imager-server storage set NAME [--max-clients N] [--master] [--rsync-target T] | storage list
+    imager-server image add NAME --group G [--type resizable|multipart|alldisks|raw] | image list
+    imager-server image replicate NAME | replication list [--image NAME]
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task inventory HOST[,HOST…] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
@@ -198,17 +201,43 @@ def _admin(args: argparse.Namespace) -> object:
             return _host_text(_call(s, "GET", f"/api/hosts/{urllib.parse.quote(args.name, safe='')}"))
         case "host", "inventory":
             return _call(s, "GET", f"/api/hosts/{urllib.parse.quote(args.name, safe='')}/inventory")
+        case "storage", "group":
+            if args.group_action == "add":
+                return _call(s, "POST", "/api/storage-groups", {"name": args.name})
+            return _table(_call(s, "GET", "/api/storage-groups"), ["id", "name", "master", "nodes"])
         case "storage", "add":
-            return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options})
+            return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options,
+                                                      "group": args.group, "master": args.master,
+                                                      "max_clients": args.max_clients, "rsync_target": args.rsync_target})
         case "storage", "set":
-            return _call(s, "POST", f"/api/storage/{args.name}", {"max_clients": args.max_clients})
+            return _call(s, "POST", f"/api/storage/{urllib.parse.quote(args.name, safe='')}",
+                         {"max_clients": args.max_clients, "master": args.master, "rsync_target": args.rsync_target})
         case "storage", "list":
-            return _table(_call(s, "GET", "/api/storage"), ["id", "name", "export", "options", "max_clients"])
+            nodes = _call(s, "GET", "/api/storage")
+            for n in nodes:
+                n["master"] = "yes" if n.get("master") else ""
+                n["clients"] = f"{n.get('running', 0)}/{n.get('max_clients')}"
+            return _table(nodes, ["name", "group_name", "master", "export", "options", "clients", "rsync_target"])
         case "image", "add":
-            return _call(s, "POST", "/api/images", {"name": args.name, "storage": args.storage,
+            return _call(s, "POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
                                                      "description": args.description, "type": args.type})
         case "image", "list":
-            return _table(_call(s, "GET", "/api/images"), ["id", "name", "type", "storage", "stored_bytes", "captured"])
+            images = _call(s, "GET", "/api/images")
+            for i in images:
+                i["replicas_"] = ",".join(i.get("replicas") or [])
+            return _table(images, ["id", "name", "type", "group_name", "storage", "replicas_", "stored_bytes",
+                                   "captured"])
+        case "image", "replicate":
+            return _call(s, "POST", f"/api/images/{urllib.parse.quote(args.name, safe='')}/replicate")
+        case "replication", _:
+            query = f"?image={urllib.parse.quote(args.image, safe='')}" if args.image else ""
+            jobs = _call(s, "GET", f"/api/replication{query}")
+            for j in jobs:
+                for key in ("created", "started", "finished"):
+                    if j.get(key):
+                        j[key] = datetime.datetime.fromtimestamp(j[key]).isoformat(" ", "seconds")
+            return _table(jobs, ["id", "image", "source", "node", "state", "version", "bytes", "started",
+                                 "finished", "error"])
         case "task", ("capture" | "deploy") as kind:
             body = {"type": kind, "image": args.image, "disk": args.disk, "after": args.after,
                     "partition": getattr(args, "partition", None)}
@@ -222,7 +251,8 @@ def _admin(args: argparse.Namespace) -> object:
             return _call(s, "POST", "/api/tasks", body)
         case "task", "list":
             tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
-            return _table(_task_rows(tasks), ["id", "host", "type", "image", "state", "progress_", "error_"])
+            return _table(_task_rows(tasks), ["id", "host", "type", "image", "storage", "state", "progress_",
+                                              "error_"])
         case "task", "show":
             return _call(s, "GET", f"/api/tasks/{args.id}")
         case "task", "cancel":
@@ -272,24 +302,47 @@ def _parser() -> argparse.ArgumentParser:
     host.add_parser("inventory", help="the latest inventory as JSON").add_argument("name", help="name or MAC")
 
     storage = sub.add_parser("storage").add_subparsers(dest="action", required=True)
-    p = storage.add_parser("add")
+    group = storage.add_parser("group", help="storage groups: nodes holding the same images, one master")
+    group = group.add_subparsers(dest="group_action", required=True)
+    group.add_parser("add").add_argument("name")
+    group.add_parser("list")
+    rsync_help = ("where the server's rsync reaches this node's export: a directory on this server (required for "
+                  "a master whose images replicate), rsync://host/module/path (rsync daemon) or user@host:/path (ssh)")
+    p = storage.add_parser("add", help="an NFS node in a group (default: group 'default', created on first use); "
+                                       "the group's first node is its master")
     p.add_argument("name")
     p.add_argument("export", help="HOST:/PATH of the NFS export")
     p.add_argument("--options", default="vers=4.1")
-    p = storage.add_parser("set", help="change a node's limit of simultaneous clients (default 10)")
+    p.add_argument("--group", default=None, help="storage group (default: 'default')")
+    p.add_argument("--master", action="store_true", help="captures go to this node from now on")
+    p.add_argument("--max-clients", type=int, default=None, help="simultaneous clients (default 10)")
+    p.add_argument("--rsync-target", default=None, help=rsync_help)
+    p = storage.add_parser("set", help="change a node's limit of simultaneous clients, make it master, set its "
+                                       "rsync target")
     p.add_argument("name")
-    p.add_argument("--max-clients", type=int, required=True)
+    p.add_argument("--max-clients", type=int, default=None)
+    p.add_argument("--master", action="store_true")
+    p.add_argument("--rsync-target", default=None, help=rsync_help)
     storage.add_parser("list")
 
     image = sub.add_parser("image").add_subparsers(dest="action", required=True)
     p = image.add_parser("add")
     p.add_argument("name")
-    p.add_argument("--storage", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--group", help="the storage group holding the image")
+    where.add_argument("--storage", help="older form: a storage node, meaning its group")
     p.add_argument("--description", default="")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "raw"),
+    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "alldisks", "raw"),
                    help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
-                        "multipart: exact layout (FOG type 2); raw: every byte of the disk (FOG type 4)")
+                        "multipart: exact layout (FOG type 2); alldisks: every fixed disk, exact layouts (FOG type 3); "
+                        "raw: every byte of the disk (FOG type 4)")
     image.add_parser("list")
+    image.add_parser("replicate", help="copy the image from its home node to the group's other nodes "
+                                       "(also done after every capture)").add_argument("name")
+
+    p = sub.add_parser("replication", help="replication jobs: state, bytes, error")
+    p.add_argument("action", choices=("list",))
+    p.add_argument("--image", default=None)
 
     task = sub.add_parser("task").add_subparsers(dest="action", required=True)
     for kind in ("capture", "deploy"):

@@ -12,6 +12,8 @@ import sqlite3
 import time
 from typing import Any
 
+from server_stub import storagedb
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
     id INTEGER PRIMARY KEY, mac TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
@@ -45,6 +47,8 @@ MIGRATIONS = [
         host_id INTEGER PRIMARY KEY REFERENCES hosts(id), collected REAL NOT NULL, task_id INTEGER,
         data TEXT NOT NULL);
     """,
+    # 2: storage groups (nodes, one master), the node each task uses, replication jobs.
+    storagedb.MIGRATION,
 ]
 
 TASK_TYPES = ("capture", "deploy", "inventory")
@@ -54,7 +58,7 @@ ACTIVE = ("queued", "running")
 FINAL = ("done", "failed", "canceled")
 AFTER = ("reboot", "poweroff")
 # FOG's image types: 1 single disk resizable, 2 multiple partitions single disk (exact layout), 4 raw.
-IMAGE_TYPES = ("resizable", "multipart", "raw")
+IMAGE_TYPES = ("resizable", "multipart", "alldisks", "raw")
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -74,11 +78,10 @@ class Conflict(RuntimeError):
 
 
 class StorageBusy(RuntimeError):
-    """Every slot of the task's storage node is taken: the client waits and checks in again."""
+    """No node of the task's storage group has a free slot: the client waits and checks in again."""
 
-    def __init__(self, node: str, running: int, limit: int, position: int) -> None:
-        super().__init__(f"storage node {node} is full ({running}/{limit} clients); "
-                         f"{position} machine(s) queued before this one")
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
         self.position = position
 
 
@@ -95,7 +98,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-class Store:
+class Store(storagedb.StorageRecords):
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
@@ -187,58 +190,7 @@ class Store:
             row["data"] = json.loads(row["data"])
         return row
 
-    # --- storage nodes and images ------------------------------------------
-    def add_storage(self, name: str, export: str, options: str = "vers=4.1") -> dict:
-        check_name(name, "storage node")
-        if not _EXPORT.match(export or ""):
-            raise Invalid(f"{export!r} is not an NFS export (host:/path)")
-        if not re.match(r"^[A-Za-z0-9=.,_-]*$", options or ""):
-            raise Invalid(f"{options!r} are not NFS mount options")
-        try:
-            self.conn.execute("INSERT INTO storage_nodes(name, export, options, created) VALUES (?, ?, ?, ?)",
-                              (name, export, options, time.time()))
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"storage node {name} exists already") from exc
-        return self.storage(name)
-
-    def storage(self, name: str) -> dict:
-        row = self._one("SELECT * FROM storage_nodes WHERE name = ?", name)
-        if not row:
-            raise NotFound(f"no storage node {name!r}")
-        return row
-
-    def set_storage_limit(self, name: str, max_clients: int) -> dict:
-        if not isinstance(max_clients, int) or max_clients < 1:
-            raise Invalid("max_clients must be a number ≥ 1")
-        self.storage(name)
-        self.conn.execute("UPDATE storage_nodes SET max_clients = ? WHERE name = ?", (max_clients, name))
-        return self.storage(name)
-
-    def storage_nodes(self) -> list[dict]:
-        return self._all("SELECT * FROM storage_nodes ORDER BY name")
-
-    def add_image(self, name: str, storage: str, description: str = "", type_: str = "resizable") -> dict:
-        check_name(name, "image")
-        if type_ not in IMAGE_TYPES:
-            raise Invalid(f"image type {type_!r} is not one of {', '.join(IMAGE_TYPES)}")
-        node = self.storage(storage)
-        try:
-            self.conn.execute("INSERT INTO images(name, storage_id, type, description, created) VALUES (?, ?, ?, ?, ?)",
-                              (name, node["id"], type_, description, time.time()))
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"image {name} exists already") from exc
-        return self.image(name)
-
-    def image(self, name: str) -> dict:
-        row = self._one("SELECT i.*, s.name AS storage FROM images i JOIN storage_nodes s ON s.id = i.storage_id "
-                        "WHERE i.name = ?", name)
-        if not row:
-            raise NotFound(f"no image {name!r}")
-        return row
-
-    def images(self) -> list[dict]:
-        return self._all("SELECT i.*, s.name AS storage FROM images i JOIN storage_nodes s ON s.id = i.storage_id "
-                         "ORDER BY i.name")
+    # storage groups, nodes and images: storagedb.StorageRecords
 
     # --- tasks -------------------------------------------------------------
     def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
@@ -283,8 +235,9 @@ class Store:
             raise
         return tasks
 
-    _TASK_SELECT = ("SELECT t.*, h.mac, h.name AS host, i.name AS image FROM tasks t "
-                    "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id ")
+    _TASK_SELECT = ("SELECT t.*, h.mac, h.name AS host, i.name AS image, s.name AS storage FROM tasks t "
+                    "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id "
+                    "LEFT JOIN storage_nodes s ON s.id = t.storage_id ")
 
     def task(self, task_id: int) -> dict:
         row = self._one(self._TASK_SELECT + "WHERE t.id = ?", task_id)
@@ -312,23 +265,16 @@ class Store:
         return self.task(task_id)
 
     def start_task(self, task_id: int) -> dict:
-        """queued → running if its storage node has a free slot; else StorageBusy (FOG's queue)."""
+        """queued → running on the node chosen now (recorded on the task, so a restart keeps it and the
+        node's count stays right); no free slot: StorageBusy (FOG's queue)."""
         task = self.task(task_id)
-        if task["state"] == "running":  # the client rebooted mid-task and checks in again
+        if task["state"] == "running":  # the client rebooted mid-task, or the server restarted: same node
             return task
-        node = self._one("SELECT s.* FROM storage_nodes s JOIN images i ON i.storage_id = s.id WHERE i.id = ?",
-                         task["image_id"])
-        if node:
-            same_node = ("FROM tasks t JOIN images i ON i.id = t.image_id WHERE i.storage_id = ? AND t.state = ?")
-            running = self.conn.execute(f"SELECT COUNT(*) {same_node}", (node["id"], "running")).fetchone()[0]
-            if running >= node["max_clients"]:
-                ahead = self.conn.execute(f"SELECT COUNT(*) {same_node} AND t.id < ?",
-                                          (node["id"], "queued", task_id)).fetchone()[0]
-                busy = StorageBusy(node["name"], running, node["max_clients"], ahead)
-                self.conn.execute("UPDATE tasks SET progress = ? WHERE id = ?",
-                                  (json.dumps({"stage": f"waiting: {busy}"}), task_id))
-                raise busy
-        return self._transition(task_id, ("queued",), "running", started=time.time())
+        if task["state"] != "queued":
+            raise Conflict(f"task {task_id} is {task['state']}; it cannot become running")
+        node = self._place(task)
+        return self._transition(task_id, ("queued",), "running", started=time.time(),
+                                storage_id=node["id"] if node else None)
 
     def record_progress(self, task_id: int, progress: dict) -> None:
         cur = self.conn.execute("UPDATE tasks SET progress = ? WHERE id = ? AND state = 'running'",
@@ -345,8 +291,11 @@ class Store:
             if inventory is not None:
                 self._store_inventory(task["host_id"], inventory, task_id)
             if task["type"] == "capture":
-                self.conn.execute("UPDATE images SET captured = ?, stored_bytes = ? WHERE id = ?",
-                                  (time.time(), result.get("stored_bytes"), task["image_id"]))
+                # The node the capture wrote to holds the new version; the group's other nodes copy it.
+                self.conn.execute("UPDATE images SET captured = ?, stored_bytes = ?, "
+                                  "storage_id = COALESCE(?, storage_id) WHERE id = ?",
+                                  (time.time(), result.get("stored_bytes"), task["storage_id"], task["image_id"]))
+                self._queue_replication(task["image_id"])
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

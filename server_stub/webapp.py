@@ -12,12 +12,13 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from server_stub import apidoc
-from server_stub import bootpolicy, db, inventory
+from server_stub import bootpolicy, db, inventory, replication
 
 log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", db.Store)
 CONFIG = web.AppKey("config", dict)
+REPLICATOR = web.AppKey("replicator", replication.Replicator)
 
 
 class RateLimit:
@@ -156,12 +157,36 @@ async def list_storage(request: web.Request) -> web.Response:
 
 async def add_storage(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json(request.app[STORE].add_storage(body["name"], body["export"], body.get("options", "vers=4.1")), 201)
+    return _json(request.app[STORE].add_storage(
+        body["name"], body["export"], body.get("options", "vers=4.1"), group=body.get("group"),
+        master=body.get("master") is True, max_clients=body.get("max_clients"),
+        rsync_target=body.get("rsync_target")), 201)
 
 
 async def set_storage(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json(request.app[STORE].set_storage_limit(request.match_info["name"], body.get("max_clients")))
+    return _json(request.app[STORE].set_storage(request.match_info["name"], max_clients=body.get("max_clients"),
+                                                master=body.get("master") is True,
+                                                rsync_target=body.get("rsync_target")))
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    return _json(request.app[STORE].groups())
+
+
+async def add_group(request: web.Request) -> web.Response:
+    return _json(request.app[STORE].add_group((await _body(request))["name"]), 201)
+
+
+async def replicate_image(request: web.Request) -> web.Response:
+    jobs = request.app[STORE].queue_replication(request.match_info["name"])
+    request.app[REPLICATOR].wake()
+    return _json(jobs, 202)
+
+
+async def list_replication(request: web.Request) -> web.Response:
+    jobs = request.app[STORE].replication_jobs(request.query.get("image"))
+    return _json([{k: v for k, v in j.items() if k not in ("source_target", "node_target")} for j in jobs])
 
 
 async def list_images(request: web.Request) -> web.Response:
@@ -170,8 +195,8 @@ async def list_images(request: web.Request) -> web.Response:
 
 async def add_image(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json(request.app[STORE].add_image(body["name"], body["storage"], body.get("description", ""),
-                                              body.get("type", "resizable")), 201)
+    return _json(request.app[STORE].add_image(body["name"], body.get("storage"), body.get("description", ""),
+                                              body.get("type", "resizable"), group=body.get("group")), 201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -222,10 +247,11 @@ async def client_checkin(request: web.Request) -> web.Response:
     store = request.app[STORE]
     try:
         task = store.start_task(task["id"])
-    except db.StorageBusy as busy:
-        return _json({"wait": True, "retry_after": 5, "position": busy.position, "message": str(busy)})
+    except db.StorageBusy as busy:  # "message": what boot images before storage groups read
+        return _json({"wait": True, "retry_after": 5, "position": busy.position, "reason": str(busy),
+                      "message": str(busy)})
     image = store.image(task["image"]) if task["image"] else None
-    node = store.storage(image["storage"]) if image else None
+    node = store.storage(task["storage"]) if task["storage"] else None
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
         "partition": task["partition"], "after": task["after"],
@@ -252,6 +278,8 @@ async def client_done(request: web.Request) -> web.Response:
     # Any task may bring the machine's inventory (an inventory task always does); it is the task's host's.
     found = inventory.clean(result.pop("inventory")) if "inventory" in result else None
     request.app[STORE].finish_task(task["id"], result, inventory=found)
+    if task["type"] == "capture":  # the capture queued copies to the group's other nodes
+        request.app[REPLICATOR].wake()
     return _json({"ok": True})
 
 
@@ -301,6 +329,14 @@ def make_app(store: db.Store, config: dict) -> web.Application:
     app[STORE] = store
     app[CONFIG] = config
     app[LIMITER] = RateLimit(config.get("register_rate", 60))
+    app[REPLICATOR] = replication.Replicator(store)
+
+    async def replicator_life(app: web.Application):
+        app[REPLICATOR].start()
+        yield
+        await app[REPLICATOR].close()
+
+    app.cleanup_ctx.append(replicator_life)
     app.add_routes([
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
@@ -311,7 +347,10 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.get("/api/hosts/{key}/inventory", admin_only(host_inventory)),
         web.get("/api/storage", admin_only(list_storage)), web.post("/api/storage", admin_only(add_storage)),
         web.post("/api/storage/{name}", admin_only(set_storage)),
+        web.get("/api/storage-groups", admin_only(list_groups)), web.post("/api/storage-groups", admin_only(add_group)),
         web.get("/api/images", admin_only(list_images)), web.post("/api/images", admin_only(add_image)),
+        web.post("/api/images/{name}/replicate", admin_only(replicate_image)),
+        web.get("/api/replication", admin_only(list_replication)),
         web.get("/api/tasks", admin_only(list_tasks)), web.post("/api/tasks", admin_only(add_task)),
         web.get("/api/tasks/{id:\\d+}", admin_only(get_task)),
         web.post("/api/tasks/{id:\\d+}/cancel", admin_only(cancel_task)),

@@ -145,7 +145,7 @@ def test_a_deploy_waits_behind_a_full_storage_node_then_runs(lab, captured):
         lab.cli("host", "add", MAC_QUEUED, "pc-queued")
         task = lab.cli_json("task", "deploy", "pc-queued", IMAGE)
         vm = lab.boot("queued", MAC_QUEUED, target)
-        vm.wait_console("waiting for a free slot: storage node lab is full (1/1", 300)
+        vm.wait_console("storage full: 1/1 clients on node lab; waiting (position 1)", 300)
         waiting = lab.task(task["id"])
         assert waiting["state"] == "queued" and "waiting" in waiting["progress"]["stage"]
 

@@ -135,7 +135,7 @@ def test_a_full_storage_node_queues_the_next_client(server):
     base = server["url"] + "/api/tasks"
     assert requests.post(f"{base}/{task['id']}/checkin", headers=auth1, json={}, timeout=10).json()["state"] == "running"
     wait = requests.post(f"{base}/{second['id']}/checkin", headers=auth2, json={}, timeout=10).json()
-    assert wait["wait"] is True and "storage node main is full (1/1" in wait["message"]
+    assert wait["wait"] is True and wait["reason"] == "storage full: 1/1 clients on node main; waiting (position 1)"
     record = admin(server, "GET", f"/api/tasks/{second['id']}").json()
     assert record["state"] == "queued" and "waiting" in record["progress"]["stage"]
     requests.post(f"{base}/{task['id']}/done", headers=auth1, json={"result": {}}, timeout=10)
