@@ -13,8 +13,6 @@ import sqlite3
 import time
 from typing import Any
 
-from server_stub import db
-
 DEFAULT_GROUP = "default"
 # A client that asked within this many seconds is still in the queue (it asks again every 5 s).
 WAITING_FRESH_S = 30
@@ -29,7 +27,8 @@ _SSH = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*:/(?
 def check_rsync_target(target: str) -> str:
     """A directory on this server, ``rsync://host[:port]/module[/path]`` or ``[user@]host:/path`` (ssh).
     Returned with one trailing '/', so 'TARGET' + '.images/…' is a path under it."""
-    if not isinstance(target, str) or not any(r.match(target) for r in (_LOCAL, _DAEMON, _SSH)):
+    kinds = (_DAEMON,) if isinstance(target, str) and target.startswith("rsync:") else (_LOCAL, _SSH)
+    if not isinstance(target, str) or not any(r.match(target) for r in kinds):
         raise db.Invalid(f"{target!r} is not an rsync target (/local/dir, rsync://host/module/path or "
                          "user@host:/path)")
     return target.rstrip("/") + "/"
@@ -311,3 +310,6 @@ MIGRATION = """
         finished REAL);
     CREATE INDEX replication_by_node ON replication_jobs(node_id, state);
 """
+
+# Last: db builds its Store from this module, so whichever of the two is imported first, both are whole.
+from server_stub import db  # noqa: E402

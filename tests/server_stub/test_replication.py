@@ -1,14 +1,18 @@
 """Storage groups through a real server: real rsync between local directories (the nodes' exports), the
 wait queue seen by the real client code, and what survives a restart."""
 import logging
+import socket
+import subprocess
 import os
 import threading
 import time
 
+import pytest
 import requests
 
 from imager import imagestore
 from imager.api import TaskClient
+from server_stub import db
 from tests.server_stub.conftest import free_port
 from tests.server_stub.test_api import admin, token_of
 
@@ -183,3 +187,56 @@ def test_the_waiting_client_says_why_and_gets_a_node_when_a_slot_frees(server, t
         waiter.join(30)
     assert got["state"] == "running" and got["storage"]["name"] == "m"
     assert admin(server, "GET", f"/api/tasks/{queued_id}").json()["storage"] == "m"
+
+
+def test_a_node_behind_an_rsync_daemon(server, tmp_path):
+    """The target as a site runs it: an rsync daemon module (on loopback here), written with the module's
+    settings a site needs: writable, no symlink munging (NFS readers follow the link)."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "d").mkdir()
+    port = free_port()
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"pid file = {tmp_path}/rsyncd.pid\nuse chroot = no\nuid = root\ngid = root\n"
+                    f"[images]\npath = {tmp_path}/d\nread only = no\nmunge symlinks = no\n")
+    daemon = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}", "--address=127.0.0.1",
+                               f"--port={port}", f"--log-file={tmp_path}/rsyncd.log"])
+    try:
+        for _ in range(50):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        admin(server, "POST", "/api/storage", name="m", export="10.0.0.1:/m", rsync_target=str(tmp_path / "m"))
+        r = admin(server, "POST", "/api/storage", name="d", export="10.0.0.2:/d",
+                  rsync_target=f"rsync://127.0.0.1:{port}/images/room1")
+        assert r.status_code == 201 and r.json()["rsync_target"].endswith("/images/room1/")
+        admin(server, "POST", "/api/images", name="win10", group="default")
+        capturer, _ = new_task(server, "pc0", "capture", "52:54:00:00:02:00")
+        capturer.checkin()
+        version = publish(tmp_path / "m", "win10", os.urandom(500_000))
+        capturer.done({})
+        job = wait_jobs(server)["d"]
+        assert job["state"] == "done", job["error"]
+        assert os.readlink(tmp_path / "d" / "room1" / "win10") == f".images/{version}"
+        assert tree(tmp_path / "d" / "room1") == tree(tmp_path / "m")
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+
+
+def test_rsync_argv_per_target_kind():
+    from server_stub import replication
+    from server_stub.storagedb import check_rsync_target
+    ssh = check_rsync_target("backup@node2.example:/srv/images")
+    assert ssh == "backup@node2.example:/srv/images/"
+    argv = replication.copy_argv("/srv/images/", ssh, "win10@20260101T000000-abcdef")
+    assert argv[-2:] == ["/srv/images/.images/win10@20260101T000000-abcdef/",
+                         "backup@node2.example:/srv/images/.images/win10@20260101T000000-abcdef/"]
+    assert argv[argv.index("-e") + 1].startswith("ssh -o BatchMode=yes")  # a key, never a password prompt
+    daemon = replication.link_argv("/tmp/x/win10", check_rsync_target("rsync://node3:8873/images"))
+    assert "--contimeout=30" in daemon and "-e" not in daemon and daemon[-1] == "rsync://node3:8873/images/"
+    prune = replication.prune_argv("/tmp/empty", "/srv/n1/", "win10", "win10@1")
+    assert prune[-1] == "/srv/n1/.images/" and "--filter=P /win10@1" in prune
+    for bad in ("-e sh:/x", "host:relative", "rsync://host", "/srv/../etc", "a b:/x", "::module", ""):
+        with pytest.raises(db.Invalid):
+            check_rsync_target(bad)
