@@ -1,8 +1,10 @@
 """Storage groups through a real server: real rsync between local directories (the nodes' exports), the
 wait queue seen by the real client code, and what survives a restart."""
+import json
 import logging
 import socket
 import subprocess
+import sys
 import os
 import threading
 import time
@@ -240,3 +242,39 @@ def test_rsync_argv_per_target_kind():
     for bad in ("-e sh:/x", "host:relative", "rsync://host", "/srv/../etc", "a b:/x", "::module", ""):
         with pytest.raises(db.Invalid):
             check_rsync_target(bad)
+
+
+def test_the_cli_sets_up_a_group_replicates_and_shows_the_jobs(server, tmp_path):
+    base = [sys.executable, "-m", "server_stub", "--server", server["url"],
+            "--token-file", str(server["data"] / "admin.token")]
+
+    def cli(*args):
+        done = subprocess.run([*base, *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    (tmp_path / "m").mkdir()
+    cli("storage", "group", "add", "room")
+    cli("storage", "add", "m", "10.0.0.1:/m", "--group", "room", "--rsync-target", str(tmp_path / "m"))
+    cli("storage", "add", "n1", "10.0.0.2:/n1", "--group", "room", "--max-clients", "3")
+    cli("storage", "set", "n1", "--rsync-target", str(tmp_path / "n1"))
+    cli("storage", "add", "n2", "10.0.0.3:/n2", "--group", "room", "--master", "--rsync-target", str(tmp_path / "n2"))
+    cli("storage", "set", "m", "--master")
+    groups = cli("storage", "group", "list")
+    assert groups.splitlines()[1].split()[1:] == ["room", "m", "3"], groups
+    nodes = {line.split()[0]: line.split() for line in cli("storage", "list").splitlines()[1:]}
+    assert nodes["m"][1:3] == ["room", "yes"] and nodes["n1"][2] == "10.0.0.2:/n1" and "0/3" in nodes["n1"]
+    cli("image", "add", "win10", "--group", "room")
+    capturer, _ = new_task(server, "pc0", "capture", "52:54:00:00:02:00")
+    capturer.checkin()
+    version = publish(tmp_path / "m", "win10", b"x" * 100_000)
+    capturer.done({})
+    wait_jobs(server)
+    assert "win10@" in cli("replication", "list", "--image", "win10")
+    queued = json.loads(cli("image", "replicate", "win10"))
+    assert sorted(j["node"] for j in queued) == ["n1", "n2"]
+    wait_jobs(server)
+    jobs = cli("replication", "list").splitlines()
+    assert len(jobs) == 5 and all(" done " in line and version in line for line in jobs[1:]), jobs
+    images = cli("image", "list")
+    assert "m,n1,n2" in images, images
