@@ -206,9 +206,9 @@ def _admin(args: argparse.Namespace) -> object:
                 return _call(s, "POST", "/api/storage-groups", {"name": args.name})
             return _table(_call(s, "GET", "/api/storage-groups"), ["id", "name", "master", "nodes"])
         case "storage", "add":
-            return _call(s, "POST", "/api/storage", {"name": args.name, "export": args.export, "options": args.options,
-                                                      "group": args.group, "master": args.master,
-                                                      "max_clients": args.max_clients, "rsync_target": args.rsync_target})
+            return _call(s, "POST", "/api/storage", {
+                "name": args.name, "export": args.export, "options": args.options, "group": args.group,
+                "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target})
         case "storage", "set":
             return _call(s, "POST", f"/api/storage/{urllib.parse.quote(args.name, safe='')}",
                          {"max_clients": args.max_clients, "master": args.master, "rsync_target": args.rsync_target})
@@ -220,7 +220,7 @@ def _admin(args: argparse.Namespace) -> object:
             return _table(nodes, ["name", "group_name", "master", "export", "options", "clients", "rsync_target"])
         case "image", "add":
             return _call(s, "POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
-                                                     "description": args.description, "type": args.type})
+                                                    "description": args.description, "type": args.type})
         case "image", "list":
             images = _call(s, "GET", "/api/images")
             for i in images:

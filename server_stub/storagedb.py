@@ -92,8 +92,8 @@ class StorageRecords:
             if master and group_row["master"]:
                 self.conn.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", (group_row["id"],))
             self.conn.execute(
-                "INSERT INTO storage_nodes(name, export, options, max_clients, created, group_id, master, rsync_target) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO storage_nodes(name, export, options, max_clients, created, group_id, master, "
+                "rsync_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, export, options, 10 if max_clients is None else max_clients, time.time(), group_row["id"],
                  int(master or not group_row["master"]), target))
             self.conn.execute("COMMIT")
