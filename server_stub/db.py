@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Any
 
-from server_stub import storagedb
+from server_stub import multicastdb, storagedb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -49,6 +49,8 @@ MIGRATIONS = [
     """,
     # 2: storage groups (nodes, one master), the node each task uses, replication jobs.
     storagedb.MIGRATION,
+    # 3: multicast sessions and their clients (server_stub/multicastdb.py).
+    multicastdb.MIGRATION,
 ]
 
 TASK_TYPES = ("capture", "deploy", "inventory")
@@ -98,7 +100,7 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
-class Store(storagedb.StorageRecords):
+class Store(storagedb.StorageRecords, multicastdb.MulticastRecords):
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
