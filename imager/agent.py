@@ -21,6 +21,7 @@ from imager.ops.capture import capture
 from imager.ops.deploy import deploy
 from imager.ops.inventory import collect, inventory, summary
 from imager.ops.register import register
+from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
 
 log = logging.getLogger("imager")
@@ -110,6 +111,7 @@ def main() -> int:
         return 1
     if params.debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    pin_server(params.server, params.server_fp)  # every API call of this boot, task or registration
     if params.mode != "task":
         return main_without_task(params)
     assert params.task is not None and params.token is not None  # cmdline.parse requires them in task mode

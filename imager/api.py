@@ -2,7 +2,8 @@
 
 Every call carries the per-task token.  Transient failures (connection
 refused, 5xx) are retried with exponential backoff and jitter, so a server
-restart or a busy network does not fail a task.
+restart or a busy network does not fail a task.  An https server whose
+certificate is not the pinned one (imager.server_fp) is never retried.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import requests
 
 from imager.errors import RegistrationRefused, ServerError, TaskCanceled
+from imager.pinning import identity_error, session_for
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,8 @@ class TaskClient:
     def __init__(self, server: str, task_id: int, token: str, *, attempts: int = 8,
                  base_delay: float = 1.0, max_delay: float = 30.0, timeout: float = 15.0) -> None:
         self.base = f"{server.rstrip('/')}/api/tasks/{task_id}"
-        self.session = requests.Session()
+        self.server = server
+        self.session = session_for(server)
         self.session.headers["Authorization"] = f"Bearer {token}"
         self.attempts = attempts
         self.base_delay = base_delay
@@ -61,6 +64,8 @@ class TaskClient:
         for attempt in range(attempts):
             try:
                 response = self.session.post(url, json=body, timeout=self.timeout)
+            except requests.exceptions.SSLError as exc:
+                raise identity_error(self.server, exc) from exc
             except requests.RequestException as exc:
                 last = str(exc)
             else:
@@ -87,7 +92,9 @@ def register(server: str, body: dict[str, Any], *, attempts: int = 8, base_delay
     for attempt in range(attempts):
         delay = min(max_delay, base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
         try:
-            response = requests.post(url, json=body, timeout=timeout)
+            response = session_for(server).post(url, json=body, timeout=timeout)
+        except requests.exceptions.SSLError as exc:
+            raise identity_error(server, exc) from exc
         except requests.RequestException as exc:
             last = str(exc)
         else:

@@ -33,9 +33,14 @@ class BootParams:
     debug: bool = False
     # imager.fail_wait=S   Seconds an error stays on screen before the machine reboots (default 120).
     fail_wait: int = 120
+    # imager.server_fp=sha256:HEX  SHA-256 of the server's certificate (DER), with an https imager.server:
+    #                      the client trusts exactly that certificate (serve --tls-cert; docs/tls.md).
+    #                      Without it an https server must have a certificate from a CA the image trusts.
+    server_fp: str | None = None
 
 
-_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait", "mode"}
+_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait", "mode", "server_fp"}
+_FINGERPRINT = re.compile(r"^sha256:([0-9a-f]{2}:?){31}[0-9a-f]{2}$")
 MODES = ("task", "register", "menu")
 
 
@@ -78,8 +83,16 @@ def parse(text: str) -> BootParams:
         mac = mac.lower().replace("-", ":")
         if not _MAC.match(mac):
             raise BootParameterError(f"imager.mac={mac} is not a MAC address")
+    server_fp = values.get("server_fp")
+    if server_fp is not None:
+        if not _FINGERPRINT.match(server_fp.lower()):
+            raise BootParameterError(f"imager.server_fp={server_fp} is not sha256: and 64 hex digits")
+        if not server.startswith("https://"):
+            raise BootParameterError("imager.server_fp pins a certificate: imager.server must be https://")
+        server_fp = "sha256:" + server_fp.lower()[7:].replace(":", "")
     return BootParams(server=server, task=task, token=values.get("token"), mode=mode, mac=mac,
-                      debug=values.get("debug", "0") not in ("0", "", "no", "false"), fail_wait=fail_wait)
+                      debug=values.get("debug", "0") not in ("0", "", "no", "false"), fail_wait=fail_wait,
+                      server_fp=server_fp)
 
 
 def _mac_from_bootif(bootif: str | None) -> str | None:

@@ -42,6 +42,12 @@ class ServerError(ImagerError):
     hint = "Check that the imaging server is running and the task still exists."
 
 
+class ServerIdentityError(ImagerError):
+    code = "server_identity"
+    hint = ("The server's TLS certificate is not the one this boot trusts (imager.server_fp, or the CAs): "
+            "a wrong server, or its certificate changed; boot again to get the current fingerprint.")
+
+
 class RegistrationRefused(ImagerError):
     code = "registration_refused"
     hint = ("A machine registers once; if it is known already, give it a task on the server "

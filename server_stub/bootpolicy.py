@@ -19,6 +19,10 @@ class BootContext:
     # "register": quick registration and inventory without asking; "local": the local disk.
     unknown_hosts: str = "menu"
     menu_timeout: int = 3     # seconds before the menu's default entry (FOG: 3)
+    # serve --tls-cert: the API's https URL and the certificate's "sha256:…" the client pins (docs/tls.md);
+    # kernel and initrd still come from base_url over plain HTTP.
+    api_url: str = ""
+    server_fp: str = ""
 
 
 UNKNOWN_HOST_POLICIES = ("menu", "register", "local")
@@ -49,7 +53,8 @@ BootSpec = ImagerBoot | LocalBoot | MenuBoot
 
 
 def _imager(mac: str, ctx: BootContext, *args: str) -> ImagerBoot:
-    words = [f"imager.server={ctx.base_url}", *args, f"imager.mac={mac}", ctx.extra_args]
+    pin = f"imager.server_fp={ctx.server_fp}" if ctx.server_fp else ""
+    words = [f"imager.server={ctx.api_url or ctx.base_url}", pin, *args, f"imager.mac={mac}", ctx.extra_args]
     return ImagerBoot(kernel_url=f"{ctx.base_url}/files/{ctx.kernel}",
                       initrd_url=f"{ctx.base_url}/files/{ctx.initrd}",
                       cmdline=" ".join(w for w in words if w))

@@ -1,6 +1,7 @@
 """``imager-server``: run the server, or administer it over its HTTP API.
 
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
+                        [--tls-cert FILE --tls-key FILE [--https-port N]]
     imager-server host add MAC NAME | host list | host show NAME | host inventory NAME
     imager-server storage group add NAME | storage group list
     imager-server storage add NAME HOST:/EXPORT [--group G] [--master] [--max-clients N] [--rsync-target T]
@@ -19,6 +20,7 @@ registration.
 
 Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080) with the admin
 credential the server created at first start in <data-dir>/admin.token (--token-file, $IMAGER_ADMIN_TOKEN).
+An https --server (serve --tls-cert, docs/tls.md) is trusted with --cacert FILE or $IMAGER_CACERT.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import secrets
 import shutil
 import datetime
 import signal
+import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -56,7 +59,7 @@ def ensure_admin_token(path: Path) -> str:
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from server_stub import bootpolicy, db, tftp, webapp
+    from server_stub import bootpolicy, db, tftp, tls, webapp
 
     # Bad settings stop the server here, not each client later.
     try:
@@ -65,6 +68,15 @@ async def _serve(args: argparse.Namespace) -> None:
         raise SystemExit(f"imager-server: {exc}") from None
     if args.menu_timeout < 0 or args.register_rate < 1:
         raise SystemExit("imager-server: --menu-timeout must be ≥ 0 and --register-rate ≥ 1")
+    ssl_context, tls_config = None, None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise SystemExit("imager-server: --tls-cert and --tls-key go together")
+        try:
+            ssl_context, fingerprint = tls.server_context(args.tls_cert, args.tls_key)
+        except tls.TlsSetupError as exc:
+            raise SystemExit(f"imager-server: {exc}") from None
+        tls_config = {"https_port": args.https_port, "fingerprint": fingerprint}
     data_dir = Path(args.data_dir)
     tftp_root = data_dir / "tftp"
     tftp_root.mkdir(parents=True, exist_ok=True)
@@ -78,11 +90,11 @@ async def _serve(args: argparse.Namespace) -> None:
     config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
               "kernel_args": args.kernel_args, "admin_token": admin_token, "unknown_hosts": args.unknown_hosts,
               "menu_timeout": args.menu_timeout, "register_prefix": args.register_prefix,
-              "register_rate": args.register_rate}
+              "register_rate": args.register_rate, "tls": tls_config}
 
     def context(base: str) -> bootpolicy.BootContext:
         return bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args, unknown_hosts=args.unknown_hosts,
-                                      menu_timeout=args.menu_timeout)
+                                      menu_timeout=args.menu_timeout, **webapp.tls_boot_args(base, tls_config))
 
     def dynamic(path: str, client_ip: str) -> bytes | None:
         if path == "boot.ipxe":
@@ -102,9 +114,16 @@ async def _serve(args: argparse.Namespace) -> None:
             return bootpolicy.render_ipxe(webapp.decide_for_mac(store, match.group(1), ctx)).encode()
         return None
 
-    runner = web.AppRunner(webapp.make_app(store, config), access_log=logging.getLogger("http.access"))
+    app = webapp.make_app(store, config)
+    if tls_config:
+        app.middlewares.append(tls.https_only_api(args.https_port))
+    runner = web.AppRunner(app, access_log=logging.getLogger("http.access"))
     await runner.setup()
     await web.TCPSite(runner, args.bind, args.http_port).start()
+    if tls_config:
+        await web.TCPSite(runner, args.bind, args.https_port, ssl_context=ssl_context).start()
+        logging.info("imager-server: HTTPS (the API) on %s:%d, certificate %s", args.bind, args.https_port,
+                     tls_config["fingerprint"])
     tftp_server = tftp.TftpServer(str(tftp_root), dynamic)
     await tftp_server.start(args.bind, args.tftp_port)
     logging.info("imager-server: HTTP on %s:%d, TFTP on %s:%d, data in %s", args.bind, args.http_port,
@@ -126,6 +145,7 @@ class ApiError(Exception):
 
 
 _ADMIN_TOKEN = ""
+_SSL_CONTEXT: ssl.SSLContext | None = None  # --cacert: whom to trust for an https --server
 
 
 def _call(server: str, method: str, path: str, body: dict | None = None):
@@ -134,7 +154,7 @@ def _call(server: str, method: str, path: str, body: dict | None = None):
                                      headers={"Content-Type": "application/json",
                                               "Authorization": f"Bearer {_ADMIN_TOKEN}"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=_SSL_CONTEXT) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
         try:
@@ -143,6 +163,8 @@ def _call(server: str, method: str, path: str, body: dict | None = None):
             message = exc.reason
         raise ApiError(f"HTTP {exc.code}: {message}") from exc
     except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLError):
+            raise ApiError(f"the server at {server} is not trusted: {exc.reason} (give --cacert FILE)") from exc
         raise ApiError(f"cannot reach the server at {server}: {exc.reason}") from exc
 
 
@@ -272,6 +294,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", default=str(Path(default_data) / "admin.token"),
                         help="admin credential for admin commands (default: the server's data dir; "
                              "or set IMAGER_ADMIN_TOKEN)")
+    parser.add_argument("--cacert", default=os.environ.get("IMAGER_CACERT"),
+                        help="certificate(s) to trust for an https --server, e.g. the server's own "
+                             "--tls-cert (default: $IMAGER_CACERT, else the system's CAs)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run HTTP + TFTP")
@@ -281,6 +306,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=os.environ.get("IMAGER_DATA", str(REPO / "var" / "server")))
     p.add_argument("--boot-dir", default=str(REPO / "build" / "boot"), help="where vmlinuz and initrd.img are")
     p.add_argument("--public-url", default="", help="URL clients use to reach this server (default: as asked)")
+    p.add_argument("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS too (docs/tls.md)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--https-port", type=int, default=8443, help="HTTPS port with --tls-cert (default 8443)")
     p.add_argument("--kernel-args", default="console=tty0 console=ttyS0,115200n8",
                    help="extra kernel command-line arguments for the imaging environment")
     p.add_argument("--unknown-hosts", default="menu", choices=("menu", "register", "local"),
@@ -374,7 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         asyncio.run(_serve(args))
         return 0
-    global _ADMIN_TOKEN
+    global _ADMIN_TOKEN, _SSL_CONTEXT
+    try:
+        _SSL_CONTEXT = ssl.create_default_context(cafile=args.cacert) if args.cacert else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"imager-server: cannot use --cacert {args.cacert}: {exc}", file=sys.stderr)
+        return 1
     try:
         _ADMIN_TOKEN = os.environ.get("IMAGER_ADMIN_TOKEN") or Path(args.token_file).read_text().strip()
     except OSError as exc:

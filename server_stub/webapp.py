@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from server_stub import apidoc
+from server_stub import apidoc, tls
 from server_stub import bootpolicy, db, inventory, replication
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,15 @@ def boot_context(request: web.Request) -> bootpolicy.BootContext:
     return bootpolicy.BootContext(base_url=base,
                                   extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args),
                                   unknown_hosts=config.get("unknown_hosts", "menu"),
-                                  menu_timeout=config.get("menu_timeout", 3))
+                                  menu_timeout=config.get("menu_timeout", 3),
+                                  **tls_boot_args(base, config.get("tls")))
+
+
+def tls_boot_args(base: str, tls_config: dict | None) -> dict:
+    """With serve --tls-cert: the imaging environment calls the API over https and pins the certificate."""
+    if not tls_config:
+        return {}
+    return {"api_url": tls.api_url(base, tls_config["https_port"]), "server_fp": tls_config["fingerprint"]}
 
 
 def decide_for_mac(store: db.Store, mac: str, ctx: bootpolicy.BootContext) -> bootpolicy.BootSpec:
