@@ -43,6 +43,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
+# For syslinux clients (Debian's pxelinux and syslinux-common), when installed.
+SYSLINUX_BINARIES = {"pxelinux.0": "/usr/lib/PXELINUX/pxelinux.0",
+                     "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
 
 
 # --- serve -------------------------------------------------------------------
@@ -80,9 +83,9 @@ async def _serve(args: argparse.Namespace) -> None:
     data_dir = Path(args.data_dir)
     tftp_root = data_dir / "tftp"
     tftp_root.mkdir(parents=True, exist_ok=True)
-    for name in IPXE_BINARIES:  # Debian's ipxe package; served as-is over TFTP
-        source = Path("/usr/lib/ipxe") / name
-        if source.exists() and not (tftp_root / name).exists():
+    binaries = {**{name: Path("/usr/lib/ipxe") / name for name in IPXE_BINARIES}, **SYSLINUX_BINARIES}
+    for name, source in binaries.items():  # Debian's files, served as they are over TFTP
+        if Path(source).exists() and not (tftp_root / name).exists():
             shutil.copy(source, tftp_root / name)
     store = db.Store(str(data_dir / "imager.sqlite3"))
     admin_token = ensure_admin_token(data_dir / "admin.token")

@@ -101,12 +101,13 @@ class VM:
 
 class Lab:
     def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe",
-                 unknown_hosts: str | None = None) -> None:
+                 unknown_hosts: str | None = None, pxelinux_macs: tuple[str, ...] = ()) -> None:
         """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
         that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
         PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it."""
         self.dhcp_mode = dhcp
         self.unknown_hosts = unknown_hosts  # imager-server serve --unknown-hosts; None: the server's default (menu)
+        self.pxelinux_macs = pxelinux_macs  # these get pxelinux.0 as boot file (syslinux clients), dhcp="pxe" only
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
         self.ns = f"imagerlab-{os.getpid()}"
         self.site_ns = f"{self.ns}-site"
@@ -190,9 +191,16 @@ EXPORT {{
                     # x86-64 UEFI (client architecture 7 or 9) snponly.efi.
                     "--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7",
                     "--dhcp-match=set:efi64,option:client-arch,9",
-                    f"--dhcp-boot=tag:ipxe,boot.ipxe,,{SERVER_IP}",
-                    f"--dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
-                    f"--dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}", "--log-dhcp"], log=log)
+                    *self._pxelinux_args(),
+                    f"--dhcp-boot=tag:!pxelinux,tag:ipxe,boot.ipxe,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!pxelinux,tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!pxelinux,tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}", "--log-dhcp"],
+                   log=log)
+
+    def _pxelinux_args(self) -> list[str]:
+        # The iPXE ROM runs pxelinux.0 like any PXE program; pxelinux then fetches everything over TFTP.
+        return [*(f"--dhcp-host={mac},set:pxelinux" for mac in self.pxelinux_macs),
+                f"--dhcp-boot=tag:pxelinux,pxelinux.0,,{SERVER_IP}"]
 
     def _start_site_dhcp(self) -> None:
         """The site's DHCP server on its own host: addresses and a router, no PXE options at all."""

@@ -77,3 +77,10 @@ def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
     assert "KERNEL imager/vmlinuz" in config and "INITRD imager/initrd.img" in config
     assert f"imager.task={task['id']}" in config and "imager.token=" in config
     assert tftp_get(server, "imager/initrd.img").stdout == (server["boot"] / "initrd.img").read_bytes()
+
+
+@pytest.mark.parametrize("name, source", [("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0"),
+                                          ("ldlinux.c32", "/usr/lib/syslinux/modules/bios/ldlinux.c32")])
+def test_serves_the_syslinux_boot_files(server, name, source):
+    got = tftp_get(server, name, "--tftp-blksize", "1408")
+    assert got.returncode == 0 and got.stdout == Path(source).read_bytes()
