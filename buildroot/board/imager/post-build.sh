@@ -66,6 +66,13 @@ if [ -n "${modinfo}" ] && [ -d "${TARGET_DIR}/lib/firmware" ]; then
 	done
 fi
 
+# imager activates LVM groups itself (imager/lvm.py); udev's device-mapper/LVM rules would
+# auto-activate them behind its back and wait for dmsetup's notification (as in initramfs/build.py).
+rm -f "${TARGET_DIR}"/lib/udev/rules.d/*-dm.rules "${TARGET_DIR}"/lib/udev/rules.d/*-lvm.rules \
+	"${TARGET_DIR}"/lib/udev/rules.d/*-dm-*.rules "${TARGET_DIR}"/lib/udev/rules.d/*dm-notify.rules \
+	"${TARGET_DIR}"/usr/lib/udev/rules.d/*-dm.rules "${TARGET_DIR}"/usr/lib/udev/rules.d/*-lvm.rules \
+	"${TARGET_DIR}"/usr/lib/udev/rules.d/*-dm-*.rules "${TARGET_DIR}"/usr/lib/udev/rules.d/*dm-notify.rules
+
 # What init and the agent run: the programs initramfs/build.py puts in the
 # Debian-package initrd (tests/bootimage keeps the two lists in step).
 missing=""
@@ -74,7 +81,7 @@ for program in python3 udevadm busybox udhcpc ip mount umount mount.nfs \
 	partclone.btrfs partclone.dd partclone.restore partclone.info \
 	partclone.chkimg zstd sfdisk sgdisk blkid wipefs blockdev lsblk \
 	partprobe e2fsck resize2fs mke2fs dumpe2fs ntfsresize mkswap \
-	xfs_growfs btrfs dialog udp-receiver; do
+	xfs_growfs btrfs dialog udp-receiver lvm ntfs-3g ntfsfix nvme smartctl; do
 	found=""
 	for dir in bin sbin usr/bin usr/sbin; do
 		if [ -e "${TARGET_DIR}/${dir}/${program}" ] || \
