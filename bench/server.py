@@ -63,7 +63,9 @@ class Stats:
 async def run(url: str, admin: dict, clients: int, seconds: float) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await session.post(f"{url}/api/storage", json={"name": "main", "export": "10.0.0.1:/images"}, headers=admin)
+        await session.post(f"{url}/api/storage", json={"name": "main", "export": "10.0.0.1:/images",
+                                                            # every client gets a slot: the queue is not measured here
+                                                            "max_clients": clients + 10}, headers=admin)
         await session.post(f"{url}/api/images", json={"name": "win10", "storage": "main"}, headers=admin)
         macs = [f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}" for i in range(clients)]
         for i, mac in enumerate(macs):
