@@ -13,7 +13,8 @@ APT_PACKAGES := \
 	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
 	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
-	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common
+	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common \
+	smartmontools nvme-cli python3-pexpect
 
 .PHONY: setup initramfs test unit demo bench bench-server clean
 

@@ -65,7 +65,8 @@ class _HashingFile:
 
 def compress_to_file(source: IO[bytes], dest_path: str, *, level: int = DEFAULT_LEVEL, threads: int = -1,
                      on_progress: ProgressFn | None = None,
-                     on_head: Callable[[bytes], None] | None = None) -> StreamResult:
+                     on_head: Callable[[bytes], None] | None = None,
+                     on_stored: ProgressFn | None = None) -> StreamResult:
     """Read ``source`` to EOF and store it zstd-compressed at ``dest_path`` (fsynced).
 
     ``on_head`` sees the first chunk (at least 4 KiB unless the stream is
@@ -91,8 +92,11 @@ def compress_to_file(source: IO[bytes], dest_path: str, *, level: int = DEFAULT_
                         n += more
                     on_head(bytes(view[:n]))
                 first = False
+                before = sink.count
                 zwriter.write(view[:n])
                 raw += n
+                if on_stored and sink.count > before:  # zstd emits output in bursts: counted as it comes
+                    on_stored(sink.count - before)
                 if on_progress:
                     on_progress(n)
         out.flush()
@@ -102,7 +106,8 @@ def compress_to_file(source: IO[bytes], dest_path: str, *, level: int = DEFAULT_
 
 def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str | None = None,
                          expected_size: int | None = None,
-                         on_progress: ProgressFn | None = None) -> StreamResult:
+                         on_progress: ProgressFn | None = None,
+                         on_stored: ProgressFn | None = None) -> StreamResult:
     """Stream the zstd file at ``src_path`` decompressed into ``dest``.
 
     The stored bytes are hashed on the way; a mismatch with the manifest
@@ -133,6 +138,8 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
                     break
                 sha.update(view[:n])
                 stored += n
+                if on_stored:
+                    on_stored(n)
                 zwriter.write(view[:n])
     except zstandard.ZstdError as exc:
         raise InvalidImage(f"{os.path.basename(src_path)} is not a valid zstd stream: {exc}") from exc

@@ -23,7 +23,8 @@ _ENV = {**os.environ, "LC_ALL": "C"}
 
 
 def _popen(argv: Sequence[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(list(argv), env=_ENV, **kwargs)
+    kwargs.setdefault("env", _ENV)
+    return subprocess.Popen(list(argv), **kwargs)
 
 
 @dataclass
@@ -124,6 +125,16 @@ class Spawned:
             self.wait(check=False)
         except (OSError, ValueError):
             pass
+
+
+def interactive(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Run a program on our own terminal (a shell for the technician) and wait; its exit status."""
+    log.debug("interactive: %s", " ".join(argv))
+    try:
+        proc = _popen(argv, **({"env": {**_ENV, **env}} if env else {}))
+    except FileNotFoundError as exc:
+        raise CommandFailed(f"{argv[0]} is not installed", hint="The boot image lacks this tool.") from exc
+    return proc.wait()
 
 
 def spawn(argv: Sequence[str], *, stdin: IO | int | None = None, stdout: IO | int | None = None) -> Spawned:

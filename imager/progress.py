@@ -22,6 +22,7 @@ class Progress:
         self.interval = interval
         self.total = 0
         self.done = 0
+        self.stored = 0  # compressed bytes of the step, when the data path counts them (compression ratio)
         self.stage = ""
         self.started = time.monotonic()
         self._last_sent = 0.0
@@ -29,6 +30,7 @@ class Progress:
     def begin(self, total: int, stage: str = "") -> None:
         self.total = total
         self.done = 0
+        self.stored = 0
         self.stage = stage
         self.started = time.monotonic()
         self._emit()
@@ -38,8 +40,13 @@ class Progress:
         self.stage = stage
         self.total = total
         self.done = 0
+        self.stored = 0
         self.started = time.monotonic()
         self._emit()
+
+    def add_stored(self, n: int) -> None:
+        """Compressed bytes written (capture) or read (deploy); reported with the next ``add``."""
+        self.stored += n
 
     def add(self, n: int) -> None:
         self.done += n
@@ -56,8 +63,11 @@ class Progress:
         rate = self.done / elapsed
         percent = min(100.0, 100.0 * self.done / self.total) if self.total else 0.0
         eta = (self.total - self.done) / rate if rate > 0 and self.total > self.done else 0.0
-        return {"stage": self.stage, "bytes_done": self.done, "bytes_total": self.total,
+        snap = {"stage": self.stage, "bytes_done": self.done, "bytes_total": self.total,
                 "percent": round(percent, 1), "rate_bps": int(rate), "eta_s": int(eta)}
+        if self.stored:  # raw bytes per stored byte, e.g. 2.4 (the image is 2.4× smaller than the data)
+            snap.update(stored_bytes=self.stored, ratio=round(self.done / self.stored, 2))
+        return snap
 
     def _emit(self, now: float | None = None) -> None:
         self._last_sent = now or time.monotonic()

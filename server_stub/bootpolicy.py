@@ -13,7 +13,7 @@ class BootContext:
     base_url: str            # how the client reaches our HTTP server, e.g. http://10.0.0.1:8080
     kernel: str = "vmlinuz"
     initrd: str = "initrd.img"
-    extra_args: str = "console=tty0 console=ttyS0,115200n8"
+    extra_args: str = "console=ttyS0,115200n8 console=tty0"  # the last one is /dev/console: the screen
     # What a MAC the server does not know gets (imager-server serve --unknown-hosts):
     # "menu" (FOG's default): a short menu whose default entry boots the local disk;
     # "register": quick registration and inventory without asking; "local": the local disk.

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Any
 
-from server_stub import multicastdb, storagedb
+from server_stub import menudb, multicastdb, storagedb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
@@ -51,9 +51,11 @@ MIGRATIONS = [
     storagedb.MIGRATION,
     # 3: multicast sessions and their clients (server_stub/multicastdb.py).
     multicastdb.MIGRATION,
+    # 4: the technician's menu: task options (wipe mode) and origin, the technician password (menudb.py).
+    menudb.MIGRATION,
 ]
 
-TASK_TYPES = ("capture", "deploy", "inventory")
+TASK_TYPES = ("capture", "deploy", "inventory", "wipe", "disktest", "debug")
 # Tasks that read or write an image; the others (inventory) name none.
 IMAGE_TASKS = ("capture", "deploy")
 ACTIVE = ("queued", "running")
@@ -196,9 +198,16 @@ class Store(storagedb.StorageRecords, multicastdb.MulticastRecords):
 
     # --- tasks -------------------------------------------------------------
     def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
-                 after: str = "reboot", partition: int | None = None) -> dict:
+                 after: str = "reboot", partition: int | None = None, options: dict | None = None,
+                 origin: str = "admin") -> dict:
         if type_ not in TASK_TYPES:
             raise Invalid(f"task type {type_!r} is not one of {', '.join(TASK_TYPES)}")
+        try:
+            stored_options = menudb.check_options(type_, options)
+        except menudb.Invalid as exc:
+            raise Invalid(str(exc)) from exc
+        if origin not in menudb.ORIGINS:
+            raise Invalid(f"origin must be one of {', '.join(menudb.ORIGINS)}")
         if after not in AFTER:
             raise Invalid(f"after must be one of {', '.join(AFTER)}")
         if disk is not None and not re.match(r"^(/dev/[A-Za-z0-9/_.-]+|(serial|wwn|model|size)=[A-Za-z0-9 ._:-]+)$", disk):
@@ -216,10 +225,10 @@ class Store(storagedb.StorageRecords, multicastdb.MulticastRecords):
             raise Conflict(f"image {image} has never been captured; nothing to deploy")
         try:
             cur = self.conn.execute(
-                "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created, options, "
+                "origin) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 (host_row["id"], type_, image_row["id"], disk, partition, after, secrets.token_urlsafe(24),
-                 time.time()))
+                 time.time(), stored_options, origin))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"host {host_row['name']} has an active task already; cancel it first") from exc
         return self.task(cur.lastrowid)
@@ -323,7 +332,7 @@ class Store(storagedb.StorageRecords, multicastdb.MulticastRecords):
 
 
 def _decode_task(row: dict) -> dict:
-    for key in ("progress", "error", "result"):
+    for key in ("progress", "error", "result", "options"):
         if row.get(key):
             row[key] = json.loads(row[key])
     return row

@@ -180,7 +180,8 @@ def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress)
             progress.total = header.stream_size
 
     try:
-        result = datapath.compress_to_file(reader.stdout, dest, on_progress=progress.add, on_head=on_head)
+        result = datapath.compress_to_file(reader.stdout, dest, on_progress=progress.add, on_head=on_head,
+                                            on_stored=progress.add_stored)
     except BaseException:
         reader.kill()
         raise

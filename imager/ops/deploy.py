@@ -242,7 +242,7 @@ def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, pr
     """``path`` → SHA-256 check → zstd decompress → partclone restore onto ``device``."""
     feed_partclone(tool, device, lambda sink: datapath.decompress_from_file(
         path, sink, expected_sha256=file_meta.get("sha256"), expected_size=file_meta.get("size"),
-        on_progress=progress.add), shrunk=shrunk)
+        on_progress=progress.add, on_stored=progress.add_stored), shrunk=shrunk)
 
 
 def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], shrunk: bool = False) -> None:
