@@ -11,6 +11,8 @@
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task inventory HOST[,HOST…] [--after reboot|poweroff]
     imager-server task list [--active] | task show ID | task cancel ID
+    imager-server multicast start IMAGE --hosts pc1,pc2,pc3 [--min-receivers N] [--max-wait S] [--rate 200m]
+                            [--interface IF] | multicast list | multicast show|go|cancel ID
     imager-server boot-log [--mac MAC]
 
 Unknown machines (serve --unknown-hosts): "menu" (default, like FOG) shows a 3-second iPXE menu whose
@@ -93,7 +95,7 @@ async def _serve(args: argparse.Namespace) -> None:
     config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
               "kernel_args": args.kernel_args, "admin_token": admin_token, "unknown_hosts": args.unknown_hosts,
               "menu_timeout": args.menu_timeout, "register_prefix": args.register_prefix,
-              "register_rate": args.register_rate, "tls": tls_config}
+              "register_rate": args.register_rate, "tls": tls_config, "data_dir": str(data_dir), "bind": args.bind}
 
     def context(base: str) -> bootpolicy.BootContext:
         return bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args, unknown_hosts=args.unknown_hosts,
@@ -282,6 +284,9 @@ def _admin(args: argparse.Namespace) -> object:
             return _call(s, "GET", f"/api/tasks/{args.id}")
         case "task", "cancel":
             return _call(s, "POST", f"/api/tasks/{args.id}/cancel")
+        case "multicast", _:
+            from server_stub import multicastcli
+            return multicastcli.run(args, s, _call, _table)
         case "boot-log", _:
             query = f"?mac={args.mac}" if args.mac else ""
             return _table(_call(s, "GET", f"/api/boot-log{query}"), ["time", "mac", "decision", "task_id"])
@@ -393,6 +398,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--active", action="store_true")
     for action in ("show", "cancel"):
         task.add_parser(action).add_argument("id", type=int)
+
+    from server_stub import multicastcli
+    multicastcli.add_parser(sub)
 
     p = sub.add_parser("boot-log")
     p.add_argument("--mac")

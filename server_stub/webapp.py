@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from server_stub import apidoc, tls
-from server_stub import bootpolicy, db, inventory, replication
+from server_stub import bootpolicy, db, inventory, multicast, multicastweb, replication
 
 log = logging.getLogger(__name__)
 
@@ -253,21 +253,27 @@ def _authorized_task(request: web.Request) -> dict:
 async def client_checkin(request: web.Request) -> web.Response:
     task = _authorized_task(request)
     store = request.app[STORE]
+    session = None
     try:
-        task = store.start_task(task["id"])
+        if task["type"] == "multicast":  # join the session, or fall back to unicast (server_stub/multicast.py)
+            task, session = request.app[multicastweb.MULTICAST].checkin(task, request.remote)
+        else:
+            task = store.start_task(task["id"])
     except db.StorageBusy as busy:  # "message": what boot images before storage groups read
         return _json({"wait": True, "retry_after": 5, "position": busy.position, "reason": str(busy),
                       "message": str(busy)})
     image = store.image(task["image"]) if task["image"] else None
-    node = store.storage(task["storage"]) if task["storage"] else None
+    node_name = task["storage"] or (session or {}).get("storage")
+    node = store.storage(node_name) if node_name else None
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
         "partition": task["partition"], "after": task["after"],
         # FOG renames the deployed system after its host record; a host name is a valid hostname.
-        "hostname": task["host"] if task["type"] == "deploy" else None,
+        "hostname": task["host"] if task["type"] in ("deploy", "multicast") else None,
         "host": {"mac": task["mac"], "name": task["host"]},
         "image": {"name": image["name"], "type": image["type"]} if image else None,
         "storage": {"name": node["name"], "export": node["export"], "options": node["options"]} if node else None,
+        **({"multicast": session} if session is not None else {}),
     })
 
 
@@ -345,6 +351,8 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         await app[REPLICATOR].close()
 
     app.cleanup_ctx.append(replicator_life)
+    app[multicastweb.MULTICAST] = multicast.MulticastManager(store, config)
+    app.cleanup_ctx.append(multicastweb.lifecycle)
     app.add_routes([
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
@@ -368,6 +376,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),
         web.post("/api/tasks/{id:\\d+}/failed", client_failed),
+        *multicastweb.routes(admin_only, _authorized_task),
         # Unknown machines: no token exists yet; unknown MACs only, rate-limited, every field checked.
         web.post("/api/register", client_register),
     ])

@@ -1,0 +1,282 @@
+"""Multicast sessions: the server sends an image's files with udp-sender, one after the other, to the
+clients of a session at once (docs/multicast.md).
+
+    create()  pins the image's version on a storage node that is a directory on this server (the node's
+              local --rsync-target), lists its partition streams in the manifest's order, queues a
+              ``multicast`` task per host
+    _run()    waits until min_receivers clients are ready (disk checked, table written), or max_wait seconds
+              after the first one, or ``go``; then one udp-sender per file (portbase + 2·i), the receivers
+              being those that were ready; a receiver udp-sender drops is reported, the others go on
+    cancel()/close()  stop the session's udp-sender by its PID (SIGTERM, then SIGKILL: udpcast.SenderProcess)
+
+udp-sender runs under udpcast.SenderProcess (its stderr parser and stop-by-PID); the event loop only polls
+it, and whatever blocks (start, the final wait, stop) runs in a worker thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from server_stub import db, udpcast
+
+log = logging.getLogger(__name__)
+
+NEXT_FILE_WAIT = 30      # s a later file's sender waits for the receivers of the previous one
+SENDER_START_TIMEOUT = 120
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)$", re.I)
+
+
+def parse_rate(text: str | int | None) -> int | None:
+    """'200m' → 200000000 bits/s (k, m, g: 10³, 10⁶, 10⁹); None stays None."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        m = _RATE.match(str(text).strip())
+        if not m:
+            raise db.Invalid(f"rate {text!r}: bits per second like 200m, 1g or 500000")
+        value = int(float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()])
+    if value < 100_000:
+        raise db.Invalid(f"rate {text!r} is below 100 kbit/s")
+    return value
+
+
+def image_files(image: dict) -> list[str]:
+    """The streams a multicast sends, in the order the client restores them: disk by disk, partition by
+    partition (a raw image: its one file). LVM images are refused for now: they deploy by unicast."""
+    files: list[str] = []
+    for disk in image["disks"]:
+        if disk.get("mode") == "raw":
+            files.append(disk["file"])
+            continue
+        for part in disk["partitions"]:
+            if part.get("lvm"):
+                raise db.Invalid("images with LVM volumes deploy by unicast only (multicast: not yet)")
+            if part.get("file"):
+                files.append(part["file"])
+    if not files:
+        raise db.Invalid("the image holds no partition stream to send")
+    return files
+
+
+def local_image(store: db.Store, image: dict) -> tuple[dict, str, str]:
+    """(node, version directory, version) of the image's current version on a node this server reaches as a
+    local directory (its --rsync-target): udp-sender reads the files from there."""
+    if not image["captured"]:
+        raise db.Conflict(f"image {image['name']} has never been captured; nothing to send")
+    names = [image["storage"]] + [n for n in image["replicas"] if n != image["storage"]]
+    for name in names:
+        node = store.storage(name)
+        target = node.get("rsync_target") or ""
+        if not target.startswith("/"):
+            continue
+        link = os.path.join(target, image["name"])
+        try:
+            pointed = os.readlink(link)
+        except OSError:
+            continue
+        m = re.fullmatch(r"\.images/(" + re.escape(image["name"]) + r"@[A-Za-z0-9-]+)", pointed)
+        if m and os.path.isfile(os.path.join(target, pointed, "manifest.json")):
+            return node, os.path.join(target, pointed), m.group(1)
+    raise db.Conflict(f"no node holding image {image['name']} is a directory on this server: give its node a "
+                      "local --rsync-target (imager-server storage set NODE --rsync-target /path/of/the/export)")
+
+
+def interface_address(interface: str) -> str | None:
+    """The interface's IPv4 address (what clients give udp-receiver as --mcast-rdv-address)."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", interface], capture_output=True, text=True)
+    try:
+        for link in json.loads(out.stdout or "[]"):
+            for addr in link.get("addr_info", []):
+                return addr["local"]
+    except (ValueError, KeyError):
+        pass
+    return None
+
+
+def interface_for(address: str) -> str | None:
+    """The interface holding ``address`` (the server's --bind), or the default route's."""
+    out = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True)
+    try:
+        links = json.loads(out.stdout or "[]")
+    except ValueError:
+        links = []
+    if address not in ("", "0.0.0.0"):
+        for link in links:
+            if any(a.get("local") == address for a in link.get("addr_info", [])):
+                return link["ifname"]
+    route = subprocess.run(["ip", "-j", "-4", "route", "show", "default"], capture_output=True, text=True)
+    try:
+        return (json.loads(route.stdout or "[]") or [{}])[0].get("dev")
+    except ValueError:
+        return None
+
+
+class MulticastManager:
+    """Runs every active session of the server inside its event loop."""
+
+    def __init__(self, store: db.Store, config: dict) -> None:
+        self.store = store
+        self.config = config
+        self.runs: dict[int, asyncio.Task] = {}
+        self.senders: dict[int, udpcast.SenderProcess] = {}
+        self.log_dir = Path(config.get("data_dir") or ".") / "multicast"
+        self.program = config.get("udp_sender", udpcast.UDP_SENDER)
+
+    # --- lifecycle ----------------------------------------------------------
+    def start(self) -> None:
+        for row in self.store.multicast_interrupted():
+            self._kill_orphan(row)
+            log.warning("multicast session %d was sending when the server stopped: failed", row["id"])
+        for session_id in self.store.waiting_sessions():
+            self._launch(session_id)
+
+    async def close(self) -> None:
+        runs = list(self.runs.values())
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+    def _kill_orphan(self, row: dict) -> None:
+        """A sender left by a server that died (SIGKILL, power): ours only if its command line names our file."""
+        pid = row.get("sender_pid")
+        if not pid:
+            return
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return
+        image_dir = row["image_dir"].encode()
+        if argv and argv[0].endswith(b"udp-sender") and any(a.startswith(image_dir) for a in argv):
+            log.warning("stopping udp-sender %d left by the previous server", pid)
+            os.kill(pid, signal.SIGKILL)
+
+    # --- commands -----------------------------------------------------------
+    def create(self, image_name: str, hosts: list[str], *, min_receivers: int | None = None, max_wait: int = 300,
+               rate: str | int | None = None, interface: str | None = None, disk: str | None = None,
+               after: str = "reboot") -> dict:
+        image = self.store.image(image_name)
+        node, image_dir, version = local_image(self.store, image)
+        files = image_files(json.loads(Path(image_dir, "manifest.json").read_text()))
+        interface = interface or self.config.get("multicast_interface") or interface_for(self.config.get("bind", ""))
+        if interface is None:
+            raise db.Invalid("no network interface for udp-sender: give --interface")
+        try:  # the same checks udp-sender's command line gets
+            udpcast.sender_argv(udpcast.SenderOptions(interface=interface, min_receivers=1,
+                                                      max_bitrate=parse_rate(rate)))
+        except udpcast.UdpcastError as exc:
+            raise db.Invalid(str(exc)) from None
+        session = self.store.add_session(image, hosts, min_receivers=min_receivers, max_wait=max_wait,
+                                         rate=parse_rate(rate), interface=interface, image_dir=image_dir,
+                                         version=version, files=files, storage_id=node["id"], disk=disk, after=after)
+        self._launch(session["id"])
+        return session
+
+    def go(self, session_id: int) -> dict:
+        return self.store.multicast_go(session_id)
+
+    async def cancel(self, session_id: int) -> dict:
+        self.store.multicast_end(session_id, "canceled", "canceled by an admin")
+        run = self.runs.get(session_id)
+        if run is not None:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        return self.store.session(session_id)
+
+    def checkin(self, task: dict, address: str | None) -> tuple[dict, dict]:
+        task, answer = self.store.multicast_checkin(task, address)
+        answer["sender"] = self._rdv_address(answer["session"])
+        return task, answer
+
+    def ready(self, task_id: int) -> dict:
+        answer = self.store.multicast_ready(task_id)
+        answer["sender"] = self._rdv_address(answer["session"])
+        return answer
+
+    def _rdv_address(self, session_id: int) -> str | None:
+        return interface_address(self.store.session(session_id)["interface"])
+
+    # --- the session --------------------------------------------------------
+    def _launch(self, session_id: int) -> None:
+        self.runs[session_id] = asyncio.get_running_loop().create_task(self._run(session_id))
+        self.runs[session_id].add_done_callback(lambda _t: self.runs.pop(session_id, None))
+
+    async def _run(self, session_id: int) -> None:
+        try:
+            if not await self._wait_for_receivers(session_id):
+                return
+            receivers = self.store.multicast_sending(session_id)
+            session = self.store.session(session_id)
+            log.info("multicast session %d: sending %d files to %d clients", session_id, len(session["files"]),
+                     len(receivers))
+            count = len(receivers)
+            for i, name in enumerate(session["files"]):
+                result = await self._send(session, i, name, count,
+                                          max_wait=NEXT_FILE_WAIT)
+                for address in result.dropped:
+                    self.store.multicast_drop(session_id, address, f"dropped by udp-sender during {name}: "
+                                              f"no answer to {udpcast.SenderOptions.retries_until_drop} requests")
+                if not result.ok:
+                    self.store.multicast_sender(session_id, None, None)
+                    self.store.multicast_end(session_id, "failed", f"{name}: {result.status}")
+                    log.warning("multicast session %d failed at %s: %s", session_id, name, result.status)
+                    return
+                count = len(result.receivers) - len(result.dropped)
+            self.store.multicast_sender(session_id, None, None)
+            self.store.multicast_end(session_id, "done")
+            log.info("multicast session %d: every file sent", session_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a session must end in a state an admin sees, whatever happened
+            log.exception("multicast session %d", session_id)
+            try:
+                self.store.multicast_end(session_id, "failed", f"internal error: {exc!r}")
+            except db.Conflict:
+                pass
+
+    async def _wait_for_receivers(self, session_id: int) -> bool:
+        """True when the session should start: min_receivers ready, or max_wait after the first ready one, or
+        'go' with at least one ready. False when it ended meanwhile (canceled)."""
+        while True:
+            session = self.store.session(session_id)
+            if session["state"] != "waiting":
+                return False
+            ready = sum(c["state"] == "ready" and c["task_state"] == "running" for c in session["clients"])
+            waited = time.time() - session["first_ready"] if session["first_ready"] else 0
+            if ready and (ready >= session["min_receivers"] or session["go"] or waited >= session["max_wait"]):
+                return True
+            await asyncio.sleep(0.5)
+
+    async def _send(self, session: dict, index: int, name: str, receivers: int, max_wait: int) -> udpcast.SenderResult:
+        options = udpcast.SenderOptions(portbase=session["portbase"] + 2 * index, interface=session["interface"],
+                                        min_receivers=max(1, receivers), max_wait=max_wait,
+                                        start_timeout=SENDER_START_TIMEOUT, max_bitrate=session["rate"])
+        argv = udpcast.sender_argv(options, Path(session["image_dir"]) / name, program=self.program)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        sender = udpcast.SenderProcess(argv, stderr_log=self.log_dir / f"session{session['id']}.log")
+        await asyncio.to_thread(sender.start)
+        self.senders[session["id"]] = sender
+        self.store.multicast_sender(session["id"], name, sender.pid, f"file {index + 1}/{len(session['files'])}")
+        log.info("multicast session %d: udp-sender %d for %s (%d receivers)", session["id"], sender.pid, name,
+                 receivers)
+        try:
+            while await asyncio.to_thread(sender.running):
+                await asyncio.sleep(0.5)
+                r = sender.result()
+                self.store.multicast_sender(session["id"], name, sender.pid,
+                                            f"file {index + 1}/{len(session['files'])}: {r.bytes_sent} bytes, "
+                                            f"{len(r.receivers) - len(r.dropped)} receivers")
+            return await asyncio.to_thread(sender.wait)
+        finally:
+            if sender.pid is not None and sender.result().returncode is None:   # canceled, or the server stops: never leave a udp-sender behind
+                await asyncio.shield(asyncio.to_thread(sender.stop))
+            self.senders.pop(session["id"], None)
+

@@ -1,0 +1,79 @@
+"""``imager-server multicast …``: the admin commands of multicast sessions (over the HTTP API)."""
+from __future__ import annotations
+
+import argparse
+import datetime
+from typing import Callable
+
+Call = Callable[..., object]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    multicast = sub.add_parser("multicast", help="deploy one image to many machines at once (udpcast)")
+    actions = multicast.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("start", help="a session: one multicast task per host; it sends when min-receivers "
+                                         "machines are ready, or max-wait s after the first one, or on 'go'")
+    p.add_argument("image")
+    p.add_argument("--hosts", required=True, help="names or MACs, comma-separated: pc1,pc2,pc3")
+    p.add_argument("--min-receivers", type=int, default=None, help="start when this many are ready (default: all)")
+    p.add_argument("--max-wait", type=int, default=300,
+                   help="seconds after the first ready machine before starting with those ready (default 300)")
+    p.add_argument("--rate", default=None, help="cap on the wire, bits/s: 200m, 1g (default: none, acks pace it)")
+    p.add_argument("--interface", default=None, help="the server's interface towards the clients "
+                                                      "(default: the one holding --bind, else the default route's)")
+    p.add_argument("--disk", default=None, help="the clients' target disk selector, as for task deploy")
+    p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+    p.add_argument("--json", action="store_true", help="print the session as JSON")
+    actions.add_parser("list")
+    for action in ("show", "go", "cancel"):
+        p = actions.add_parser(action, help={"show": "the session and each client's state",
+                                             "go": "start now with the machines that are ready",
+                                             "cancel": "stop the sender, cancel the clients' tasks"}[action])
+        p.add_argument("id", type=int)
+        p.add_argument("--json", action="store_true", help="print the session as JSON")
+
+
+def _when(value: float | None) -> str:
+    return datetime.datetime.fromtimestamp(value).isoformat(" ", "seconds") if value else ""
+
+
+def _text(session: dict, table: Callable[[list[dict], list[str]], str]) -> str:
+    lines = [f"session {session['id']}: image {session['image']} ({session['version']}) from node "
+             f"{session['storage']}, {session['state']}"
+             + (f" — {session['error']}" if session.get("error") else ""),
+             f"  min receivers {session['min_receivers']}, max wait {session['max_wait']} s, interface "
+             f"{session['interface']}, rate {session['rate'] or 'unlimited'}, ports {session['portbase']}…",
+             f"  created {_when(session['created'])}, sending since {_when(session['started']) or '-'}, "
+             f"ended {_when(session['finished']) or '-'}",
+             f"  files: {', '.join(session['files'])}"]
+    if session.get("current"):
+        lines.append(f"  now: {session['current']} ({session.get('detail') or ''}), udp-sender PID "
+                     f"{session.get('sender_pid')}")
+    rows = [{"task": c["task_id"], "host": c["host"], "address": c["address"], "client": c["state"],
+             "task_state": c["task_state"], "stage": c["stage"], "reason": c["error"] or c["reason"]}
+            for c in session["clients"]]
+    return "\n".join(lines) + "\n" + table(rows, ["task", "host", "address", "client", "task_state", "stage",
+                                                  "reason"])
+
+
+def run(args: argparse.Namespace, server: str, call: Call, table: Callable[[list[dict], list[str]], str]) -> object:
+    def shown(session: dict) -> object:
+        return session if args.json else _text(session, table)
+
+    match args.action:
+        case "start":
+            hosts = [h for h in args.hosts.split(",") if h]
+            return shown(call(server, "POST", "/api/multicast", {
+                "image": args.image, "hosts": hosts, "min_receivers": args.min_receivers, "max_wait": args.max_wait,
+                "rate": args.rate, "interface": args.interface, "disk": args.disk, "after": args.after}))
+        case "list":
+            sessions = call(server, "GET", "/api/multicast")
+            for s in sessions:
+                s["clients_"] = f"{sum(c['task_state'] == 'done' for c in s['clients'])}/{len(s['clients'])} done"
+                s["created_"] = _when(s["created"])
+            return table(sessions, ["id", "image", "state", "clients_", "current", "created_", "error"])
+        case "show":
+            return shown(call(server, "GET", f"/api/multicast/{args.id}"))
+        case "go" | "cancel":
+            return shown(call(server, "POST", f"/api/multicast/{args.id}/{args.action}"))
+    raise ValueError(args.action)
