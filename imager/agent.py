@@ -20,6 +20,7 @@ from imager.errors import ImagerError, InvalidTask
 from imager.ops.capture import capture
 from imager.ops.deploy import deploy
 from imager.ops.inventory import collect, inventory, summary
+from imager.ops.multicast import multicast_deploy
 from imager.ops.register import register
 from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
@@ -77,6 +78,13 @@ def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
                       partition=task.get("partition"), hostname=task.get("hostname"))
 
 
+def run_multicast(task: dict[str, Any], progress: Progress, client: TaskClient | None = None) -> dict[str, Any]:
+    if client is None or not isinstance(task.get("multicast"), dict):
+        raise InvalidTask("a multicast task needs its session and the server")
+    with task_storage(task) as root:
+        return multicast_deploy(root, task, progress, client.ready)
+
+
 def run_inventory(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return inventory(progress)  # the result carries the inventory; the server stores it with "done"
 
@@ -85,6 +93,7 @@ OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
     "capture": run_capture,
     "deploy": run_deploy,
     "inventory": run_inventory,
+    "multicast": run_multicast,  # also gets the TaskClient: it asks the server when to join
 }
 
 
@@ -93,7 +102,7 @@ def validate_task(task: dict[str, Any], task_id: int) -> None:
         raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
     if task.get("type") not in OPS:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
-    if task["type"] in ("capture", "deploy"):  # an inventory task names no image and no storage
+    if task["type"] in ("capture", "deploy", "multicast"):  # an inventory task names no image and no storage
         if not (task.get("image") or {}).get("name") or not (task.get("storage") or {}).get("export"):
             raise InvalidTask("the task names no image or no storage node")
         imagestore.check_name(task["image"]["name"])
@@ -124,7 +133,10 @@ def main() -> int:
         after = task.get("after", "reboot")
         log.info("task %d: %s of image %r", task["id"], task["type"], (task.get("image") or {}).get("name"))
         progress = Progress([console_sink, client.progress])
-        result = OPS[task["type"]](task, progress)
+        if task["type"] == "multicast":
+            result = run_multicast(task, progress, client)
+        else:
+            result = OPS[task["type"]](task, progress)
         client.done(result)
     except Exception as exc:  # every failure is reported, whatever raised it
         error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")

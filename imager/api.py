@@ -51,6 +51,10 @@ class TaskClient:
         except ServerError as exc:
             log.warning("progress not reported: %s", exc.message)
 
+    def ready(self) -> dict[str, Any]:
+        """Multicast: this machine's disk is ready; the answer says wait, join the sender, or fall back."""
+        return self._post("ready", {})
+
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})
 

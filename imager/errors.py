@@ -113,3 +113,9 @@ class RegistryError(ImagerError):
     code = "windows_registry"
     hint = ("The deployed Windows' registry (SYSTEM hive) is damaged or not what Windows writes; the disk holds "
             "the image otherwise intact. Check the image's Windows, or deploy it without a hostname.")
+
+
+class MulticastFailed(ImagerError):
+    code = "multicast"
+    hint = ("This machine's part of the multicast session failed (receiver error, dropped, or the session "
+            "ended); the disk is incomplete. Deploy it again, by unicast or in a new session.")

@@ -199,6 +199,10 @@ def add_python(root: Root) -> None:
                 root.add(line)
     shutil.copytree(REPO / "imager", root.path / "usr/lib/python3/dist-packages/imager",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # udp-receiver's command line comes from the same builder the server's udp-sender uses (multicast).
+    (root.path / "usr/lib/python3/dist-packages/server_stub").mkdir(exist_ok=True)
+    for name in ("__init__.py", "udpcast.py"):
+        shutil.copy2(REPO / "server_stub" / name, root.path / "usr/lib/python3/dist-packages/server_stub" / name)
     # Byte-compile once here so the first boot does not spend its time compiling.
     sh(str(root.path / "usr/bin/python3.11"), "-c", "pass")  # sanity: the interpreter runs
     sh("/usr/bin/python3.11", "-m", "compileall", "-q", "-j0", "-s", str(root.path), "-p", "/",
