@@ -16,14 +16,18 @@ from typing import Any, Callable, Iterator
 
 from imager import bootenv, cmdline, imagestore
 from imager.api import TaskClient
-from imager.errors import ImagerError, InvalidTask
+from imager.errors import DiskTestFailed, ImagerError, InvalidTask
 from imager.ops.capture import capture
 from imager.ops.deploy import deploy
-from imager.ops.inventory import collect, inventory, summary
-from imager.ops.multicast import multicast_deploy
+from imager.ops.inventory import inventory
 from imager.ops.register import register
+from imager.ops.debug import debug
+from imager.ops.disktest import disktest
+from imager.ops.wipe import wipe
 from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
+from imager.ui import console as ui_console
+from imager.ui import progress_screen
 
 log = logging.getLogger("imager")
 
@@ -78,22 +82,30 @@ def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
                       partition=task.get("partition"), hostname=task.get("hostname"))
 
 
-def run_multicast(task: dict[str, Any], progress: Progress, client: TaskClient | None = None) -> dict[str, Any]:
-    if client is None or not isinstance(task.get("multicast"), dict):
-        raise InvalidTask("a multicast task needs its session and the server")
-    with task_storage(task) as root:
-        return multicast_deploy(root, task, progress, client.ready)
-
-
 def run_inventory(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return inventory(progress)  # the result carries the inventory; the server stores it with "done"
+
+
+def run_wipe(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    return wipe(task.get("disk"), (task.get("options") or {}).get("mode", ""), progress)
+
+
+def run_disktest(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    result = disktest(task.get("disk"), progress)
+    if result["verdict"] != "pass":  # the task fails, visibly; the whole result is in the error's details
+        raise DiskTestFailed(f"{result['disk']} failed the disk test: {'; '.join(result['reasons'])}", **result)
+    return result
+
+
+def run_debug(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    return debug(task)
 
 
 OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
     "capture": run_capture,
     "deploy": run_deploy,
     "inventory": run_inventory,
-    "multicast": run_multicast,  # also gets the TaskClient: it asks the server when to join
+    "wipe": run_wipe, "disktest": run_disktest, "debug": run_debug,  # the service ops (issue 5)
 }
 
 
@@ -102,7 +114,7 @@ def validate_task(task: dict[str, Any], task_id: int) -> None:
         raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
     if task.get("type") not in OPS:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
-    if task["type"] in ("capture", "deploy", "multicast"):  # an inventory task names no image and no storage
+    if task["type"] in ("capture", "deploy"):  # an inventory task names no image and no storage
         if not (task.get("image") or {}).get("name") or not (task.get("storage") or {}).get("export"):
             raise InvalidTask("the task names no image or no storage node")
         imagestore.check_name(task["image"]["name"])
@@ -122,20 +134,31 @@ def main() -> int:
         logging.getLogger().setLevel(logging.DEBUG)
     pin_server(params.server, params.server_fp)  # every API call of this boot, task or registration
     if params.mode != "task":
-        return main_without_task(params)
+        return main_without_task(params, tail)
     assert params.task is not None and params.token is not None  # cmdline.parse requires them in task mode
-    client = TaskClient(params.server, params.task, params.token)
+    result = execute(params.server, params.task, params.token, tail, params.fail_wait,
+                     before=lambda: bootenv.bring_up_network(params.mac))
+    return 0 if result is not None else 1
+
+
+def execute(server: str, task_id: int, token: str, tail: LogTail, fail_wait: int, *,
+            before: Callable[[], object] | None = None, power_after: bool = True) -> dict[str, Any] | None:
+    """Check in, run the task, report it: the same path for an unattended boot and a menu choice.
+    Returns the result; a failure is shown, reported, and ends in a reboot after ``fail_wait`` s (None).
+    ``power_after`` False: the menu gets the result back and carries on (inventory, disk test)."""
+    client = TaskClient(server, task_id, token)
     after = "reboot"
+    job: progress_screen.Job | None = None
     try:
-        bootenv.bring_up_network(params.mac)
+        if before is not None:
+            before()
         task = client.checkin()
-        validate_task(task, params.task)
+        validate_task(task, task_id)
         after = task.get("after", "reboot")
         log.info("task %d: %s of image %r", task["id"], task["type"], (task.get("image") or {}).get("name"))
-        progress = Progress([console_sink, client.progress])
-        if task["type"] == "multicast":
-            result = run_multicast(task, progress, client)
-        else:
+        job = describe_job(task)
+        with screen_for(task, job) as screen:
+            progress = Progress([screen or console_sink, client.progress])
             result = OPS[task["type"]](task, progress)
         client.done(result)
     except Exception as exc:  # every failure is reported, whatever raised it
@@ -143,30 +166,47 @@ def main() -> int:
         if not isinstance(exc, ImagerError):
             log.error("%s", traceback.format_exc())
         log.error("task failed (%s): %s", error.code, error.message)  # so the log sent to the server ends with it
-        show_failure(error)
         try:
             client.failed(error.to_dict(), tail.text(), attempts=4)
+            reported = "The server has the reason and the log."
         except ImagerError as report_error:
             log.error("could not report the failure to the server: %s", report_error.message)
-        wait_then(params.fail_wait, "reboot")
-        return 1
-    log.info("task %d done: %s", params.task, result)
+            reported = "The server could not be told."
+        show_failure(error, job, f"{reported} The machine reboots in {fail_wait} s.")
+        wait_then(fail_wait, "reboot")
+        return None
+    log.info("task %d done: %s", task_id, result)
     print("\n*** imager: task finished successfully ***\n", flush=True)
-    bootenv.power(after)
-    return 0
+    if power_after:
+        bootenv.power(after)
+    return result
 
 
-def main_without_task(params: cmdline.BootParams) -> int:
+def describe_job(task: dict[str, Any]) -> progress_screen.Job:
+    image = task.get("image") or {}
+    options = task.get("options") or {}
+    op = task["type"] + (f" ({options['mode']})" if options.get("mode") else "")
+    return progress_screen.Job(op=op, image=f"{image['name']} ({image.get('type', 'resizable')})" if image else "",
+                               disk=task.get("disk") or "the only fixed disk", task=task.get("id"),
+                               host=(task.get("host") or {}).get("name", ""))
+
+
+@contextlib.contextmanager
+def screen_for(task: dict[str, Any], job: progress_screen.Job) -> Iterator[progress_screen.ProgressScreen | None]:
+    """The progress screen on a terminal; plain log lines otherwise (and for the debug shell's own terminal)."""
+    if task["type"] == "debug" or not ui_console.is_terminal():
+        yield None
+        return
+    with progress_screen.ProgressScreen(job) as screen:
+        yield screen
+
+
+def main_without_task(params: cmdline.BootParams, tail: LogTail | None = None) -> int:
     """An unknown machine chose (or the server chose for it) registration, or the imager menu."""
     try:
         if params.mode == "menu":
-            # The menu (issue 5) is not built: show what the machine is, register nothing, reboot.
-            print("\n*** imager: the imager menu is not built yet; nothing was changed on this machine."
-                  "\n*** Choose 'Quick registration and inventory' in the boot menu to register it.", flush=True)
-            for line in summary(collect()):
-                print(f"*** {line}", flush=True)
-            wait_then(params.fail_wait, "reboot")
-            return 0
+            from imager.ui.menu import run_menu  # dialog is only needed here
+            return run_menu(params, tail or LogTail())
         bootenv.bring_up_network(params.mac)
         host = register(params.server, params.mac)
     except Exception as exc:  # nobody to report to: the screen is the only witness
@@ -182,7 +222,11 @@ def main_without_task(params: cmdline.BootParams) -> int:
     return 0
 
 
-def show_failure(error: ImagerError) -> None:
+def show_failure(error: ImagerError, job: progress_screen.Job | None = None, footer: str = "") -> None:
+    """On a terminal the failure fills the screen and stays; otherwise (a log, a pipe) plain lines."""
+    if ui_console.is_terminal():
+        progress_screen.show_failure_screen(error.code, error.message, error.hint, job, footer)
+        return
     bar = "*" * 72
     print(f"\n{bar}\n*** imager: TASK FAILED ({error.code})\n*** {error.message}", flush=True)
     if error.hint:
@@ -191,6 +235,7 @@ def show_failure(error: ImagerError) -> None:
 
 
 def wait_then(seconds: int, action: str) -> None:
-    print(f"*** The machine will {action} in {seconds} s.", flush=True)
+    if not ui_console.is_terminal():  # the failure screen says it already
+        print(f"*** The machine will {action} in {seconds} s.", flush=True)
     time.sleep(max(0, seconds))
     bootenv.power(action)

@@ -119,3 +119,14 @@ class MulticastFailed(ImagerError):
     code = "multicast"
     hint = ("This machine's part of the multicast session failed (receiver error, dropped, or the session "
             "ended); the disk is incomplete. Deploy it again, by unicast or in a new session.")
+
+
+class LoginRefused(ImagerError):
+    code = "login_refused"
+    hint = ("Type the technician password (imager-server technician password) or the admin token "
+            "(<data-dir>/admin.token on the server).")
+
+
+class DiskTestFailed(ImagerError):
+    code = "disk_test_failed"
+    hint = "Replace the disk, or back up what it holds while it still reads; details are on the task."

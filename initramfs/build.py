@@ -30,7 +30,7 @@ PROGRAMS = [
     "partclone.dd", "partclone.restore", "partclone.info", "partclone.chkimg", "zstd", "sfdisk", "sgdisk",
     "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig", "ntfs-3g",
     "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk", "ntfsresize", "ntfsfix", "mkswap",
-    "xfs_growfs", "btrfs", "lvm",
+    "xfs_growfs", "btrfs", "lvm", "smartctl", "nvme",
 ]
 # mount.nfs4 and friends are the same binary under other names.
 ALIASES = {"mount.nfs": ["mount.nfs4", "umount.nfs", "umount.nfs4"], "kmod": ["modprobe", "insmod", "lsmod", "rmmod"],

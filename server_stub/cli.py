@@ -35,6 +35,7 @@ import re
 import secrets
 import shutil
 import datetime
+import getpass
 import signal
 import ssl
 import sys
@@ -276,6 +277,19 @@ def _admin(args: argparse.Namespace) -> object:
             body = {"type": "inventory", "after": args.after}
             body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
             return _call(s, "POST", "/api/tasks", body)
+        case "task", ("wipe" | "disktest" | "debug") as kind:  # the service ops (issue 5)
+            hosts = [h for h in args.host.split(",") if h]
+            body = {"type": kind, "after": args.after, "disk": getattr(args, "disk", None)}
+            if kind == "wipe":
+                body["options"] = {"mode": args.mode}
+            body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
+            return _call(s, "POST", "/api/tasks", body)
+        case "technician", "password":
+            if args.remove:
+                return _call(s, "POST", "/api/technician-password", {"password": None})
+            password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass(
+                "technician password (typed at the imager menu): ")
+            return _call(s, "POST", "/api/technician-password", {"password": password})
         case "task", "list":
             tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
             return _table(_task_rows(tasks), ["id", "host", "type", "image", "storage", "state", "progress_",
@@ -317,7 +331,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS too (docs/tls.md)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--https-port", type=int, default=8443, help="HTTPS port with --tls-cert (default 8443)")
-    p.add_argument("--kernel-args", default="console=tty0 console=ttyS0,115200n8",
+    p.add_argument("--kernel-args", default="console=ttyS0,115200n8 console=tty0",
                    help="extra kernel command-line arguments for the imaging environment")
     p.add_argument("--unknown-hosts", default="menu", choices=("menu", "register", "local"),
                    help="what a MAC the server does not know boots: menu (default, like FOG: local disk after "
@@ -394,6 +408,18 @@ def _parser() -> argparse.ArgumentParser:
     p = task.add_parser("inventory", help="boot the imager, collect CPU, RAM, disks, NICs and DMI, store them")
     p.add_argument("host", help="MAC or name; several as pc1,pc2,pc3 (all tasks or none)")
     p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+    for kind, text in (("wipe", "erase a disk: fast (signatures, first/last MiB), normal (one zero pass), full "
+                                "(NVMe sanitize/format when the drive can, else random + zero passes)"),
+                       ("disktest", "SMART health and a read-only surface scan; the result goes on the task"),
+                       ("debug", "a root shell on the machine's console with the imaging tools; exit reboots")):
+        p = task.add_parser(kind, help=text)
+        p.add_argument("host", help="MAC or name; several as pc1,pc2,pc3 (all tasks or none)")
+        if kind != "debug":
+            p.add_argument("--disk", default=None, help="/dev/…, serial=…, wwn=…, model=… or size=…; "
+                           "default: the machine's only fixed, non-USB disk")
+        if kind == "wipe":
+            p.add_argument("--mode", required=True, choices=("fast", "normal", "full"))
+        p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
     p = task.add_parser("list")
     p.add_argument("--active", action="store_true")
     for action in ("show", "cancel"):
@@ -401,6 +427,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from server_stub import multicastcli
     multicastcli.add_parser(sub)
+
+    tech = sub.add_parser("technician", help="the password technicians type at the imager menu")
+    p = tech.add_subparsers(dest="action", required=True).add_parser(
+        "password", help="set it (read from stdin, or asked on the terminal); the admin token also opens the menu")
+    p.add_argument("--remove", action="store_true", help="remove it: only the admin token opens the menu")
 
     p = sub.add_parser("boot-log")
     p.add_argument("--mac")

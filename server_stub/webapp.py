@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from server_stub import apidoc, tls
+from server_stub import menuapi
 from server_stub import bootpolicy, db, inventory, multicast, multicastweb, replication
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 async def add_task(request: web.Request) -> web.Response:
     body = await _body(request)
-    options = {"disk": body.get("disk"), "after": body.get("after", "reboot"), "partition": body.get("partition")}
+    options = {"disk": body.get("disk"), "after": body.get("after", "reboot"), "partition": body.get("partition"),
+               "options": body.get("options")}
     if "hosts" in body:  # several machines at once: all tasks or none
         if not isinstance(body["hosts"], list):
             raise db.Invalid("hosts must be a list")
@@ -267,7 +269,7 @@ async def client_checkin(request: web.Request) -> web.Response:
     node = store.storage(node_name) if node_name else None
     return _json({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
-        "partition": task["partition"], "after": task["after"],
+        "partition": task["partition"], "after": task["after"], "options": task.get("options"),
         # FOG renames the deployed system after its host record; a host name is a valid hostname.
         "hostname": task["host"] if task["type"] in ("deploy", "multicast") else None,
         "host": {"mac": task["mac"], "name": task["host"]},
@@ -344,6 +346,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
     app[CONFIG] = config
     app[LIMITER] = RateLimit(config.get("register_rate", 60))
     app[REPLICATOR] = replication.Replicator(store)
+    app[menuapi.MENU] = menuapi.MenuState(store, config)
 
     async def replicator_life(app: web.Application):
         app[REPLICATOR].start()
@@ -379,5 +382,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         *multicastweb.routes(admin_only, _authorized_task),
         # Unknown machines: no token exists yet; unknown MACs only, rate-limited, every field checked.
         web.post("/api/register", client_register),
+        # The technician's menu: a session from the technician password or admin token (menuapi.py).
+        *menuapi.routes(admin_only),
     ])
     return app

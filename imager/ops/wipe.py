@@ -22,6 +22,7 @@ from typing import Any
 
 from imager import disks, process
 from imager.errors import InvalidTask
+from imager.ops.capture import refuse_if_mounted
 from imager.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def wipe(disk_spec: str | None, mode: str, progress: Progress) -> dict[str, Any]
     disk = disks.select(disk_spec)
     started = time.monotonic()
     log.info("wiping %s (%s, %s) in %s mode", disk.path, progress_size(disk.size_bytes), disk.model or "?", mode)
+    refuse_if_mounted(disk.path)  # before anything is erased, not only when the disk is opened
     erase_signatures(disk.path)
     method, written = "signatures and first/last MiB", 0
     if mode == "fast":
@@ -69,7 +71,7 @@ def erase_signatures(disk_path: str) -> None:
             part = disks.partition_path(disk_path, number)
         except disks.DiskNotFound:
             continue
-        process.run(["wipefs", "-a", "-f", part], check=False)  # an unreadable partition must not stop a wipe
+        process.run(["wipefs", "-a", part], check=False)  # an unreadable partition must not stop a wipe
     process.run(["wipefs", "-a", "-f", disk_path])
 
 

@@ -169,7 +169,7 @@ class Menu:
         return None
 
     def deploy(self, image: str | None = None) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         if image is None:
             captured = [i for i in self.client.lists()["images"] if i["captured"]]
@@ -188,7 +188,7 @@ class Menu:
         return self._run("deploy", image=image, disk=disk)
 
     def capture(self) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         images = self.client.lists()["images"]
         image = self.s.choose("Capture", "Capture this machine into:",
@@ -211,7 +211,7 @@ class Menu:
         return self._run("capture", image=image, disk=disk)
 
     def inventory(self) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         result = self._run("inventory", stay=True)
         if isinstance(result, dict):
@@ -221,7 +221,7 @@ class Menu:
         return result
 
     def wipe(self) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         disk = self.pick_disk("Wipe", always=True)
         if not disk:
@@ -242,7 +242,7 @@ class Menu:
         return self._run("wipe", disk=disk, options={"mode": mode})
 
     def disktest(self) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         disk = self.pick_disk("Disk test")
         if disk is False:
@@ -257,7 +257,7 @@ class Menu:
         return result
 
     def debug(self) -> str | None:
-        if not self.need_host() or not self.login():
+        if not self.login() or not self.need_host():
             return None
         return self._run("debug")
 

@@ -32,16 +32,53 @@ def _params(mode):
                  "imager.fail_wait=0")
 
 
-def test_menu_mode_shows_the_machine_and_registers_nothing(monkeypatch, capsys):
+def test_menu_mode_runs_the_technicians_menu_and_registers_nothing_by_itself(monkeypatch):
     from imager import agent
-    actions = []
-    monkeypatch.setattr(agent, "collect", lambda: {"dmi": {"product_name": "LabPC"}, "disks": [], "nics": []})
-    monkeypatch.setattr(agent, "register", lambda *a, **k: actions.append("register"))
-    monkeypatch.setattr(agent, "wait_then", lambda seconds, action: actions.append(action))
+    from imager.ui import menu
+    calls = []
+    monkeypatch.setattr(agent, "register", lambda *a, **k: calls.append("register"))
+    monkeypatch.setattr(menu, "run_menu", lambda params, tail: calls.append(("menu", params.mac)) or 0)
     assert agent.main_without_task(_params("menu")) == 0
-    assert actions == ["reboot"]
+    assert calls == [("menu", "52:54:00:00:00:99")]
+
+
+def test_a_failed_task_is_reported_shown_and_ends_in_a_reboot(monkeypatch, capsys):
+    """agent.execute, the path of unattended boots and menu choices alike."""
+    from imager import agent
+    from imager.errors import DiskNotFound
+    calls = []
+
+    class Client:
+        def __init__(self, server, task_id, token):
+            calls.append(("client", task_id, token))
+
+        def checkin(self):
+            return {"id": 9, "type": "wipe", "options": {"mode": "fast"}, "disk": "serial=X", "image": None,
+                    "storage": None, "host": {"name": "pc-9"}}
+
+        def progress(self, snap):
+            pass
+
+        def failed(self, error, log, attempts=None):
+            calls.append(("failed", error["code"]))
+
+        def done(self, result):
+            calls.append(("done", result))
+
+    def no_disk(task, progress):
+        raise DiskNotFound("no disk has serial=X")
+    monkeypatch.setattr(agent, "TaskClient", Client)
+    monkeypatch.setitem(agent.OPS, "wipe", no_disk)
+    monkeypatch.setattr(agent, "wait_then", lambda seconds, action: calls.append((action, seconds)))
+    assert agent.execute("http://s", 9, "tok", agent.LogTail(), 7) is None
+    assert calls == [("client", 9, "tok"), ("failed", "disk_not_found"), ("reboot", 7)]
     out = capsys.readouterr().out
-    assert "imager menu is not built yet" in out and "LabPC" in out
+    assert "TASK FAILED (disk_not_found)" in out and "no disk has serial=X" in out
+
+    calls.clear()
+    monkeypatch.setitem(agent.OPS, "wipe", lambda task, progress: {"wiped": task["options"]["mode"]})
+    assert agent.execute("http://s", 9, "tok", agent.LogTail(), 7, power_after=False) == {"wiped": "fast"}
+    assert calls == [("client", 9, "tok"), ("done", {"wiped": "fast"})]
 
 
 def test_a_refused_registration_is_shown_then_the_machine_reboots(monkeypatch, capsys):

@@ -1,0 +1,167 @@
+"""wipe and disktest with the real tools (wipefs, partprobe, O_DIRECT reads) on loop devices; the debug shell on a pty."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from imager.errors import UnsupportedDisk
+from imager.ops import disktest as disktest_mod
+from imager.ops.disktest import disktest
+from imager.ops.wipe import wipe
+from imager.progress import Progress
+from tests.qemu.lab import attached, mounted
+
+MiB = 1024 * 1024
+SIZE = 96 * MiB
+MIDDLE = (48 * MiB, 8 * MiB)   # inside partition 2, far from its start and from both ends
+
+
+def sh(*argv, check=True):
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+def disk_with_data(path):
+    """GPT, two ext4 partitions, and 8 MiB of random bytes in the middle of the disk."""
+    with open(path, "wb") as f:
+        f.truncate(SIZE)
+    sh("sgdisk", "-n1:2048:+16M", "-c1:one", "-n2:0:0", "-c2:two", str(path))
+    with attached(path) as dev:
+        sh("mkfs.ext4", "-q", "-F", f"{dev}p1")
+        sh("mkfs.ext4", "-q", "-F", f"{dev}p2")
+    with open(path, "r+b") as f:
+        f.seek(MIDDLE[0])
+        f.write(os.urandom(MIDDLE[1]))
+    return region_sha(path, *MIDDLE)
+
+
+def region_sha(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return hashlib.sha256(f.read(length)).hexdigest()
+
+
+def all_zero(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length) == bytes(length)
+
+
+class Recorder(Progress):
+    def __init__(self):
+        super().__init__(interval=0)
+        self.stages = []
+        self.sinks = [lambda snap: self.stages.append(snap["stage"]) if snap["stage"] not in self.stages else None]
+
+
+@pytest.mark.root
+def test_fast_wipe_erases_the_table_and_both_ends_and_leaves_the_middle(tmp_path):
+    image = tmp_path / "disk.img"
+    middle = disk_with_data(image)
+    with attached(image) as dev:
+        assert "ext4" in sh("blkid", "-p", f"{dev}p2").stdout
+        progress = Recorder()
+        result = wipe(dev, "fast", progress)
+        assert result["mode"] == "fast" and result["bytes_written"] == 2 * MiB
+        assert progress.stages == ["zeroing the first and last MiB"] and progress.done == 2 * MiB
+        assert sh("blkid", "-p", dev, check=False).stdout == ""          # no table, no signature
+        assert sh("sfdisk", "--dump", dev, check=False).returncode != 0   # "does not contain a recognized table"
+        assert not os.path.exists(f"{dev}p1"), "the kernel still shows the old partitions"
+    assert all_zero(image, 0, MiB) and all_zero(image, SIZE - MiB, MiB)
+    assert region_sha(image, *MIDDLE) == middle, "fast mode touched the middle of the disk"
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode, stages", [
+    ("normal", ["pass 1/1: zeros"]),
+    ("full", ["pass 1/2: random data", "pass 2/2: zeros"]),   # a loop device is no NVMe: write passes
+])
+def test_normal_and_full_wipes_leave_nothing_but_zeros(tmp_path, mode, stages):
+    image = tmp_path / "disk.img"
+    disk_with_data(image)
+    with attached(image) as dev:
+        progress = Recorder()
+        result = wipe(dev, mode, progress)
+    assert progress.stages == stages
+    assert result["bytes_written"] == SIZE * len(stages)
+    assert all_zero(image, 0, SIZE)
+
+
+@pytest.mark.root
+def test_a_wipe_refuses_a_disk_with_a_mounted_partition(tmp_path):
+    image = tmp_path / "disk.img"
+    disk_with_data(image)
+    with attached(image) as dev:
+        with mounted(f"{dev}p1"):
+            with pytest.raises(UnsupportedDisk, match="is mounted"):
+                wipe(dev, "fast", Progress())
+        assert "ext4" in sh("blkid", "-p", f"{dev}p1").stdout  # nothing erased
+
+
+@pytest.mark.root
+def test_disktest_reads_every_sector_of_a_healthy_disk(tmp_path):
+    image = tmp_path / "disk.img"
+    disk_with_data(image)
+    with attached(image) as dev:
+        progress = Recorder()
+        result = disktest(dev, progress)
+    assert result["verdict"] == "pass" and result["reasons"] == []
+    assert result["surface"] == {"bytes_read": SIZE, "sector_size": 512, "bad_sectors": 0, "bad_lbas": []}
+    assert progress.done == SIZE
+    assert result["smart"]["available"] is False  # a loop device has no SMART; smartctl says why
+    assert result["smart"]["summary"]
+
+
+def test_unreadable_sectors_are_counted_one_by_one(monkeypatch, tmp_path):
+    """The surface scan's logic with a disk that fails reads in a known range (no real bad disk here)."""
+    bad = range(1000 * 512, 1003 * 512)
+    real_preadv = os.preadv
+
+    def failing(fd, buffers, offset):
+        length = sum(len(b) for b in buffers)
+        if any(offset <= at < offset + length for at in bad):
+            raise OSError(5, "Input/output error")
+        return real_preadv(fd, buffers, offset)
+    path = tmp_path / "plain"
+    path.write_bytes(bytes(8 * MiB))
+    monkeypatch.setattr(disktest_mod.os, "preadv", failing)
+    monkeypatch.setattr(disktest_mod.os, "O_DIRECT", 0, raising=False)  # tmpfs does not do O_DIRECT
+    result = disktest_mod.surface_scan(str(path), 8 * MiB, 512, Progress())
+    assert result["bad_sectors"] == 3 and result["bad_lbas"] == [1000, 1001, 1002]
+
+
+def test_smart_verdicts_from_smartctl_json():
+    healthy = {"smart_status": {"passed": True}, "ata_smart_attributes": {"table": [
+        {"id": 5, "raw": {"value": 0}}, {"id": 197, "raw": {"value": 0}}, {"id": 9, "raw": {"value": 12000}}]}}
+    assert disktest_mod.parse_smart(healthy, 0) == {"available": True, "passed": True, "warnings": {},
+                                                    "reallocated_sectors": 0, "pending_sectors": 0,
+                                                    "summary": "PASSED"}
+    worn = {"smart_status": {"passed": True}, "nvme_smart_health_information_log": {
+        "critical_warning": 0, "media_errors": 3, "percentage_used": 97}}
+    assert disktest_mod.parse_smart(worn, 0)["warnings"] == {"media_errors": 3}
+    assert disktest_mod.parse_smart({"smartctl": {"messages": [{"string": "Unable to detect device type"}]}},
+                                    1) == {"available": False, "summary": "Unable to detect device type"}
+
+
+def test_the_debug_shell_shows_the_task_and_leaving_it_ends_the_op(tmp_path):
+    """On a real pseudo-terminal: the banner, a shell with the task file, exit ends the op."""
+    pexpect = pytest.importorskip("pexpect")
+    task = {"id": 12, "type": "debug", "host": {"name": "pc-dbg", "mac": "52:54:00:00:00:12"}, "disk": None,
+            "image": None, "storage": None, "options": None, "after": "reboot"}
+    code = ("import json, sys; from imager.ops import debug as d; d.TASK_FILE = sys.argv[1]; "
+            "r = d.debug(json.loads(sys.argv[2]), shell=['sh']); print('RESULT', json.dumps(r))")
+    child = pexpect.spawn(sys.executable, ["-c", code, str(tmp_path / "task.json"), json.dumps(task)],
+                          encoding="utf-8", timeout=20, env={**os.environ, "PS1": "$ "})
+    child.expect("imager debug shell - task 12 for pc-dbg")
+    child.expect("host       {\"name\": \"pc-dbg\"")
+    child.expect("Leave the shell with 'exit'")
+    child.expect("imager-debug# ")
+    child.sendline('echo "task file: $IMAGER_TASK"; exit 3')
+    child.expect(f"task file: {tmp_path / 'task.json'}")
+    child.expect('RESULT {"shell_exit_status": 3}')
+    child.expect(pexpect.EOF)
+    assert json.loads((tmp_path / "task.json").read_text())["id"] == 12
