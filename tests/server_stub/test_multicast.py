@@ -40,7 +40,7 @@ def test_files_in_restore_order_and_lvm_refused():
 
 def published(root: Path, name: str, files: dict[str, bytes]) -> str:
     """An image version directory as imager publishes it (a symlink to .images/<name>@<stamp>)."""
-    version = f"{name}@20260101-000000"
+    version = f"{name}@20260101T000000-abcdef"
     vdir = root / ".images" / version
     vdir.mkdir(parents=True)
     parts = []
@@ -78,7 +78,7 @@ def new_session(store, hosts=("pc0", "pc1", "pc2"), **kw):
 
 def test_session_creates_one_task_per_host_all_or_none(store):
     s = new_session(store)
-    assert s["state"] == "waiting" and s["min_receivers"] == 3 and s["version"] == "img@20260101-000000"
+    assert s["state"] == "waiting" and s["min_receivers"] == 3 and s["version"] == "img@20260101T000000-abcdef"
     assert s["files"] == ["d1p1.pcl.zst", "d1p2.pcl.zst"] and s["portbase"] % 2 == 0
     assert [(c["host"], c["state"], c["task_state"]) for c in s["clients"]] == [
         ("pc0", "queued", "queued"), ("pc1", "queued", "queued"), ("pc2", "queued", "queued")]
