@@ -58,7 +58,7 @@ def image_files(image: dict) -> list[str]:
             files.append(disk["file"])
             continue
         for part in disk["partitions"]:
-            if part.get("lvm"):
+            if part.get("lvm") is not None:
                 raise db.Invalid("images with LVM volumes deploy by unicast only (multicast: not yet)")
             if part.get("file"):
                 files.append(part["file"])
@@ -276,7 +276,7 @@ class MulticastManager:
                                             f"{len(r.receivers) - len(r.dropped)} receivers")
             return await asyncio.to_thread(sender.wait)
         finally:
-            if sender.pid is not None and sender.result().returncode is None:   # canceled, or the server stops: never leave a udp-sender behind
-                await asyncio.shield(asyncio.to_thread(sender.stop))
+            # canceled, or the server stops: never leave a udp-sender behind (a no-op once it ended)
+            await asyncio.shield(asyncio.to_thread(sender.stop))
             self.senders.pop(session["id"], None)
 

@@ -66,7 +66,8 @@ class MulticastRecords:
         try:
             cur = self.conn.execute(
                 "INSERT INTO multicast_sessions(image_id, state, min_receivers, max_wait, rate, interface, "
-                "portbase, image_dir, version, files, storage_id, created) VALUES (?, 'waiting', ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+                "portbase, image_dir, version, files, storage_id, created) "
+                "VALUES (?, 'waiting', ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
                 (image["id"], min_receivers, max_wait, rate, interface, image_dir, version, json.dumps(files),
                  storage_id, now))
             session_id = cur.lastrowid
@@ -210,8 +211,8 @@ class MulticastRecords:
         assert state in ("done", "failed", "canceled")
         self.conn.execute("BEGIN")
         try:
-            cur = self.conn.execute("UPDATE multicast_sessions SET state = ?, finished = ?, error = ?, sender_pid = NULL "
-                                    "WHERE id = ? AND state IN ('waiting', 'sending')",
+            cur = self.conn.execute("UPDATE multicast_sessions SET state = ?, finished = ?, error = ?, "
+                                    "sender_pid = NULL WHERE id = ? AND state IN ('waiting', 'sending')",
                                     (state, time.time(), error, session_id))
             if cur.rowcount != 1:
                 raise db.Conflict(f"multicast session {session_id} is {self.session(session_id)['state']} already")

@@ -132,7 +132,7 @@ def streams(image: dict) -> list[str]:
             files.append(entry["file"])
             continue
         for part in entry["partitions"]:
-            if part.get("lvm"):
+            if part.get("lvm") is not None:
                 raise InvalidTask("images with LVM volumes deploy by unicast only")
             if part.get("file"):
                 files.append(part["file"])

@@ -374,3 +374,26 @@ def test_a_server_killed_mid_transfer_leaves_no_sender_after_restart(net):
     assert c["pc0"]["task_state"] == "failed" and "restarted" in c["pc0"]["error"]
     _, _, answer = join(net, s, "pc1", "r2")    # never joined: it deploys by unicast
     assert answer["multicast"]["fallback"] is True
+
+
+def test_cli_prints_sessions_and_clients(store):
+    import json as _json
+
+    from server_stub import cli, multicastcli
+    s = _json.loads(_json.dumps(new_session(store, hosts=("pc0", "pc1")), default=str))
+    calls = []
+
+    def call(server, method, path, body=None):
+        calls.append((method, path, body))
+        return [s] if path == "/api/multicast" and method == "GET" else s
+
+    parser = cli._parser()
+    text = multicastcli.run(parser.parse_args(["multicast", "start", "img", "--hosts", "pc0,pc1", "--rate", "200m"]),
+                            "http://x", call, cli._table)
+    assert calls[-1][2]["hosts"] == ["pc0", "pc1"] and calls[-1][2]["rate"] == "200m"
+    assert "session 1: image img" in text and "pc0" in text and "queued" in text
+    assert "0/2 done" in multicastcli.run(parser.parse_args(["multicast", "list"]), "http://x", call, cli._table)
+    multicastcli.run(parser.parse_args(["multicast", "go", "1"]), "http://x", call, cli._table)
+    assert calls[-1][:2] == ("POST", "/api/multicast/1/go")
+    shown = multicastcli.run(parser.parse_args(["multicast", "show", "1", "--json"]), "http://x", call, cli._table)
+    assert shown == s

@@ -1,0 +1,38 @@
+"""imager/ops/multicast.py: the pure parts (no program is started here; the lab scenario runs the rest)."""
+import pytest
+
+from imager.errors import InvalidImage, InvalidTask, MulticastFailed
+from imager.ops import multicast
+from imager.progress import Progress
+
+
+def test_streams_follow_the_restore_order():
+    image = {"disks": [{"partitions": [{"number": 1, "file": "d1p1.pcl.zst"}, {"number": 2, "tool": "swap"},
+                                       {"number": 5, "file": "d1p5.pcl.zst"}]},
+                       {"partitions": [{"number": 1, "file": "d2p1.pcl.zst"}]}]}
+    assert multicast.streams(image) == ["d1p1.pcl.zst", "d1p5.pcl.zst", "d2p1.pcl.zst"]
+    assert multicast.streams({"disks": [{"mode": "raw", "file": "d1.img.zst"}]}) == ["d1.img.zst"]
+    with pytest.raises(InvalidTask, match="LVM"):
+        multicast.streams({"disks": [{"partitions": [{"number": 1, "lvm": {}}]}]})
+
+
+def test_the_pinned_version_is_used_and_checked(tmp_path):
+    (tmp_path / ".images" / "img@20260101T000000-abcdef").mkdir(parents=True)
+    assert multicast.pinned_version(str(tmp_path), {"version": "img@20260101T000000-abcdef"}).endswith(
+        ".images/img@20260101T000000-abcdef")
+    with pytest.raises(InvalidImage):
+        multicast.pinned_version(str(tmp_path), {"version": "img@20270101T000000-abcdef"})
+    for bad in ("../etc", "img", "img@x/../../y", ""):
+        with pytest.raises(InvalidTask):
+            multicast.pinned_version(str(tmp_path), {"version": bad})
+
+
+def test_waiting_ends_with_join_or_fallback(monkeypatch):
+    monkeypatch.setattr(multicast.time, "sleep", lambda s: None)
+    answers = iter([{"state": "waiting", "session": 1}, {"state": "waiting", "session": 1},
+                    {"state": "sending", "session": 1, "join": True}])
+    assert multicast.wait_for_start(lambda: next(answers), Progress())["join"] is True
+    late = {"state": "sending", "session": 1, "fallback": True, "reason": "too late"}
+    assert multicast.wait_for_start(lambda: late, Progress())["fallback"] is True
+    with pytest.raises(MulticastFailed, match="canceled"):
+        multicast.wait_for_start(lambda: {"state": "canceled", "session": 1}, Progress())
