@@ -20,6 +20,7 @@ from imager.errors import DiskTestFailed, ImagerError, InvalidTask
 from imager.ops.capture import capture
 from imager.ops.deploy import deploy
 from imager.ops.inventory import inventory
+from imager.ops.multicast import multicast_deploy
 from imager.ops.register import register
 from imager.ops.debug import debug
 from imager.ops.disktest import disktest
@@ -82,6 +83,13 @@ def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
                       partition=task.get("partition"), hostname=task.get("hostname"))
 
 
+def run_multicast(task: dict[str, Any], progress: Progress, client: TaskClient | None = None) -> dict[str, Any]:
+    if client is None or not isinstance(task.get("multicast"), dict):
+        raise InvalidTask("a multicast task needs its session and the server")
+    with task_storage(task) as root:
+        return multicast_deploy(root, task, progress, client.ready)
+
+
 def run_inventory(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
     return inventory(progress)  # the result carries the inventory; the server stores it with "done"
 
@@ -106,6 +114,7 @@ OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
     "deploy": run_deploy,
     "inventory": run_inventory,
     "wipe": run_wipe, "disktest": run_disktest, "debug": run_debug,  # the service ops (issue 5)
+    "multicast": run_multicast,  # also gets the TaskClient: it asks the server when to join
 }
 
 
@@ -114,7 +123,7 @@ def validate_task(task: dict[str, Any], task_id: int) -> None:
         raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
     if task.get("type") not in OPS:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
-    if task["type"] in ("capture", "deploy"):  # an inventory task names no image and no storage
+    if task["type"] in ("capture", "deploy", "multicast"):  # an inventory task names no image and no storage
         if not (task.get("image") or {}).get("name") or not (task.get("storage") or {}).get("export"):
             raise InvalidTask("the task names no image or no storage node")
         imagestore.check_name(task["image"]["name"])
@@ -159,7 +168,10 @@ def execute(server: str, task_id: int, token: str, tail: LogTail, fail_wait: int
         job = describe_job(task)
         with screen_for(task, job) as screen:
             progress = Progress([screen or console_sink, client.progress])
-            result = OPS[task["type"]](task, progress)
+            if task["type"] == "multicast":
+                result = run_multicast(task, progress, client)
+            else:
+                result = OPS[task["type"]](task, progress)
         client.done(result)
     except Exception as exc:  # every failure is reported, whatever raised it
         error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
