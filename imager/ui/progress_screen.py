@@ -18,6 +18,13 @@ from imager.progress import human
 
 WIDTH, HEIGHT = 80, 24
 _PART = re.compile(r"partition (\d+)/(\d+)")
+# terminfo padding (vt100: clear=\E[H\E[J$<50>) is for tputs to turn into delays; a terminal prints it.
+_PADDING = re.compile(r"\$<[0-9.]+[*/]*>")
+
+
+def _write(stream: IO[str], text: str) -> None:
+    stream.write(_PADDING.sub("", text))
+    stream.flush()
 
 
 @dataclass
@@ -79,8 +86,7 @@ def progress_lines(job: Job, snap: dict[str, Any], width: int = WIDTH, height: i
     lines.append("-" * width)
     lines += ["  " + line for line in job.log[-log_room:]] if log_room > 0 else []
     lines = _fit(lines, width, height - 1)
-    return lines + [" Do not power off: the disk is being written or read. Progress goes to the server."
-                    [:width].ljust(width)]
+    return lines + [" Do not power off: the disk is in use. The server sees these figures too."[:width].ljust(width)]
 
 
 def failure_lines(code: str, message: str, hint: str, *, job: Job | None = None, footer: str = "",
@@ -148,7 +154,7 @@ class ProgressScreen:
         for h in self._muted:
             root.removeHandler(h)
         root.addHandler(self.handler)
-        self.stream.write(self.term.clear)
+        _write(self.stream, self.term.clear)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,8 +162,7 @@ class ProgressScreen:
         root.removeHandler(self.handler)
         for h in self._muted:
             root.addHandler(h)
-        self.stream.write(self.term.move_xy(0, screen_size(self.term)[1] - 1) + "\n")
-        self.stream.flush()
+        _write(self.stream, self.term.move_xy(0, screen_size(self.term)[1] - 1) + "\n")
 
     def __call__(self, snap: dict[str, Any]) -> None:
         self.last = snap
@@ -175,8 +180,7 @@ def draw(term, lines: list[str], stream: IO[str], emphasis: tuple[int, ...] = ()
         elif y in emphasis:
             text = term.bold(text)
         out.append(term.move_xy(0, y) + text)
-    stream.write("".join(out))
-    stream.flush()
+    _write(stream, "".join(out))
 
 
 def show_failure_screen(code: str, message: str, hint: str, job: Job | None, footer: str,
@@ -184,6 +188,6 @@ def show_failure_screen(code: str, message: str, hint: str, job: Job | None, foo
     stream = stream or sys.stdout
     term = term or terminal(stream)
     width, height = screen_size(term)
-    stream.write(term.clear)
+    _write(stream, term.clear)
     draw(term, failure_lines(code, message, hint, job=job, footer=footer, width=width, height=height), stream,
          emphasis=(0,), alert=True)

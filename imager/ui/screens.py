@@ -11,6 +11,7 @@ import os
 from typing import Protocol, Sequence
 
 HEIGHT, WIDTH = 20, 76          # every box fits 80×24 with the background title
+MAX_HEIGHT = 22                 # 24 lines less the background title
 BACKTITLE = "imager - technician's menu"
 
 
@@ -45,9 +46,10 @@ class DialogScreens:
         return code == self.d.OK
 
     def choose(self, title: str, text: str, items: Sequence[tuple[str, str]], default: str | None = None) -> str | None:
-        rows = min(len(items), HEIGHT - 8)
+        text_lines = text.count("\n") + 1
+        rows = min(len(items), MAX_HEIGHT - 7 - text_lines)  # borders, list frame and buttons take 7 lines
         kwargs = {"default_item": default} if default else {}
-        code, tag = self.d.menu(text, height=min(HEIGHT, rows + 8), width=WIDTH, menu_height=rows,
+        code, tag = self.d.menu(text, height=rows + 7 + text_lines, width=WIDTH, menu_height=rows,
                                 choices=[(t, label[:WIDTH - 14]) for t, label in items], title=title,
                                 cancel_label="Back", **kwargs)
         return tag if self._ok(code) else None

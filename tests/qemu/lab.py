@@ -38,12 +38,15 @@ class LabError(RuntimeError):
 
 
 class VM:
-    """One QEMU client; its serial console goes to a file."""
+    """One QEMU client; its serial console goes to a file, or (interactive=True) to a unix socket that
+    ``terminal()`` drives with pexpect, like a technician at a serial terminal (copied to the file too)."""
 
     def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768, firmware: str = "bios",
-                 disk_serial: str | None = None, smbios: str | None = None) -> None:
+                 disk_serial: str | None = None, smbios: str | None = None, interactive: bool = False) -> None:
         self.name, self.mac, self.disk = name, mac, disk
         self.console = lab.dir / f"{name}.console.log"
+        self.socket = lab.dir / f"{name}.serial.sock" if interactive else None
+        self._terminal = None
         tap = f"tap{len(lab.vms)}"
         lab.netns("ip", "tuntap", "add", tap, "mode", "tap")
         lab.netns("ip", "link", "set", tap, "master", "br0", "up")
@@ -59,11 +62,31 @@ class VM:
         identity = ["-smbios", smbios] if smbios else []  # e.g. type=1,manufacturer=…,product=…,serial=…
         self.proc = lab.spawn([
             "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", *firmware_args,
-            "-monitor", "none", "-serial", f"file:{self.console}",
+            "-monitor", "none",
+            "-serial", f"unix:{self.socket},server=on,wait=off" if self.socket else f"file:{self.console}",
             "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=n0,mac={mac},bootindex=1{rom}",
             *drive, *identity,
         ], log=lab.dir / f"{name}.qemu.log")
+
+    def terminal(self, timeout: float = 120):
+        """The serial console as a pexpect child (fdpexpect on the socket); what it reads goes to the
+        console file as well. Connected at once: QEMU drops serial output while no one is connected."""
+        if self._terminal is None:
+            import socket
+
+            from pexpect import fdpexpect
+            deadline = time.monotonic() + 30
+            while not self.socket.exists():
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise LabError(f"VM {self.name}: QEMU made no serial socket")
+                time.sleep(0.05)
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.connect(str(self.socket))
+            self._terminal = fdpexpect.fdspawn(self._sock.fileno(), encoding="utf-8", codec_errors="replace",
+                                               timeout=timeout)
+            self._terminal.logfile_read = open(self.console, "a")
+        return self._terminal
 
     def console_text(self) -> str:
         try:
@@ -72,6 +95,13 @@ class VM:
             return ""
 
     def wait_exit(self, timeout: float) -> int:
+        if self._terminal is not None:  # keep reading: an unread serial socket stalls the guest's console
+            import pexpect
+            deadline = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                self._terminal.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=1)
+                if not self._terminal.isalive():
+                    break
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -90,6 +120,10 @@ class VM:
                        + "\n".join(self.console_text().splitlines()[-25:]))
 
     def stop(self) -> None:
+        if self._terminal is not None:
+            self._terminal.logfile_read.close()
+            self._sock.close()
+            self._terminal = None
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -101,12 +135,14 @@ class VM:
 
 class Lab:
     def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe",
-                 unknown_hosts: str | None = None, pxelinux_macs: tuple[str, ...] = ()) -> None:
+                 unknown_hosts: str | None = None, pxelinux_macs: tuple[str, ...] = (),
+                 menu_timeout: int | None = None) -> None:
         """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
         that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
         PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it."""
         self.dhcp_mode = dhcp
         self.unknown_hosts = unknown_hosts  # imager-server serve --unknown-hosts; None: the server's default (menu)
+        self.menu_timeout = menu_timeout    # serve --menu-timeout; None: the server's default (3 s)
         self.pxelinux_macs = pxelinux_macs  # these get pxelinux.0 as boot file (syslinux clients), dhcp="pxe" only
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
         self.ns = f"imagerlab-{os.getpid()}"
@@ -173,7 +209,8 @@ EXPORT {{
         self.spawn([str(VENV_BIN / "imager-server"), "serve", "--bind", SERVER_IP, "--http-port", str(HTTP_PORT),
                     "--tftp-port", "69", "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
                     "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait} {LAB_KERNEL_ARGS}".strip()]
-                   + (["--unknown-hosts", self.unknown_hosts] if self.unknown_hosts else []),
+                   + (["--unknown-hosts", self.unknown_hosts] if self.unknown_hosts else [])
+                   + (["--menu-timeout", str(self.menu_timeout)] if self.menu_timeout else []),
                    log=self.server_log)
         self._wait_port(HTTP_PORT, "imager-server", self.server_log)
         self.cli("storage", "add", "lab", EXPORT)
