@@ -24,7 +24,7 @@ class BootParams:
     token: str | None = None
     # imager.mode=MODE     task (default): run imager.task. register: an unknown machine registers itself
     #                      (quick registration: MACs + inventory, no task, no token). menu: the technician's
-    #                      menu (not built yet: shows the inventory on screen, registers nothing, reboots).
+    #                      menu (imager/ui/menu.py): registration, and tasks after the technician's password.
     mode: str = "task"
     # imager.mac=MAC       MAC of the NIC that booted (iPXE's ${net0/mac}); DHCP runs on it.
     #                      Optional: without it, pxelinux's BOOTIF=01-aa-bb-… is used, else the first NIC with a link.

@@ -32,11 +32,13 @@ def menu_screen() -> list[str]:
                           encoding="utf-8", timeout=20)
     child.expect("Back")
     seen = child.before + child.after
-    while True:  # until dialog has drawn everything
-        try:
-            seen += child.read_nonblocking(65536, timeout=1)
-        except pexpect.TIMEOUT:
-            break
+    for key in ("", "1"):  # until dialog has drawn everything; "1" (item 1, selected already) flushes the rest
+        child.send(key)
+        while True:
+            try:
+                seen += child.read_nonblocking(65536, timeout=1)
+            except pexpect.TIMEOUT:
+                break
     child.sendcontrol("[")
     child.expect(pexpect.EOF)
     return Screen().feed(seen).lines()

@@ -47,7 +47,8 @@ def into_the_imager_menu(vm):
     term.expect("Imager menu")
     term.send(DOWN + DOWN + "\r")
     term.expect("imager: booting the imaging environment", timeout=60)
-    term.expect("Choose:", timeout=300)   # the dialog menu, once the kernel, udev and the network are up
+    term.expect("is not registered on the server", timeout=300)   # the dialog menu, once the kernel, udev
+    term.expect("Choose:")                                          # and the network are up
     return term
 
 
@@ -63,7 +64,6 @@ def test_unknown_machine_full_registration_then_deploy_from_the_menu(lab):
     target = blank(lab.dir / "menu-target.img", 256)
     vm = lab.boot("menu-target", MAC_MENU, target, interactive=True)
     term = into_the_imager_menu(vm)
-    term.expect("is not registered")
     term.send("2\r")                                   # full registration
     term.expect("Technician password")
     term.send((lab.dir / "server" / "admin.token").read_text().strip() + "\r")   # the admin token also opens it
