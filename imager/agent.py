@@ -141,6 +141,7 @@ def main() -> int:
         return 1
     if params.debug:
         logging.getLogger().setLevel(logging.DEBUG)
+    ui_console.setup()  # TERM and an 80×24 size for a serial console, before any screen is drawn
     pin_server(params.server, params.server_fp)  # every API call of this boot, task or registration
     if params.mode != "task":
         return main_without_task(params, tail)
