@@ -6,7 +6,8 @@ import pytest
 
 from imager.progress import Progress
 from imager.ui import console
-from imager.ui.progress_screen import _PADDING, Job, ProgressScreen, failure_lines, progress_lines, show_failure_screen, terminal
+from imager.ui.progress_screen import (_PADDING, Job, ProgressScreen, failure_lines, progress_lines,
+                                       show_failure_screen, terminal)
 
 JOB = Job("deploy", image="lab-image (resizable)", disk="/dev/vda", task=7, host="pc-a",
           log=["mounted 10.231.0.1:/images on /images", "partition table written"])

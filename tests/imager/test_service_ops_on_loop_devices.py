@@ -1,4 +1,5 @@
-"""wipe and disktest with the real tools (wipefs, partprobe, O_DIRECT reads) on loop devices; the debug shell on a pty."""
+"""wipe and disktest with the real tools (wipefs, partprobe, O_DIRECT reads) on loop devices;
+the debug shell on a pty."""
 from __future__ import annotations
 
 import hashlib

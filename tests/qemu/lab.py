@@ -42,7 +42,8 @@ class VM:
     ``terminal()`` drives with pexpect, like a technician at a serial terminal (copied to the file too)."""
 
     def __init__(self, lab: "Lab", name: str, mac: str, disk: Path, memory: int = 768, firmware: str = "bios",
-                 disk_serial: str | None = None, smbios: str | None = None, interactive: bool = False) -> None:
+                 disk_serial: str | None = None, smbios: str | None = None, interactive: bool = False,
+                 nvme: bool = False) -> None:
         self.name, self.mac, self.disk = name, mac, disk
         self.console = lab.dir / f"{name}.console.log"
         self.socket = lab.dir / f"{name}.serial.sock" if interactive else None
@@ -59,6 +60,9 @@ class VM:
         drive = (["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
                   "-device", f"virtio-blk-pci,drive=d0,serial={disk_serial}"] if disk_serial else
                  ["-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"])
+        if nvme:  # an NVMe controller with one namespace (nvme-cli's format, SMART health log)
+            drive = ["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
+                     "-device", f"nvme,drive=d0,serial={disk_serial or 'LABNVME0'}"]
         identity = ["-smbios", smbios] if smbios else []  # e.g. type=1,manufacturer=…,product=…,serial=…
         self.proc = lab.spawn([
             "qemu-system-x86_64", "-m", str(memory), "-smp", "1", "-nographic", "-no-reboot", *firmware_args,

@@ -104,6 +104,12 @@ def all_tasks(lab):
                                 f"{SERVER_URL}/api/tasks").stdout)
 
 
+def set_technician_password(lab):
+    subprocess.run(["ip", "netns", "exec", lab.ns, str(VENV_BIN / "imager-server"), "--server", SERVER_URL,
+                    "--token-file", str(lab.dir / "server" / "admin.token"), "technician", "password"],
+                   input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+
+
 def region_sha(path, offset, length):
     with open(path, "rb") as f:
         f.seek(offset)
@@ -111,9 +117,7 @@ def region_sha(path, offset, length):
 
 
 def test_wipe_fast_from_the_menu_erases_the_table_and_the_first_mib_only(lab):
-    subprocess.run(["ip", "netns", "exec", lab.ns, str(VENV_BIN / "imager-server"), "--server", SERVER_URL,
-                    "--token-file", str(lab.dir / "server" / "admin.token"), "technician", "password"],
-                   input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+    set_technician_password(lab)
     disk = blank(lab.dir / "wipe.img", 64)
     subprocess.run(["sgdisk", "-n1:2048:+16M", "-n2:0:0", str(disk)], check=True, capture_output=True)
     with attached(disk) as dev:
@@ -155,3 +159,56 @@ def test_wipe_fast_from_the_menu_erases_the_table_and_the_first_mib_only(lab):
         assert subprocess.run(["sfdisk", "--dump", dev], capture_output=True).returncode != 0
         assert subprocess.run(["blkid", "-p", dev], capture_output=True, text=True).stdout == ""
     assert region_sha(disk, *middle) == middle_sha, "fast mode wrote into the middle of the disk"
+
+
+def test_unattended_disktest_and_full_wipe_on_an_nvme_disk(lab):
+    """The service ops as admin tasks (CLI), on an emulated NVMe drive: smartctl reads its health log;
+    the full wipe lets the drive erase itself (Format NVM, secure erase) instead of writing passes."""
+    disk = blank(lab.dir / "nvme.img", 64)
+    with open(disk, "r+b") as f:
+        f.write(os.urandom(MiB))
+        f.seek(40 * MiB)
+        f.write(os.urandom(4 * MiB))
+    lab.cli("host", "add", "52:54:00:12:35:04", "nvme-pc")
+    test = lab.cli_json("task", "disktest", "nvme-pc")
+    lab.boot("nvme-test", "52:54:00:12:35:04", disk, nvme=True).wait_exit(600)
+    done = lab.task(test["id"])
+    assert done["state"] == "done", done.get("error")
+    result = done["result"]
+    assert result["disk"] == "/dev/nvme0n1" and result["verdict"] == "pass"
+    assert result["surface"]["bytes_read"] == 64 * MiB and result["surface"]["bad_sectors"] == 0
+    assert result["smart"]["available"] is True and result["smart"]["passed"] is True, result["smart"]
+    assert result["smart"]["media_errors"] == 0
+
+    wipe = lab.cli_json("task", "wipe", "nvme-pc", "--mode", "full")
+    vm = lab.boot("nvme-wipe", "52:54:00:12:35:04", disk, nvme=True)
+    vm.wait_exit(600)
+    done = lab.task(wipe["id"])
+    assert done["state"] == "done", (done.get("error"), vm.console_text()[-2000:])
+    assert done["result"]["method"].startswith("NVMe format"), done["result"]
+    assert (done["options"], done["origin"]) == ({"mode": "full"}, "admin")
+    with open(disk, "rb") as f:
+        assert f.read() == bytes(64 * MiB), "the drive's secure erase left data behind"
+
+
+def test_debug_shell_from_the_menu_has_the_tools_and_leaving_it_ends_the_task(lab):
+    set_technician_password(lab)
+    disk = blank(lab.dir / "debug.img", 32)
+    vm = lab.boot("debug", "52:54:00:12:35:05", disk, interactive=True)
+    term = into_the_imager_menu(vm)
+    term.send("1\r")
+    term.expect("Registered as mac525400123505", timeout=120)
+    term.send("\r")
+    term.expect("This machine is mac525400123505")
+    term.send("8\r")                                   # debug shell
+    term.expect("Technician password")
+    term.send(PASSWORD + "\r")
+    term.expect("imager debug shell - task")
+    term.expect("imager-debug# ", timeout=60)
+    term.send("smartctl --version | head -1; nvme version; grep -c debug /tmp/task.json; exit 0\r")
+    term.expect("smartctl 7")
+    term.expect("nvme version")
+    vm.wait_exit(300)                                  # leaving the shell reboots
+    task = next(t for t in reversed(all_tasks(lab)) if t["host"] == "mac525400123505")
+    assert (task["type"], task["state"], task["origin"], task["result"]) == \
+        ("debug", "done", "menu", {"shell_exit_status": 0}), task
