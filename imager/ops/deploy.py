@@ -102,6 +102,11 @@ def restore_disk(image_dir: str, image: dict, entry: dict, target: disks.Disk, p
     restore_table(target.path, layout, image_dir, entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
     shrunk = shrunk_sizes(entry)
+    original = {p.number: p.sectors for p in layout.partitions}
+    # xfs/btrfs were captured at full size: they only need growing when their partition grew.
+    for p in planned.partitions:
+        if p.fstype in filesystems.GROW_ONLY and p.sectors <= original[p.number]:
+            shrunk.pop(p.number, None)
     for i, part in enumerate(parts, 1):
         device = disks.partition_path(target.path, part["number"])
         stage = f"{'disk %d, ' % entry['index'] if entry['index'] > 1 else ''}partition {i}/{len(parts)}"
@@ -155,8 +160,8 @@ def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number
         restore_volume_group(image_dir, image["files"], part, device, progress, f"partition {number}")
     else:
         restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, f"partition {number}")
-    if part.get("fs_bytes"):
-        filesystems.grow(device, part["fstype"])
+    if part.get("fs_bytes") and (part["fstype"] in filesystems.SHRINKABLE or have > original["sectors"] * sector_size):
+        filesystems.grow(device, part["fstype"])  # captured shrunk, or xfs/btrfs in a larger partition
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
             "seconds": round(time.monotonic() - started, 1), "partitions": 1}
 
