@@ -74,12 +74,12 @@ class TaskClient:
                 last = str(exc)
             else:
                 if response.status_code == 409:
-                    raise TaskCanceled(_reason(response) or "the task is no longer active on the server")
+                    raise TaskCanceled(reason_of(response) or "the task is no longer active on the server")
                 if response.status_code < 500:
                     if response.status_code >= 400:
-                        raise ServerError(f"server refused {what}: HTTP {response.status_code} {_reason(response)}")
+                        raise ServerError(f"server refused {what}: HTTP {response.status_code} {reason_of(response)}")
                     return response.json() if response.content else {}
-                last = f"HTTP {response.status_code} {_reason(response)}"
+                last = f"HTTP {response.status_code} {reason_of(response)}"
             if attempt + 1 < attempts:
                 delay = min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
                 log.warning("server call %s failed (%s); retrying in %.1f s", what, last, delay)
@@ -104,7 +104,7 @@ def register(server: str, body: dict[str, Any], *, attempts: int = 8, base_delay
         else:
             if response.status_code == 201:
                 return response.json()
-            last = f"HTTP {response.status_code} {_reason(response)}"
+            last = f"HTTP {response.status_code} {reason_of(response)}"
             if response.status_code == 429:
                 delay = max(delay, float(response.headers.get("Retry-After", "5") or 5))
             elif response.status_code < 500:
@@ -115,7 +115,7 @@ def register(server: str, body: dict[str, Any], *, attempts: int = 8, base_delay
     raise ServerError(f"server unreachable for registration after {attempts} attempts: {last}")
 
 
-def _reason(response: requests.Response) -> str:
+def reason_of(response: requests.Response) -> str:
     try:
         return str(response.json().get("error", ""))
     except ValueError:

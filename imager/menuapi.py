@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 
+from imager.api import reason_of
 from imager.errors import ImagerError, LoginRefused, ServerError
 from imager.pinning import identity_error, session_for
 
@@ -64,7 +65,7 @@ class MenuClient:
             except requests.RequestException as exc:
                 last = str(exc)
             else:
-                reason = _reason(response)
+                reason = reason_of(response)
                 if response.status_code == 401:
                     self.token = None  # expired or wrong: the menu asks for the password again
                     raise LoginRefused(f"the server refused the login: {reason}")
@@ -78,10 +79,3 @@ class MenuClient:
             if attempt + 1 < self.attempts:
                 time.sleep(min(8, 2 ** attempt))
         raise ServerError(f"server unreachable ({method} {path}): {last}")
-
-
-def _reason(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("error", ""))
-    except ValueError:
-        return response.text[:200]
