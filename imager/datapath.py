@@ -108,7 +108,17 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
                          expected_size: int | None = None,
                          on_progress: ProgressFn | None = None,
                          on_stored: ProgressFn | None = None) -> StreamResult:
-    """Stream the zstd file at ``src_path`` decompressed into ``dest``.
+    """Stream the zstd file at ``src_path`` decompressed into ``dest`` (see decompress_stream)."""
+    with open(src_path, "rb") as src:
+        return decompress_stream(src, os.path.basename(src_path), dest, expected_sha256=expected_sha256,
+                                 expected_size=expected_size, on_progress=on_progress, on_stored=on_stored)
+
+
+def decompress_stream(src: IO[bytes], name: str, dest: IO[bytes], *, expected_sha256: str | None = None,
+                      expected_size: int | None = None,
+                      on_progress: ProgressFn | None = None,
+                      on_stored: ProgressFn | None = None) -> StreamResult:
+    """Stream the zstd bytes read from ``src`` (a file, or a pipe from udp-receiver) decompressed into ``dest``.
 
     The stored bytes are hashed on the way; a mismatch with the manifest
     raises ChecksumMismatch after the stream ends (the caller fails the task).
@@ -131,7 +141,7 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     try:
-        with open(src_path, "rb") as src, dctx.stream_writer(_Counting(), closefd=False) as zwriter:
+        with dctx.stream_writer(_Counting(), closefd=False) as zwriter:
             while True:
                 n = src.readinto(buf)
                 if not n:
@@ -142,12 +152,12 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
                     on_stored(n)
                 zwriter.write(view[:n])
     except zstandard.ZstdError as exc:
-        raise InvalidImage(f"{os.path.basename(src_path)} is not a valid zstd stream: {exc}") from exc
+        raise InvalidImage(f"{name} is not a valid zstd stream: {exc}") from exc
     digest = sha.hexdigest()
     if expected_size is not None and stored != expected_size:
-        raise ChecksumMismatch(f"{os.path.basename(src_path)} is {stored} bytes, the manifest says {expected_size}")
+        raise ChecksumMismatch(f"{name} is {stored} bytes, the manifest says {expected_size}")
     if expected_sha256 is not None and digest != expected_sha256:
-        raise ChecksumMismatch(f"{os.path.basename(src_path)}: SHA-256 {digest} does not match the manifest's {expected_sha256}")
+        raise ChecksumMismatch(f"{name}: SHA-256 {digest} does not match the manifest's {expected_sha256}")
     return StreamResult(raw, stored, digest)
 
 

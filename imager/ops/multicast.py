@@ -190,9 +190,8 @@ class Receiver:
         udp = process.spawn(argv, stdout=process.PIPE)
         datapath.widen_pipe(udp.stdout)
         try:
-            # The stored bytes arrive on a pipe; /proc/self/fd lets the file reader of the unicast path read it.
-            unicast.feed_partclone(tool, device, lambda sink: datapath.decompress_from_file(
-                f"/proc/self/fd/{udp.stdout.fileno()}", sink, expected_sha256=meta.get("sha256"),
+            unicast.feed_partclone(tool, device, lambda sink: datapath.decompress_stream(
+                udp.stdout, f"multicast stream on port {portbase}", sink, expected_sha256=meta.get("sha256"),
                 expected_size=meta.get("size"), on_progress=progress.add), shrunk=shrunk)
         except Exception:
             time.sleep(0.5)
