@@ -33,7 +33,7 @@ $(VENV)/.installed: build/.apt-installed pyproject.toml
 
 initramfs: $(BOOT)/initrd.img
 
-$(BOOT)/initrd.img: build/.apt-installed initramfs/build.py initramfs/init initramfs/udhcpc.script $(shell find imager -name '*.py') server_stub/udpcast.py
+$(BOOT)/initrd.img: build/.apt-installed initramfs/build.py initramfs/init initramfs/udhcpc.script $(shell find imager contract -name '*.py') buildroot/board/imager/check_imports.py
 	$(PYTHON) initramfs/build.py --out $(BOOT)
 
 unit: setup

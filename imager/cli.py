@@ -20,6 +20,8 @@ from imager import datapath, imagestore, manifest
 from imager.errors import ChecksumMismatch, ImagerError
 from imager.progress import Progress, console_sink, human
 
+from contract.vocabulary import IMAGE_TYPES
+
 
 def _cmd_capture(args: argparse.Namespace) -> dict:
     from imager.ops.capture import capture
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("capture", help="save a disk into an image")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "alldisks", "raw"),
+    p.add_argument("--type", default="resizable", choices=IMAGE_TYPES,
                    help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
                         "disk its data fits. multipart: the exact layout. alldisks: several disks (DISK is "
                         "/dev/sda,/dev/sdb), each with its exact layout. raw: every byte of the disk")

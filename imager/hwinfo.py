@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import re
 
+from contract.inventory import DMI_FIELDS
+
 MAX_TEXT = 256  # the server refuses longer strings
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
-# /sys/class/dmi/id files we report; product_serial, product_uuid and board_serial are root-only.
-DMI_FIELDS = ("sys_vendor", "product_name", "product_version", "product_serial", "product_uuid", "bios_vendor",
-              "bios_version", "bios_date", "board_vendor", "board_name", "board_version", "board_serial",
-              "chassis_type", "chassis_serial")
+# DMI_FIELDS: the /sys/class/dmi/id files we report; product_serial, product_uuid and board_serial are root-only.
 
 
 def text(value: str) -> str:

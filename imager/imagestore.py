@@ -12,19 +12,16 @@ once, so a capture finishing meanwhile cannot mix two versions under it.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 import shutil
-import time
 
+from contract.versions import VERSIONS_DIR, is_image_name, new_version
 from imager.errors import ImageNotFound, InvalidImage, StorageError
 
-VERSIONS = ".images"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+VERSIONS = VERSIONS_DIR
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name in (".", ".."):
+    if not is_image_name(name):
         raise InvalidImage(f"{name!r} is not a valid image name (letters, digits, . _ - ; at most 100)")
     return name
 
@@ -46,8 +43,7 @@ class Staging:
         link = os.path.join(root, name)
         if os.path.exists(link) and not os.path.islink(link):
             raise StorageError(f"{link} exists and is not an image published by imager; remove it or pick another name")
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-        self.version = f"{name}@{stamp}"
+        self.version = new_version(name)
         self.path = os.path.join(root, VERSIONS, self.version)
         try:
             os.makedirs(self.path)

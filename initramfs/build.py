@@ -23,6 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# The import check both boot images run (buildroot post-build.sh too).
+CHECK_IMPORTS = REPO / "buildroot/board/imager/check_imports.py"
 
 # Programs the environment runs (resolved on this host's PATH).
 PROGRAMS = [
@@ -199,10 +201,9 @@ def add_python(root: Root) -> None:
                 root.add(line)
     shutil.copytree(REPO / "imager", root.path / "usr/lib/python3/dist-packages/imager",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    # udp-receiver's command line comes from the same builder the server's udp-sender uses (multicast).
-    (root.path / "usr/lib/python3/dist-packages/server_stub").mkdir(exist_ok=True)
-    for name in ("__init__.py", "udpcast.py"):
-        shutil.copy2(REPO / "server_stub" / name, root.path / "usr/lib/python3/dist-packages/server_stub" / name)
+    # What the client shares with the server (task vocabulary, udpcast argv, …); never the server itself.
+    shutil.copytree(REPO / "contract", root.path / "usr/lib/python3/dist-packages/contract",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     # Byte-compile once here so the first boot does not spend its time compiling.
     sh(str(root.path / "usr/bin/python3.11"), "-c", "pass")  # sanity: the interpreter runs
     sh("/usr/bin/python3.11", "-m", "compileall", "-q", "-j0", "-s", str(root.path), "-p", "/",
@@ -250,7 +251,12 @@ def add_system(root: Root) -> None:
 
 def check(root: Root) -> None:
     """Import everything the agent needs, inside the tree, before shipping it."""
-    code = ("import imager.agent, imager.cli, pyudev, parted, zstandard, requests, dialog, blessed, curses, hivex; "
+    site = root.path / "usr/lib/python3/dist-packages"
+    subprocess.run([sys.executable, str(CHECK_IMPORTS), str(site)], check=True)
+    agent_modules = subprocess.run([sys.executable, str(CHECK_IMPORTS), str(site), "--list"], check=True,
+                                   capture_output=True, text=True).stdout.split()
+    code = (f"import {', '.join(agent_modules)}; "
+            "import pyudev, parted, zstandard, requests, dialog, blessed, curses, hivex; "
             "import ctypes.util; assert ctypes.util.find_library('udev'), 'libudev not found'; "
             "libc = ctypes.CDLL(None); libc.iconv_open.restype = ctypes.c_void_p; "
             "assert libc.iconv_open(b'UTF-8', b'LATIN1') not in (None, 2**64 - 1), 'no LATIN1 iconv for hivex'")

@@ -44,6 +44,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from contract.vocabulary import AFTER_VALUES, IMAGE_TYPES
+
 REPO = Path(__file__).resolve().parent.parent
 IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
 # For syslinux clients (Debian's pxelinux and syslinux-common), when installed.
@@ -382,7 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--group", help="the storage group holding the image")
     where.add_argument("--storage", help="older form: a storage node, meaning its group")
     p.add_argument("--description", default="")
-    p.add_argument("--type", default="resizable", choices=("resizable", "multipart", "alldisks", "raw"),
+    p.add_argument("--type", default="resizable", choices=IMAGE_TYPES,
                    help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
                         "multipart: exact layout (FOG type 2); alldisks: every fixed disk, exact layouts (FOG type 3); "
                         "raw: every byte of the disk (FOG type 4)")
@@ -401,13 +403,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("image")
         p.add_argument("--disk", default=None, help="/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); "
                        "default: the machine's only fixed, non-USB disk")
-        p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+        p.add_argument("--after", default="reboot", choices=AFTER_VALUES)
         if kind == "deploy":
             p.add_argument("--partition", type=int, default=None,
                            help="restore only this partition, into the disk's existing table")
     p = task.add_parser("inventory", help="boot the imager, collect CPU, RAM, disks, NICs and DMI, store them")
     p.add_argument("host", help="MAC or name; several as pc1,pc2,pc3 (all tasks or none)")
-    p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+    p.add_argument("--after", default="reboot", choices=AFTER_VALUES)
     for kind, text in (("wipe", "erase a disk: fast (signatures, first/last MiB), normal (one zero pass), full "
                                 "(NVMe sanitize/format when the drive can, else random + zero passes)"),
                        ("disktest", "SMART health and a read-only surface scan; the result goes on the task"),
@@ -419,7 +421,7 @@ def _parser() -> argparse.ArgumentParser:
                            "default: the machine's only fixed, non-USB disk")
         if kind == "wipe":
             p.add_argument("--mode", required=True, choices=("fast", "normal", "full"))
-        p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
+        p.add_argument("--after", default="reboot", choices=AFTER_VALUES)
     p = task.add_parser("list")
     p.add_argument("--active", action="store_true")
     for action in ("show", "cancel"):

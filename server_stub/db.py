@@ -14,6 +14,9 @@ from typing import Any
 
 from server_stub import menudb, multicastdb, storagedb
 
+from contract.vocabulary import (ACTIVE_STATES, AFTER_VALUES, FINAL_STATES, IMAGE_TASK_TYPES, IMAGE_TYPES,
+                                 QUEUEABLE_TASK_TYPES)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (
     id INTEGER PRIMARY KEY, mac TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
@@ -55,14 +58,11 @@ MIGRATIONS = [
     menudb.MIGRATION,
 ]
 
-TASK_TYPES = ("capture", "deploy", "inventory", "wipe", "disktest", "debug")
-# Tasks that read or write an image; the others (inventory) name none.
-IMAGE_TASKS = ("capture", "deploy")
-ACTIVE = ("queued", "running")
-FINAL = ("done", "failed", "canceled")
-AFTER = ("reboot", "poweroff")
-# FOG's image types: 1 single disk resizable, 2 multiple partitions single disk (exact layout), 4 raw.
-IMAGE_TYPES = ("resizable", "multipart", "alldisks", "raw")
+TASK_TYPES = QUEUEABLE_TASK_TYPES
+IMAGE_TASKS = IMAGE_TASK_TYPES
+ACTIVE = ACTIVE_STATES
+FINAL = FINAL_STATES
+AFTER = AFTER_VALUES
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

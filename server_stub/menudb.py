@@ -15,14 +15,15 @@ import secrets
 import sqlite3
 from typing import Any
 
+from contract.vocabulary import ORIGINS, WIPE_MODES
+
 MIGRATION = """
 ALTER TABLE tasks ADD COLUMN options TEXT;
 ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-WIPE_MODES = ("fast", "normal", "full")
-ORIGINS = ("admin", "menu")
+
 _ITERATIONS = 200_000
 MIN_PASSWORD = 8
 

@@ -24,6 +24,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from contract.manifest import MANIFEST, NotMulticastable, multicast_streams
+from contract.versions import version_of_link
+
 from server_stub import db, udpcast
 
 log = logging.getLogger(__name__)
@@ -49,22 +52,12 @@ def parse_rate(text: str | int | None) -> int | None:
     return value
 
 
-def image_files(image: dict) -> list[str]:
-    """The streams a multicast sends, in the order the client restores them: disk by disk, partition by
-    partition (a raw image: its one file). LVM images are refused for now: they deploy by unicast."""
-    files: list[str] = []
-    for disk in image["disks"]:
-        if disk.get("mode") == "raw":
-            files.append(disk["file"])
-            continue
-        for part in disk["partitions"]:
-            if part.get("lvm") is not None:
-                raise db.Invalid("images with LVM volumes deploy by unicast only (multicast: not yet)")
-            if part.get("file"):
-                files.append(part["file"])
-    if not files:
-        raise db.Invalid("the image holds no partition stream to send")
-    return files
+def image_files(manifest: dict) -> list[str]:
+    """The streams a multicast of this manifest sends (contract.manifest decides the order)."""
+    try:
+        return multicast_streams(manifest)
+    except NotMulticastable as exc:
+        raise db.Invalid(str(exc)) from None
 
 
 def local_image(store: db.Store, image: dict) -> tuple[dict, str, str]:
@@ -83,9 +76,9 @@ def local_image(store: db.Store, image: dict) -> tuple[dict, str, str]:
             pointed = os.readlink(link)
         except OSError:
             continue
-        m = re.fullmatch(r"\.images/(" + re.escape(image["name"]) + r"@[A-Za-z0-9-]+)", pointed)
-        if m and os.path.isfile(os.path.join(target, pointed, "manifest.json")):
-            return node, os.path.join(target, pointed), m.group(1)
+        version = version_of_link(image["name"], pointed)
+        if version and os.path.isfile(os.path.join(target, pointed, MANIFEST)):
+            return node, os.path.join(target, pointed), version
     raise db.Conflict(f"no node holding image {image['name']} is a directory on this server: give its node a "
                       "local --rsync-target (imager-server storage set NODE --rsync-target /path/of/the/export)")
 
@@ -165,7 +158,7 @@ class MulticastManager:
                after: str = "reboot") -> dict:
         image = self.store.image(image_name)
         node, image_dir, version = local_image(self.store, image)
-        files = image_files(json.loads(Path(image_dir, "manifest.json").read_text()))
+        files = image_files(json.loads(Path(image_dir, MANIFEST).read_text()))
         interface = interface or self.config.get("multicast_interface") or interface_for(self.config.get("bind", ""))
         if interface is None:
             raise db.Invalid("no network interface for udp-sender: give --interface")

@@ -23,6 +23,8 @@ import tempfile
 
 from server_stub import db
 
+from contract.versions import version_of_link
+
 log = logging.getLogger(__name__)
 
 RSYNC = "rsync"
@@ -50,10 +52,10 @@ def published_version(source_root: str, name: str) -> str:
         pointed = os.readlink(link)
     except OSError as exc:
         raise ReplicationError(f"image {name} is not published on the source ({link}: {exc.strerror})") from exc
-    match = re.fullmatch(r"\.images/(" + re.escape(name) + r"@[A-Za-z0-9-]+)", pointed)
-    if not match or not os.path.isdir(os.path.join(source_root, pointed)):
+    version = version_of_link(name, pointed)
+    if not version or not os.path.isdir(os.path.join(source_root, pointed)):
         raise ReplicationError(f"{link} → {pointed} is not a version directory published by imager")
-    return match.group(1)
+    return version
 
 
 def copy_argv(source_root: str, target: str, version: str) -> list[str]:

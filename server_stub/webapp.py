@@ -13,7 +13,8 @@ from aiohttp import web
 
 from server_stub import apidoc, tls
 from server_stub import menuapi
-from server_stub import bootpolicy, db, inventory, multicast, multicastweb, replication
+from contract import inventory
+from server_stub import bootpolicy, db, multicast, multicastweb, replication
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 async def errors_as_json(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
     try:
         return await handler(request)
-    except db.Invalid as exc:
+    except (db.Invalid, inventory.InvalidInventory) as exc:
         return _json({"error": str(exc)}, 400)
     except db.NotFound as exc:
         return _json({"error": str(exc)}, 404)

@@ -19,13 +19,13 @@ from imager import datapath, disks, filesystems, imagestore, lvm, manifest, part
 from imager.errors import UnsupportedDisk
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
+from contract.vocabulary import IMAGE_TYPES
 
 log = logging.getLogger(__name__)
 
 
 # FOG's types: 1 single disk resizable, 2 multiple partitions single disk (exact layout),
 # 3 multiple partitions on every disk of the machine (exact layouts), 4 raw whole disk.
-IMAGE_TYPES = ("resizable", "multipart", "alldisks", "raw")
 
 
 def capture(disk_spec: str | None, root: str, name: str, progress: Progress,

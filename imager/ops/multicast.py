@@ -27,7 +27,9 @@ from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, restore_table
 from imager.progress import Progress, human
 from imager.winhostname import set_windows_hostname
-from server_stub.udpcast import ReceiverOptions, receiver_argv
+from contract.manifest import NotMulticastable, multicast_streams
+from contract.udpcast import ReceiverOptions, receiver_argv
+from contract.versions import is_version
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ RCVBUF = 4 * 1024 * 1024
 START_TIMEOUT = 180       # s: the sender of the next file starts when the last one ends
 RECEIVE_TIMEOUT = 30      # s of silence mid-transfer before the receiver gives up
 READY_POLL = 2.0          # s between "ready" calls while the session waits
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[A-Za-z0-9-]+$")
 
 Ready = Callable[[], dict]
 
@@ -115,7 +116,7 @@ def fall_back(root: str, task: dict[str, Any], progress: Progress, reason: str) 
 def pinned_version(root: str, session: dict) -> str:
     """The version the server sends, not whatever the image's link points at by now."""
     version = str(session.get("version", ""))
-    if not _VERSION.match(version):
+    if not is_version(version):
         raise InvalidTask(f"the session names no image version ({version!r})")
     image_dir = os.path.join(root, ".images", version)
     if not os.path.isdir(image_dir):
@@ -126,17 +127,10 @@ def pinned_version(root: str, session: dict) -> str:
 
 def streams(image: dict) -> list[str]:
     """The files a multicast sends for this image, in the order this recipe restores them."""
-    files = []
-    for entry in image["disks"]:
-        if entry.get("mode") == "raw":
-            files.append(entry["file"])
-            continue
-        for part in entry["partitions"]:
-            if part.get("lvm") is not None:
-                raise InvalidTask("images with LVM volumes deploy by unicast only")
-            if part.get("file"):
-                files.append(part["file"])
-    return files
+    try:
+        return multicast_streams(image)
+    except NotMulticastable as exc:
+        raise InvalidTask(str(exc)) from None
 
 
 def check_raw_target(entry: dict, target: disks.Disk) -> None:

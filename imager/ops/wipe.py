@@ -25,9 +25,11 @@ from imager.errors import InvalidTask
 from imager.ops.capture import refuse_if_mounted
 from imager.progress import Progress
 
+from contract.vocabulary import WIPE_MODES
+
 log = logging.getLogger(__name__)
 
-MODES = ("fast", "normal", "full")
+MODES = WIPE_MODES
 EDGE = 1024 * 1024            # zeroed at both ends of the disk in every mode
 CHUNK = 4 * 1024 * 1024
 _SANITIZE = ((0x1, 4, "crypto erase"), (0x2, 2, "block erase"), (0x4, 3, "overwrite"))  # SANICAP bit, action

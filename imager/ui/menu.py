@@ -19,17 +19,14 @@ from imager.menuapi import MenuClient, Refused
 from imager.progress import human
 from imager.ui.screens import Screens
 
+from contract.vocabulary import IMAGE_TYPE_HELP, WIPE_MODE_HELP
+
 log = logging.getLogger(__name__)
 
 COUNTDOWN_S = 10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-IMAGE_TYPES = (("resizable", "one disk, resizable to any disk the data fits (FOG type 1)"),
-               ("multipart", "one disk, exact partition layout (FOG type 2)"),
-               ("alldisks", "every fixed disk, exact layouts (FOG type 3)"),
-               ("raw", "every byte of the disk (FOG type 4)"))
-WIPE_MODES = (("fast", "partition table, signatures, first and last MiB (seconds)"),
-              ("normal", "fast, then one pass of zeros over the whole disk"),
-              ("full", "NVMe sanitize/format if the drive can, else random data then zeros"))
+IMAGE_TYPES = tuple((str(kind), text) for kind, text in IMAGE_TYPE_HELP.items())
+WIPE_MODES = tuple((str(mode), text) for mode, text in WIPE_MODE_HELP.items())
 END = "end"  # an action that ends the menu (the machine reboots or already did)
 
 

@@ -73,6 +73,24 @@ rm -f "${TARGET_DIR}"/lib/udev/rules.d/*-dm.rules "${TARGET_DIR}"/lib/udev/rules
 	"${TARGET_DIR}"/usr/lib/udev/rules.d/*-dm.rules "${TARGET_DIR}"/usr/lib/udev/rules.d/*-lvm.rules \
 	"${TARGET_DIR}"/usr/lib/udev/rules.d/*-dm-*.rules "${TARGET_DIR}"/usr/lib/udev/rules.d/*dm-notify.rules
 
+# Every module of the agent and everything it imports of ours must be in the tree
+# (imager and contract; never server_stub): read statically, so it runs for any target.
+site="$(ls -d "${TARGET_DIR}"/usr/lib/python3*/site-packages 2>/dev/null | head -n 1)"
+if [ -z "${site}" ]; then
+	echo "post-build: no python site-packages in ${TARGET_DIR}" >&2
+	exit 1
+fi
+python3 "${BOARD_DIR}/check_imports.py" "${site}"
+# Where the target's python runs here (same architecture, root for chroot), import them for real.
+if [ "$(id -u)" = 0 ] && chroot "${TARGET_DIR}" /usr/bin/python3 -c pass 2>/dev/null; then
+	for module in $(python3 "${BOARD_DIR}/check_imports.py" "${site}" --list); do
+		chroot "${TARGET_DIR}" /usr/bin/python3 -c "import ${module}" || {
+			echo "post-build: import ${module} fails inside the image" >&2
+			exit 1
+		}
+	done
+fi
+
 # What init and the agent run: the programs initramfs/build.py puts in the
 # Debian-package initrd (tests/bootimage keeps the two lists in step).
 missing=""

@@ -8,12 +8,14 @@
 IMAGER_SITE = $(BR2_EXTERNAL_IMAGER_PATH)/..
 IMAGER_SITE_METHOD = local
 IMAGER_SETUP_TYPE = setuptools
-# Sync only what the wheel is built from, never build/ (where buildroot's
-# own output may live), .venv/ or the server.
+# Sync only what the wheel is built from: the client and the contract it
+# shares with the server; never build/ (where buildroot's own output may
+# live), .venv/ or the server (setuptools skips packages it does not find).
 IMAGER_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude=__pycache__ \
 	--include=/pyproject.toml \
 	--include='/imager/***' \
+	--include='/contract/***' \
 	--exclude='*'
 
 # pyproject.toml also declares the server's entry point; the server is
