@@ -16,7 +16,7 @@ APT_PACKAGES := \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common \
 	smartmontools nvme-cli python3-pexpect
 
-.PHONY: setup initramfs test unit demo bench bench-server clean
+.PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 
 setup: $(VENV)/.installed
 
@@ -36,10 +36,14 @@ initramfs: $(BOOT)/initrd.img
 $(BOOT)/initrd.img: build/.apt-installed initramfs/build.py initramfs/init initramfs/udhcpc.script $(shell find imager contract -name '*.py') buildroot/board/imager/check_imports.py
 	$(PYTHON) initramfs/build.py --out $(BOOT)
 
-unit: setup
+# The type gate (configured in pyproject.toml) runs before the tests.
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: typecheck
 	$(VENV)/bin/pytest -m "not qemu" tests
 
-test: setup initramfs
+test: typecheck initramfs
 	$(VENV)/bin/pytest tests
 
 demo: setup initramfs

@@ -11,7 +11,7 @@ its type, strings short and printable, lists bounded.  A client that sends more 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 
 class InvalidInventory(ValueError):
@@ -69,7 +69,7 @@ _NIC = {"name": _text, "mac": _mac, "speed_mbps": _optional(_count(10**7)), "dri
 _DMI = {key: _text for key in DMI_FIELDS}
 
 
-def _record(value: Any, where: str, fields: dict[str, Callable[[Any, str], Any]]) -> dict[str, Any]:
+def _record(value: Any, where: str, fields: Mapping[str, Callable[[Any, str], Any]]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInventory(f"{where} must be an object")
     unknown = sorted(set(value) - set(fields))
@@ -78,7 +78,7 @@ def _record(value: Any, where: str, fields: dict[str, Callable[[Any, str], Any]]
     return {key: check(value[key], f"{where}.{key}") for key, check in fields.items() if key in value}
 
 
-def _list(value: Any, where: str, fields: dict[str, Callable[[Any, str], Any]]) -> list[dict[str, Any]]:
+def _list(value: Any, where: str, fields: Mapping[str, Callable[[Any, str], Any]]) -> list[dict[str, Any]]:
     if not isinstance(value, list) or len(value) > MAX_ITEMS:
         raise InvalidInventory(f"{where} must be a list of at most {MAX_ITEMS} entries")
     return [_record(item, f"{where}[{i}]", fields) for i, item in enumerate(value)]

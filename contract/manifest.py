@@ -97,8 +97,9 @@ def multicast_streams(manifest: Manifest | dict[str, Any]) -> list[str]:
         for part in disk.get("partitions", []):
             if part.get("lvm") is not None:
                 raise NotMulticastable("images with LVM volumes deploy by unicast only (multicast: not yet)")
-            if part.get("file"):
-                files.append(part["file"])
+            file = part.get("file")
+            if file:
+                files.append(file)
     if not files:
         raise NotMulticastable("the image holds no partition stream to send")
     return files
