@@ -53,10 +53,16 @@ def test_dmi_keeps_what_the_firmware_filled_in_and_cleans_it(tmp_path):
 
 
 def test_dmi_that_cannot_be_read_is_left_out(tmp_path):
-    write(tmp_path, "sys/class/dmi/id/product_serial", "secret")
-    os.chmod(tmp_path / "sys/class/dmi/id/product_serial", 0)
-    found = hwinfo.read_dmi(str(tmp_path))
-    assert found in ({}, {"product_serial": "secret"})  # root reads it anyway, a user does not
+    """Unreadable for root too (a mode-000 file is not): open() fails on a directory, read() on /proc/self/mem."""
+    dmi = tmp_path / "sys/class/dmi/id"
+    write(tmp_path, "sys/class/dmi/id/sys_vendor", "Dell Inc.\n")
+    (dmi / "product_serial").mkdir()                          # EISDIR at open
+    os.symlink("/proc/self/mem", dmi / "product_uuid")        # EIO at read: address 0 is never mapped
+    with pytest.raises(IsADirectoryError):
+        open(dmi / "product_serial", "rb")
+    with open(dmi / "product_uuid", "rb") as f, pytest.raises(OSError, match="Input/output error"):
+        f.read(1)
+    assert hwinfo.read_dmi(str(tmp_path)) == {"sys_vendor": "Dell Inc."}
     assert hwinfo.read_dmi(str(tmp_path / "no-dmi")) == {}
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -86,10 +87,24 @@ def test_normal_and_full_wipes_leave_nothing_but_zeros(tmp_path, mode, stages):
     disk_with_data(image)
     with attached(image) as dev:
         progress = Recorder()
+        before_zeros = []  # the disk as the zeros pass begins: what the passes before it left
+        progress.sinks.append(lambda snap: before_zeros.append(incompressible_mib(image))
+                              if snap["stage"].endswith("zeros") and snap["bytes_done"] == 0 else None)
         result = wipe(dev, mode, progress)
     assert progress.stages == stages
     assert result["bytes_written"] == SIZE * len(stages)
+    if mode == "full":  # every MiB held random data before the zeros came
+        assert before_zeros == [SIZE // MiB]
     assert all_zero(image, 0, SIZE)
+
+
+def incompressible_mib(path):
+    """How many of the file's MiB blocks zlib cannot shrink: random data, not zeros, tables or old files."""
+    count = 0
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            count += len(zlib.compress(block, 1)) >= len(block)
+    return count
 
 
 @pytest.mark.root
