@@ -8,6 +8,7 @@ import tempfile
 from typing import Iterator
 
 from imager import process
+from imager.errors import CommandFailed
 
 # blkid TYPE → partclone flavour.  Anything else (unknown, unformatted, BitLocker) is copied raw,
 # and so is FAT12 ("fat12", see partitions.probe_filesystem): partclone 0.3.23 corrupts files past
@@ -48,7 +49,11 @@ def minimum_bytes(device: str, fstype: str) -> int | None:
     """Smallest size the filesystem can be shrunk to, or None when we do not shrink it."""
     if fstype in ("ext2", "ext3", "ext4"):
         blocks = int(process.run(["resize2fs", "-P", device]).text.strip().rsplit(":", 1)[1])
-        block_size = int(re.search(r"Block size:\s+(\d+)", process.run(["dumpe2fs", "-h", device]).text).group(1))
+        header = process.run(["dumpe2fs", "-h", device]).text
+        found = re.search(r"Block size:\s+(\d+)", header)
+        if found is None:
+            raise CommandFailed(f"dumpe2fs -h {device} names no block size")
+        block_size = int(found.group(1))
         return blocks * block_size
     if fstype == "ntfs":
         text = process.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device]).text

@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 from dataclasses import dataclass
-from typing import IO, Sequence
+from typing import IO, Any, Sequence
 
 from imager.errors import CommandFailed
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _ENV = {**os.environ, "LC_ALL": "C"}
 
 
-def _popen(argv: Sequence[str], **kwargs) -> subprocess.Popen:
+def _popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     kwargs.setdefault("env", _ENV)
     return subprocess.Popen(list(argv), **kwargs)
 

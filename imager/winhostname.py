@@ -121,7 +121,7 @@ def set_computer_name(hive_path: str, netbios: str, dns: str) -> str:
         control_set = _current_control_set(h, hive_path)
         cs = _child(h, h.root(), control_set)
         control = _child(h, cs, "Control") if cs else None
-        if control is None:
+        if cs is None or control is None:
             raise RegistryError(f"{hive_path} has no {control_set}\\Control key: not a Windows SYSTEM hive")
         names = _ensure(h, control, "ComputerName")
         for key in ("ComputerName", "ActiveComputerName"):
@@ -135,8 +135,8 @@ def set_computer_name(hive_path: str, netbios: str, dns: str) -> str:
         h.commit(None)  # hivex rewrites the file in place (keeps the file's NTFS security descriptor)
         del h
         check = _open(hive_path, write=False)  # read back what Windows will read
-        names = _path(check, check.root(), (control_set, "Control", "ComputerName", "ComputerName"))
-        value = _value(check, names, "ComputerName") if names else None
+        written = _path(check, check.root(), (control_set, "Control", "ComputerName", "ComputerName"))
+        value = _value(check, written, "ComputerName") if written else None
         if value is None or check.value_value(value) != (REG_SZ, reg_sz(netbios)):
             raise RegistryError(f"{hive_path}: the computer name did not read back after writing")
     except RuntimeError as exc:  # hivex reports damage as RuntimeError(strerror)
@@ -179,11 +179,10 @@ def _child(h: Any, node: int, name: str) -> int | None:
 
 
 def _path(h: Any, node: int, names: tuple[str, ...]) -> int | None:
+    found: int | None = node
     for name in names:
-        node = _child(h, node, name)
-        if node is None:
-            return None
-    return node
+        found = _child(h, found, name) if found is not None else None
+    return found
 
 
 def _ensure(h: Any, node: int, name: str) -> int:

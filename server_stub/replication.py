@@ -20,10 +20,10 @@ import logging
 import os
 import re
 import tempfile
-
-from server_stub import db
+from typing import Any, Callable
 
 from contract.versions import version_of_link
+from server_stub import db
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def prune_argv(empty_dir: str, target: str, name: str, version: str) -> list[str
             *_remote_options(target), empty_dir.rstrip("/") + "/", f"{target}.images/"]
 
 
-async def run_rsync(argv: list[str], on_bytes=None) -> str:
+async def run_rsync(argv: list[str], on_bytes: Callable[[int], None] | None = None) -> str:
     """Runs rsync without blocking the loop; returns its stdout; a failure raises with stderr's last lines.
     ``on_bytes(n)`` hears the bytes copied so far (``--info=progress2`` lines)."""
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
@@ -110,7 +110,7 @@ async def run_rsync(argv: list[str], on_bytes=None) -> str:
     return out.decode(errors="replace")
 
 
-async def replicate(job: dict, on_progress=None) -> tuple[str, int]:
+async def replicate(job: dict[str, Any], on_progress: Callable[[int, str], None] | None = None) -> tuple[str, int]:
     """Copies ``job``'s image to its node and publishes it there; returns (version, bytes copied)."""
     source, target = job["source_target"], job["node_target"]
     if not source or not source.startswith("/"):
