@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from imager import disks, process
-from imager.errors import InvalidTask
+from imager.errors import InvalidTask, SanitizeFailed
 from imager.ops.capture import refuse_if_mounted
 from imager.progress import Progress
 
@@ -33,6 +33,7 @@ MODES = WIPE_MODES
 EDGE = 1024 * 1024            # zeroed at both ends of the disk in every mode
 CHUNK = 4 * 1024 * 1024
 _SANITIZE = ((0x1, 4, "crypto erase"), (0x2, 2, "block erase"), (0x4, 3, "overwrite"))  # SANICAP bit, action
+SANITIZE_POLL_S = 2.0         # between reads of the drive's sanitize log
 
 
 def wipe(disk_spec: str | None, mode: str, progress: Progress) -> dict[str, Any]:
@@ -149,7 +150,10 @@ def choose_nvme_erase(ctrl: dict[str, Any], controller: str, namespace: str) -> 
 
 def nvme_erase(disk_path: str, plan: dict[str, Any], progress: Progress) -> None:
     progress.set_stage(f"NVMe {plan['command']}: {plan['what']}", total=100)
-    process.run(plan["argv"], timeout=6 * 3600)
+    refused = process.run(plan["argv"], timeout=6 * 3600, check=False)
+    if refused.returncode != 0:
+        raise SanitizeFailed(f"nvme {plan['command']} of {disk_path} failed with exit status {refused.returncode}: "
+                             f"{(refused.stderr or refused.stdout).decode(errors='replace').strip()[-400:]}")
     if plan["command"] == "sanitize":  # runs in the background on the drive: follow its progress log
         while True:
             status, fraction = sanitize_status(process.run(["nvme", "sanitize-log", plan["device"], "-o", "json"]).text)
@@ -158,19 +162,26 @@ def nvme_erase(disk_path: str, plan: dict[str, Any], progress: Progress) -> None
             if status in (1, 4):  # completed (4: without deallocation)
                 break
             if status == 3:
-                raise InvalidTask(f"the drive reports its sanitize of {disk_path} failed",
-                                  hint="Try the wipe again; a drive that keeps failing should be destroyed.")
-            time.sleep(2)
+                raise SanitizeFailed(f"the drive reports its sanitize of {disk_path} failed")
+            time.sleep(SANITIZE_POLL_S)
     progress.done = 100
     progress.flush()
 
 
 def sanitize_status(text: str) -> tuple[int, float]:
-    """(SSTAT bits 2:0, SPROG as a fraction) from ``nvme sanitize-log -o json`` (keyed by device name)."""
+    """(SSTAT bits 2:0, SPROG as a fraction) from ``nvme sanitize-log -o json``.
+
+    nvme-cli 2.x keys the log by device name and spells SSTAT as {"status": "(1) Most Recent …"}; 1.x gives
+    the number itself at the top level.
+    """
     data = json.loads(text)
     if data and all(isinstance(v, dict) for v in data.values()):
         data = next(iter(data.values()))
-    return int(data.get("sstat", 0)) & 0x7, int(data.get("sprog", 0)) / 65535
+    sstat = data.get("sstat", 0)
+    if isinstance(sstat, dict):
+        match = re.match(r"\((\d+)\)", str(sstat.get("status", "")))
+        sstat = int(match.group(1)) if match else 0
+    return int(sstat) & 0x7, int(data.get("sprog", 0)) / 65535
 
 
 def _controller(namespace: str) -> str:
