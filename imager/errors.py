@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.errorcodes import ErrorReport
+
 
 class ImagerError(Exception):
     """Base class: a failure we understand and can explain to a technician."""
@@ -23,7 +25,7 @@ class ImagerError(Exception):
             self.hint = hint
         self.details = details
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ErrorReport:
         return {"code": self.code, "message": self.message, "hint": self.hint, "details": self.details}
 
 
@@ -35,6 +37,18 @@ class BootParameterError(ImagerError):
 class NetworkError(ImagerError):
     code = "network"
     hint = "Check the cable, the DHCP server and that the imaging server is reachable."
+
+
+class NoNetworkInterface(NetworkError):
+    code = "no_network_interface"
+    hint = "The NIC driver may be missing from the boot image."
+
+
+class InternalError(ImagerError):
+    """An exception imager did not expect: a bug, reported with its repr and the log."""
+
+    code = "internal"
+    hint = "This is a bug in imager: the log sent to the server shows where it happened."
 
 
 class ServerError(ImagerError):
@@ -62,6 +76,12 @@ class TaskCanceled(ImagerError):
 class InvalidTask(ImagerError):
     code = "invalid_task"
     hint = "Recreate the task on the server."
+
+
+class SanitizeFailed(ImagerError):
+    code = "sanitize_failed"
+    hint = ("The disk's own erase (sanitize or format) failed; see the tool's message above. Run a normal wipe, "
+            "or replace the disk.")
 
 
 class StorageError(ImagerError):
