@@ -1,6 +1,9 @@
 """Print the technician's screens as a vt100 at 80×24 shows them (the README's screenshots).
 
-    .venv/bin/python -m tests.render_screens
+    .venv/bin/python -m tests.render_screens            # print them
+    .venv/bin/python -m tests.render_screens --readme   # write them into README.md
+
+tests/imager/test_progress_screen.py checks that the README shows what this renders now.
 
 The menu is the real one: dialog run by imager.ui.screens on a pseudo-terminal (TERM=vt100), its
 output read back through tests/vt100.py. The progress screen is imager.ui.progress_screen's layout.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from imager.ui.progress_screen import Job, progress_lines
 from tests.vt100 import Screen
@@ -41,6 +45,7 @@ def menu_screen() -> list[str]:
                 break
     child.sendcontrol("[")
     child.expect(pexpect.EOF)
+    seen += child.before  # dialog keeps the end of the Back button until it leaves (it does not clear)
     return Screen().feed(seen).lines()
 
 
@@ -53,8 +58,42 @@ def progress_screen() -> list[str]:
     return [line.rstrip() for line in progress_lines(job, snap)]
 
 
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def screens() -> dict[str, list[str]]:
+    """Each screenshot as the README shows it: the screen's lines without the blank ones at the bottom."""
+    rendered = {"menu": menu_screen(), "progress": progress_screen()}
+    return {name: "\n".join(lines).rstrip("\n").split("\n") for name, lines in rendered.items()}
+
+
+def readme_blocks(text: str) -> dict[str, tuple[int, int]]:
+    """Where each screenshot sits in the README: (first, end) line numbers of the code block's content,
+    found by the screen's title line."""
+    lines = text.split("\n")
+    titles = {"menu": " imager - technician's menu", "progress": " imager - deploy "}
+    found = {}
+    for i, line in enumerate(lines):
+        for name, title in titles.items():
+            if line.startswith(title) and lines[i - 1] == "```":
+                found[name] = (i, lines.index("```", i))
+    return found
+
+
+def write_readme() -> None:
+    lines = README.read_text().split("\n")
+    blocks = readme_blocks("\n".join(lines))
+    for name, shown in sorted(screens().items(), key=lambda item: -blocks[item[0]][0]):  # bottom up
+        first, end = blocks[name]
+        lines[first:end] = shown
+    README.write_text("\n".join(lines))
+
+
 def main() -> None:
-    for name, lines in (("menu", menu_screen()), ("progress", progress_screen())):
+    if sys.argv[1:] == ["--readme"]:
+        write_readme()
+        return
+    for name, lines in screens().items():
         print(f"--- {name} ---")
         print("\n".join(lines))
 

@@ -12,9 +12,12 @@ import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from imager.progress import human
+
+if TYPE_CHECKING:  # blessed is imported only when a screen is drawn
+    from blessed import Terminal
 
 WIDTH, HEIGHT = 80, 24
 _PART = re.compile(r"partition (\d+)/(\d+)")
@@ -121,12 +124,12 @@ class ScreenLog(logging.Handler):
         del self.job.log[:-self.keep]
 
 
-def terminal(stream: IO[str] | None = None, kind: str | None = None):
+def terminal(stream: IO[str] | None = None, kind: str | None = None) -> Terminal:
     import blessed  # imported here: the plain-text fallback must work without it
     return blessed.Terminal(kind=kind, stream=stream or sys.stdout, force_styling=True)
 
 
-def screen_size(term) -> tuple[int, int]:
+def screen_size(term: Terminal) -> tuple[int, int]:
     """The console's size; a serial console does not know its own (0×0): assume 80×24."""
     try:
         width, height = term.width, term.height
@@ -138,7 +141,7 @@ def screen_size(term) -> tuple[int, int]:
 class ProgressScreen:
     """A sink for ``Progress``: redraws the screen on every snapshot, and captures the log meanwhile."""
 
-    def __init__(self, job: Job, term=None, stream: IO[str] | None = None) -> None:
+    def __init__(self, job: Job, term: Terminal | None = None, stream: IO[str] | None = None) -> None:
         self.job = job
         self.stream = stream or sys.stdout
         self.term = term or terminal(self.stream)
@@ -170,9 +173,9 @@ class ProgressScreen:
         draw(self.term, progress_lines(self.job, snap, width, height), self.stream, emphasis=(0,))
 
 
-def draw(term, lines: list[str], stream: IO[str], emphasis: tuple[int, ...] = (), alert: bool = False) -> None:
+def draw(term: Terminal, lines: list[str], stream: IO[str], emphasis: tuple[int, ...] = (), alert: bool = False) -> None:
     """Whole lines at their place: no scrolling, so a slow serial line shows a steady screen."""
-    out = [term.home]
+    out: list[str] = [term.home]
     for y, line in enumerate(lines):
         text = line.rstrip() if y == len(lines) - 1 else line  # never write the last cell: it would scroll
         if alert and y in emphasis:
@@ -184,7 +187,7 @@ def draw(term, lines: list[str], stream: IO[str], emphasis: tuple[int, ...] = ()
 
 
 def show_failure_screen(code: str, message: str, hint: str, job: Job | None, footer: str,
-                        stream: IO[str] | None = None, term=None) -> None:
+                        stream: IO[str] | None = None, term: Terminal | None = None) -> None:
     stream = stream or sys.stdout
     term = term or terminal(stream)
     width, height = screen_size(term)

@@ -8,6 +8,7 @@ from imager.progress import Progress
 from imager.ui import console
 from imager.ui.progress_screen import (_PADDING, Job, ProgressScreen, failure_lines, progress_lines,
                                        show_failure_screen, terminal)
+from tests.vt100 import Screen
 
 JOB = Job("deploy", image="lab-image (resizable)", disk="/dev/vda", task=7, host="pc-a",
           log=["mounted 10.231.0.1:/images on /images", "partition table written"])
@@ -89,18 +90,37 @@ def test_the_failure_screen_says_what_happened_and_what_to_do():
 
 
 def test_blessed_draws_each_line_at_its_place_on_a_vt100(vt100_80x24):
+    """What a vt100 shows: blessed's output read back by tests/vt100.py, against the screen written out."""
     term, stream = vt100_80x24
     assert (term.width, term.height) == (80, 24)
     screen = ProgressScreen(Job("capture", image="x", disk="/dev/sda", task=3), term=term, stream=stream)
     with screen:
         logging.getLogger("imager.test").warning("a log line while the screen is up")
         screen(SNAP)
+        shown = Screen().feed(stream.getvalue()).lines()
+    assert shown == [
+        " imager - capture                                                        task 3",
+        "=" * 80,
+        "",
+        "  Image        x",
+        "  Disk         /dev/sda",
+        "  Step         partition 2 of 3",
+        "               partition 2/3: vda2 (ext4)",
+        "",
+        "  [#########################.......................................]  40.0 %",
+        "",
+        "  Done         120.0 MiB of 300.0 MiB",
+        "  Rate         48.0 MiB/s",
+        "  Time left    1:15",
+        "  Compression  2.40 : 1   (50.0 MiB stored)",
+        "",
+        "-" * 80,
+        "  a log line while the screen is up",  # in the screen's log area, not scrolled over it
+        "", "", "", "", "", "",
+        " Do not power off: the disk is in use. The server sees these figures too.",
+    ]
     out = stream.getvalue()
     assert "\x1b[H\x1b[J" in out and "$<" not in out  # vt100's clear, without terminfo's padding ($<50>)
-    lines = progress_lines(screen.job, SNAP)
-    for y, line in enumerate(lines[1:-1], start=1):
-        assert _PADDING.sub("", term.move_xy(0, y)) + line in out, y
-    assert "a log line while the screen is up" in out  # in the screen's log area, not scrolled over it
     assert screen.handler not in logging.getLogger().handlers
 
 
@@ -126,3 +146,15 @@ def test_the_terminal_kind_follows_the_kernel_console(cmdline, kind, device, mon
     assert console.setup(cmdline, stream=io.StringIO()) == kind
     import os
     assert os.environ["TERM"] == kind
+
+
+def test_the_readme_screenshots_are_what_the_screens_show_now():
+    """The menu (dialog on a pty) and the progress screen, rendered by tests/render_screens.py through vt100."""
+    pytest.importorskip("pexpect")
+    from tests import render_screens
+    readme = render_screens.README.read_text().split("\n")
+    blocks = render_screens.readme_blocks("\n".join(readme))
+    assert sorted(blocks) == ["menu", "progress"]
+    for name, lines in render_screens.screens().items():
+        first, end = blocks[name]
+        assert readme[first:end] == lines, f"README's {name} screenshot is stale: python -m tests.render_screens --readme"
