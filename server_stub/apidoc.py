@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from server_stub.errors import NotFound
+
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 
 
@@ -16,5 +18,5 @@ async def openapi_yaml(request: web.Request) -> web.Response:
     try:
         text = SPEC.read_text()
     except OSError:
-        raise web.HTTPNotFound(text=f"{SPEC} is missing from this installation")
+        raise NotFound(f"{SPEC} is missing from this installation") from None
     return web.Response(text=text, content_type="application/yaml")

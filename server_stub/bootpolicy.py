@@ -6,6 +6,13 @@ No I/O here: the HTTP and TFTP servers look the host and task up, call
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# What a MAC the server does not know gets (imager-server serve --unknown-hosts):
+# "menu" (FOG's default): a short menu whose default entry boots the local disk;
+# "register": quick registration and inventory without asking; "local": the local disk.
+UnknownHosts = Literal["menu", "register", "local"]
+DEFAULT_KERNEL_ARGS = "console=ttyS0,115200n8 console=tty0"  # the last one is /dev/console: the screen
 
 
 @dataclass(frozen=True)
@@ -13,19 +20,13 @@ class BootContext:
     base_url: str            # how the client reaches our HTTP server, e.g. http://10.0.0.1:8080
     kernel: str = "vmlinuz"
     initrd: str = "initrd.img"
-    extra_args: str = "console=ttyS0,115200n8 console=tty0"  # the last one is /dev/console: the screen
-    # What a MAC the server does not know gets (imager-server serve --unknown-hosts):
-    # "menu" (FOG's default): a short menu whose default entry boots the local disk;
-    # "register": quick registration and inventory without asking; "local": the local disk.
-    unknown_hosts: str = "menu"
+    extra_args: str = DEFAULT_KERNEL_ARGS
+    unknown_hosts: UnknownHosts = "menu"
     menu_timeout: int = 3     # seconds before the menu's default entry (FOG: 3)
     # serve --tls-cert: the API's https URL and the certificate's "sha256:…" the client pins (docs/tls.md);
     # kernel and initrd still come from base_url over plain HTTP.
     api_url: str = ""
     server_fp: str = ""
-
-
-UNKNOWN_HOST_POLICIES = ("menu", "register", "local")
 
 
 @dataclass(frozen=True)

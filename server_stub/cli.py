@@ -31,7 +31,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import secrets
 import shutil
 import datetime
@@ -43,8 +42,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any, get_args
 
 from contract.vocabulary import AFTER_VALUES, IMAGE_TYPES
+from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UnknownHosts
+from server_stub.config import ServerConfig, TlsConfig
+from server_stub.errors import Invalid
 
 REPO = Path(__file__).resolve().parent.parent
 IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
@@ -64,15 +67,26 @@ def ensure_admin_token(path: Path) -> str:
     return path.read_text().strip()
 
 
+def _server_config(args: argparse.Namespace, data_dir: Path, admin_token: str,
+                   tls_config: TlsConfig | None) -> ServerConfig:
+    public_url = args.public_url or (f"http://{args.bind}:{args.http_port}" if args.bind != "0.0.0.0" else "")
+    return ServerConfig(admin_token=admin_token, boot_dir=args.boot_dir, data_dir=str(data_dir), bind=args.bind,
+                        http_port=args.http_port, public_url=public_url, kernel_args=args.kernel_args,
+                        unknown_hosts=args.unknown_hosts, menu_timeout=args.menu_timeout,
+                        register_prefix=args.register_prefix, register_rate=args.register_rate, tls=tls_config)
+
+
 async def _serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
-    from server_stub import bootpolicy, db, tftp, tls, webapp
+    from server_stub import tftp, tls, webapp
+    from server_stub.store import Store
+    from server_stub.store.validate import check_name
 
     # Bad settings stop the server here, not each client later.
     try:
-        db.check_name(args.register_prefix + "525400123456", "--register-prefix + MAC")
-    except db.Invalid as exc:
+        check_name(args.register_prefix + "525400123456", "--register-prefix + MAC")
+    except Invalid as exc:
         raise SystemExit(f"imager-server: {exc}") from None
     if args.menu_timeout < 0 or args.register_rate < 1:
         raise SystemExit("imager-server: --menu-timeout must be ≥ 0 and --register-rate ≥ 1")
@@ -84,55 +98,26 @@ async def _serve(args: argparse.Namespace) -> None:
             ssl_context, fingerprint = tls.server_context(args.tls_cert, args.tls_key)
         except tls.TlsSetupError as exc:
             raise SystemExit(f"imager-server: {exc}") from None
-        tls_config = {"https_port": args.https_port, "fingerprint": fingerprint}
+        tls_config = TlsConfig(https_port=args.https_port, fingerprint=fingerprint)
     data_dir = Path(args.data_dir)
     tftp_root = data_dir / "tftp"
     tftp_root.mkdir(parents=True, exist_ok=True)
-    binaries = {**{name: Path("/usr/lib/ipxe") / name for name in IPXE_BINARIES}, **SYSLINUX_BINARIES}
+    binaries: dict[str, Path | str] = {**{name: Path("/usr/lib/ipxe") / name for name in IPXE_BINARIES},
+                                       **SYSLINUX_BINARIES}
     for name, source in binaries.items():  # Debian's files, served as they are over TFTP
         if Path(source).exists() and not (tftp_root / name).exists():
             shutil.copy(source, tftp_root / name)
-    store = db.Store(str(data_dir / "imager.sqlite3"))
-    admin_token = ensure_admin_token(data_dir / "admin.token")
-    public_url = args.public_url or (f"http://{args.bind}:{args.http_port}" if args.bind != "0.0.0.0" else "")
-    config = {"boot_dir": args.boot_dir, "http_port": args.http_port, "public_url": public_url,
-              "kernel_args": args.kernel_args, "admin_token": admin_token, "unknown_hosts": args.unknown_hosts,
-              "menu_timeout": args.menu_timeout, "register_prefix": args.register_prefix,
-              "register_rate": args.register_rate, "tls": tls_config, "data_dir": str(data_dir), "bind": args.bind}
-
-    def context(base: str) -> bootpolicy.BootContext:
-        return bootpolicy.BootContext(base_url=base, extra_args=args.kernel_args, unknown_hosts=args.unknown_hosts,
-                                      menu_timeout=args.menu_timeout, **webapp.tls_boot_args(base, tls_config))
-
-    def dynamic(path: str, client_ip: str) -> bytes | None:
-        if path == "boot.ipxe":
-            return bootpolicy.render_chain_script(public_url or f"http://${{next-server}}:{args.http_port}").encode()
-        pxelinux = re.fullmatch(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})", path)
-        if pxelinux:
-            ctx = context(public_url or f"http://{args.bind}:{args.http_port}")
-            spec = webapp.decide_for_mac(store, pxelinux.group(1), ctx)
-            return bootpolicy.render_pxelinux(spec).encode()
-        if path in ("imager/vmlinuz", "imager/initrd.img"):  # for pxelinux, which fetches over TFTP only
-            boot_file = Path(args.boot_dir) / path.split("/", 1)[1]
-            return boot_file.read_bytes() if boot_file.exists() else None
-        match = re.fullmatch(r"boot/([0-9a-fA-F:-]{17})\.ipxe", path)
-        if match:
-            # Without a configured URL, let iPXE fill in the address it fetched this script from.
-            ctx = context(public_url or f"http://${{next-server}}:{args.http_port}")
-            return bootpolicy.render_ipxe(webapp.decide_for_mac(store, match.group(1), ctx)).encode()
-        return None
-
+    store = Store(str(data_dir / "imager.sqlite3"))
+    config = _server_config(args, data_dir, ensure_admin_token(data_dir / "admin.token"), tls_config)
     app = webapp.make_app(store, config)
-    if tls_config:
-        app.middlewares.append(tls.https_only_api(args.https_port))
     runner = web.AppRunner(app, access_log=logging.getLogger("http.access"))
     await runner.setup()
     await web.TCPSite(runner, args.bind, args.http_port).start()
     if tls_config:
         await web.TCPSite(runner, args.bind, args.https_port, ssl_context=ssl_context).start()
         logging.info("imager-server: HTTPS (the API) on %s:%d, certificate %s", args.bind, args.https_port,
-                     tls_config["fingerprint"])
-    tftp_server = tftp.TftpServer(str(tftp_root), dynamic)
+                     tls_config.fingerprint)
+    tftp_server = tftp.TftpServer(str(tftp_root), app[webapp.BOOT].tftp_file)
     await tftp_server.start(args.bind, args.tftp_port)
     logging.info("imager-server: HTTP on %s:%d, TFTP on %s:%d, data in %s", args.bind, args.http_port,
                  args.bind, args.tftp_port, data_dir)
@@ -148,7 +133,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 # --- admin -------------------------------------------------------------------
 
-class ApiError(Exception):
+class AdminCallFailed(Exception):
     pass
 
 
@@ -156,7 +141,18 @@ _ADMIN_TOKEN = ""
 _SSL_CONTEXT: ssl.SSLContext | None = None  # --cacert: whom to trust for an https --server
 
 
-def _call(server: str, method: str, path: str, body: dict | None = None):
+def _refusal(exc: urllib.error.HTTPError) -> str:
+    """The server's message in its error shape {"error": message, "code": code}."""
+    try:
+        answer = json.load(exc)
+    except ValueError:
+        return str(exc.reason)
+    if not isinstance(answer, dict) or not isinstance(answer.get("error"), str):
+        return str(exc.reason)
+    return answer["error"] + (" (a server bug: see the server's log)" if answer.get("code") == "internal" else "")
+
+
+def _call(server: str, method: str, path: str, body: dict | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{server.rstrip('/')}{path}", data=data, method=method,
                                      headers={"Content-Type": "application/json",
@@ -165,15 +161,11 @@ def _call(server: str, method: str, path: str, body: dict | None = None):
         with urllib.request.urlopen(request, timeout=30, context=_SSL_CONTEXT) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc).get("error", exc.reason)
-        except ValueError:
-            message = exc.reason
-        raise ApiError(f"HTTP {exc.code}: {message}") from exc
+        raise AdminCallFailed(f"HTTP {exc.code}: {_refusal(exc)}") from exc
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLError):
-            raise ApiError(f"the server at {server} is not trusted: {exc.reason} (give --cacert FILE)") from exc
-        raise ApiError(f"cannot reach the server at {server}: {exc.reason}") from exc
+            raise AdminCallFailed(f"the server at {server} is not trusted: {exc.reason} (give --cacert FILE)") from exc
+        raise AdminCallFailed(f"cannot reach the server at {server}: {exc.reason}") from exc
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -306,7 +298,7 @@ def _admin(args: argparse.Namespace) -> object:
         case "boot-log", _:
             query = f"?mac={args.mac}" if args.mac else ""
             return _table(_call(s, "GET", f"/api/boot-log{query}"), ["time", "mac", "decision", "task_id"])
-    raise ApiError(f"unknown command {args.command}")
+    raise AdminCallFailed(f"unknown command {args.command}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -333,9 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS too (docs/tls.md)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")
     p.add_argument("--https-port", type=int, default=8443, help="HTTPS port with --tls-cert (default 8443)")
-    p.add_argument("--kernel-args", default="console=ttyS0,115200n8 console=tty0",
+    p.add_argument("--kernel-args", default=DEFAULT_KERNEL_ARGS,
                    help="extra kernel command-line arguments for the imaging environment")
-    p.add_argument("--unknown-hosts", default="menu", choices=("menu", "register", "local"),
+    p.add_argument("--unknown-hosts", default="menu", choices=get_args(UnknownHosts),
                    help="what a MAC the server does not know boots: menu (default, like FOG: local disk after "
                         "--menu-timeout s, or registration, or the imager menu), register (quick registration "
                         "without asking), local (the local disk; registration refused)")
@@ -354,10 +346,10 @@ def _parser() -> argparse.ArgumentParser:
     host.add_parser("inventory", help="the latest inventory as JSON").add_argument("name", help="name or MAC")
 
     storage = sub.add_parser("storage").add_subparsers(dest="action", required=True)
-    group = storage.add_parser("group", help="storage groups: nodes holding the same images, one master")
-    group = group.add_subparsers(dest="group_action", required=True)
-    group.add_parser("add").add_argument("name")
-    group.add_parser("list")
+    group_actions = storage.add_parser("group", help="storage groups: nodes holding the same images, one master")\
+        .add_subparsers(dest="group_action", required=True)
+    group_actions.add_parser("add").add_argument("name")
+    group_actions.add_parser("list")
     rsync_help = ("where the server's rsync reaches this node's export: a directory on this server (required for "
                   "a master whose images replicate), rsync://host/module/path (rsync daemon) or user@host:/path (ssh)")
     p = storage.add_parser("add", help="an NFS node in a group (default: group 'default', created on first use); "
@@ -460,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         result = _admin(args)
-    except ApiError as exc:
+    except AdminCallFailed as exc:
         print(f"imager-server: {exc}", file=sys.stderr)
         return 1
     print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Callable
 
 from aiohttp import web
 
-from server_stub import db, menudb, storagedb
+from server_stub.config import ServerConfig
+from server_stub.errors import Invalid, NotFound, RateLimited, Unauthorized
+from server_stub.http import (Handler, RateLimit, bearer_token, json_response, optional_int, optional_object,
+                              optional_str, read_json)
+from server_stub.store import Store
+from server_stub.store.menu import password_matches
+from server_stub.store.storage import DEFAULT_GROUP
+from server_stub.store.validate import normalize_mac
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +47,10 @@ class Session:
 
 
 class MenuState:
-    def __init__(self, store: db.Store, config: dict) -> None:
+    def __init__(self, store: Store, config: ServerConfig) -> None:
         self.store, self.config = store, config
         self.sessions: dict[str, Session] = {}
-        self.failures: list[float] = []
+        self.failed_logins = RateLimit(FAILED_LOGINS_PER_MINUTE)
 
     def open(self, mac: str, by: str) -> str:
         now = time.monotonic()
@@ -54,19 +60,13 @@ class MenuState:
         return token
 
     def session(self, request: web.Request) -> Session:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        given = bearer_token(request)
         now = time.monotonic()
         found = next((s for t, s in self.sessions.items() if hmac.compare_digest(t, given)), None) if given else None
         if found is None or not self._alive(found, now):
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "no menu session, or it expired: log in again"}),
-                                       content_type="application/json")
+            raise Unauthorized("no menu session, or it expired: log in again")
         found.used = now
         return found
-
-    def failed_login_allowed(self) -> bool:
-        now = time.monotonic()
-        self.failures = [t for t in self.failures if now - t < 60]
-        return len(self.failures) < FAILED_LOGINS_PER_MINUTE
 
     @staticmethod
     def _alive(session: Session, now: float) -> bool:
@@ -76,20 +76,7 @@ class MenuState:
 MENU = web.AppKey("menu", MenuState)
 
 
-async def _body(request: web.Request) -> dict:
-    if (request.content_length or 0) > MAX_BODY:
-        raise db.Invalid(f"request body larger than {MAX_BODY} bytes")
-    data = json.loads(await request.content.read(MAX_BODY + 1) or b"{}")
-    if not isinstance(data, dict):
-        raise db.Invalid("the request body must be a JSON object")
-    return data
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-def _host(store: db.Store, mac: str) -> dict | None:
+def _host(store: Store, mac: str) -> dict | None:
     host = store.find_host_by_mac(mac)
     return {"name": host["name"], "mac": host["mac"], "image": host["image"], "group": host["group_name"]} \
         if host else None
@@ -97,29 +84,28 @@ def _host(store: db.Store, mac: str) -> dict | None:
 
 async def login(request: web.Request) -> web.Response:
     state = request.app[MENU]
-    body = await _body(request)
-    mac = db.normalize_mac(str(body.get("mac", "")))
+    body = await read_json(request, MAX_BODY)
+    mac = normalize_mac(str(body.get("mac", "")))
     password = body.get("password")
     if not isinstance(password, str) or not password:
-        raise db.Invalid("give the technician password (or the admin token)")
-    if not state.failed_login_allowed():
-        return web.json_response({"error": "too many failed logins; wait a minute"}, status=429,
-                                 headers={"Retry-After": "60"})
+        raise Invalid("give the technician password (or the admin token)")
+    if state.failed_logins.full():
+        raise RateLimited("too many failed logins; wait a minute", retry_after=60)
     by = None
-    if hmac.compare_digest(password.encode(), state.config["admin_token"].encode()):
+    if hmac.compare_digest(password.encode(), state.config.admin_token.encode()):
         by = "admin"
     else:
-        stored = menudb.technician_password(state.store.conn)
+        stored = state.store.technician_password()
         # PBKDF2 takes a moment: off the event loop, so boots and progress reports are not held up.
-        if stored and await asyncio.get_running_loop().run_in_executor(
-                None, menudb.password_matches, stored, password):
-            by = "technician"
+        if stored is not None:
+            matches: bool = await asyncio.to_thread(password_matches, stored, password)
+            by = "technician" if matches else None
     if by is None:
-        state.failures.append(time.monotonic())
+        state.failed_logins.record()
         log.warning("menu login refused for %s", mac)
-        return _json({"error": "wrong password"}, 401)
+        raise Unauthorized("wrong password")
     log.info("menu login for %s (%s credential)", mac, by)
-    return _json({"session": state.open(mac, by), "expires_in": SESSION_IDLE, "host": _host(state.store, mac)})
+    return json_response({"session": state.open(mac, by), "expires_in": SESSION_IDLE, "host": _host(state.store, mac)})
 
 
 async def lists(request: web.Request) -> web.Response:
@@ -129,7 +115,7 @@ async def lists(request: web.Request) -> web.Response:
     images = [{"name": i["name"], "type": i["type"], "captured": bool(i["captured"]),
                "description": i["description"], "group": i["group_name"]} for i in store.images()]
     host_groups = sorted({h["group_name"] for h in store.hosts() if h.get("group_name")})
-    return _json({"images": images, "host_groups": host_groups,
+    return json_response({"images": images, "host_groups": host_groups,
                   "storage_groups": [g["name"] for g in store.groups()], "host": _host(store, session.mac)})
 
 
@@ -137,46 +123,46 @@ async def add_image(request: web.Request) -> web.Response:
     """Capture to a new image: the image record first, in the named storage group or the only/default one."""
     state = request.app[MENU]
     state.session(request)
-    body = await _body(request)
-    group = body.get("group")
+    body = await read_json(request, MAX_BODY)
+    group = optional_str(body, "group")
     if group is None:
         names = [g["name"] for g in state.store.groups()]
-        group = names[0] if len(names) == 1 else storagedb.DEFAULT_GROUP if storagedb.DEFAULT_GROUP in names else None
+        group = names[0] if len(names) == 1 else DEFAULT_GROUP if DEFAULT_GROUP in names else None
         if group is None:
-            raise db.Invalid("several storage groups: name the image's group")
-    image = state.store.add_image(body.get("name"), description=str(body.get("description", ""))[:200],
-                                  type_=body.get("type", "resizable"), group=group)
+            raise Invalid("several storage groups: name the image's group")
+    image = state.store.add_image(optional_str(body, "name") or "",
+                                  description=(optional_str(body, "description", "") or "")[:200],
+                                  type_=optional_str(body, "type", "resizable") or "", group=group)
     log.info("menu: image %s added (group %s)", image["name"], group)
-    return _json({"name": image["name"], "type": image["type"], "group": image["group_name"]}, 201)
+    return json_response({"name": image["name"], "type": image["type"], "group": image["group_name"]}, 201)
 
 
 async def add_task(request: web.Request) -> web.Response:
     state = request.app[MENU]
     session = state.session(request)
-    body = await _body(request)
+    body = await read_json(request, MAX_BODY)
     unknown = sorted(set(body) - {"type", "image", "disk", "partition", "options"})
     if unknown:
-        raise db.Invalid(f"unknown fields: {', '.join(unknown)}")
+        raise Invalid(f"unknown fields: {', '.join(unknown)}")
     host = state.store.find_host_by_mac(session.mac)
     if host is None:
-        raise db.NotFound(f"MAC {session.mac} is not registered: register this machine first")
-    task = state.store.add_task(host["name"], body.get("type", ""), body.get("image"), disk=body.get("disk"),
-                                partition=body.get("partition"), options=body.get("options"), origin="menu")
+        raise NotFound(f"MAC {session.mac} is not registered: register this machine first")
+    task = state.store.add_task(host["name"], optional_str(body, "type", "") or "", optional_str(body, "image"),
+                                disk=optional_str(body, "disk"), partition=optional_int(body, "partition"),
+                                options=optional_object(body, "options"), origin="menu")
     log.info("menu: task %d (%s) for %s", task["id"], task["type"], host["name"])
-    return _json({"task": {k: v for k, v in task.items() if k != "token"}, "token": task["token"]}, 201)
+    return json_response({"task": {k: v for k, v in task.items() if k != "token"}, "token": task["token"]}, 201)
 
 
 async def set_technician_password(request: web.Request) -> web.Response:
     """Admin: set (or, with null, remove) the password technicians type at the menu."""
-    body = await _body(request)
-    try:
-        menudb.set_technician_password(request.app[MENU].store.conn, body.get("password"))
-    except menudb.Invalid as exc:
-        raise db.Invalid(str(exc)) from exc
-    return _json({"technician_password": body.get("password") is not None})
+    body = await read_json(request, MAX_BODY)
+    password = optional_str(body, "password")
+    request.app[MENU].store.set_technician_password(password)
+    return json_response({"technician_password": password is not None})
 
 
-def routes(admin_only: Callable[[Callable[[web.Request], Awaitable[web.Response]]], Any]) -> list:
+def routes(admin_only: Callable[[Handler], Handler]) -> list[web.RouteDef]:
     return [
         web.post("/api/menu/login", login),
         web.get("/api/menu/lists", lists),

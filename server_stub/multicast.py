@@ -20,14 +20,17 @@ import logging
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from contract.manifest import MANIFEST, NotMulticastable, multicast_streams
 from contract.versions import version_of_link
 
-from server_stub import db, udpcast
+from server_stub import udpcast
+from server_stub.config import ServerConfig
+from server_stub.errors import Conflict, Invalid
+from server_stub.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,10 @@ def parse_rate(text: str | int | None) -> int | None:
     else:
         m = _RATE.match(str(text).strip())
         if not m:
-            raise db.Invalid(f"rate {text!r}: bits per second like 200m, 1g or 500000")
+            raise Invalid(f"rate {text!r}: bits per second like 200m, 1g or 500000")
         value = int(float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()])
     if value < 100_000:
-        raise db.Invalid(f"rate {text!r} is below 100 kbit/s")
+        raise Invalid(f"rate {text!r} is below 100 kbit/s")
     return value
 
 
@@ -57,14 +60,14 @@ def image_files(manifest: dict) -> list[str]:
     try:
         return multicast_streams(manifest)
     except NotMulticastable as exc:
-        raise db.Invalid(str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
-def local_image(store: db.Store, image: dict) -> tuple[dict, str, str]:
+def local_image(store: Store, image: dict) -> tuple[dict, str, str]:
     """(node, version directory, version) of the image's current version on a node this server reaches as a
     local directory (its --rsync-target): udp-sender reads the files from there."""
     if not image["captured"]:
-        raise db.Conflict(f"image {image['name']} has never been captured; nothing to send")
+        raise Conflict(f"image {image['name']} has never been captured; nothing to send")
     names = [image["storage"]] + [n for n in image["replicas"] if n != image["storage"]]
     for name in names:
         node = store.storage(name)
@@ -79,50 +82,53 @@ def local_image(store: db.Store, image: dict) -> tuple[dict, str, str]:
         version = version_of_link(image["name"], pointed)
         if version and os.path.isfile(os.path.join(target, pointed, MANIFEST)):
             return node, os.path.join(target, pointed), version
-    raise db.Conflict(f"no node holding image {image['name']} is a directory on this server: give its node a "
+    raise Conflict(f"no node holding image {image['name']} is a directory on this server: give its node a "
                       "local --rsync-target (imager-server storage set NODE --rsync-target /path/of/the/export)")
 
 
-def interface_address(interface: str) -> str | None:
-    """The interface's IPv4 address (what clients give udp-receiver as --mcast-rdv-address)."""
-    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", interface], capture_output=True, text=True)
+async def _ip_json(*args: str) -> list[dict[str, Any]]:
+    """``ip -j ARGS`` parsed, off the event loop (an asyncio subprocess); [] when ip fails or says nothing."""
     try:
-        for link in json.loads(out.stdout or "[]"):
-            for addr in link.get("addr_info", []):
-                return addr["local"]
-    except (ValueError, KeyError):
-        pass
+        proc = await asyncio.create_subprocess_exec("ip", "-j", *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+    except OSError:
+        return []
+    out, _ = await proc.communicate()
+    try:
+        found = json.loads(out or b"[]")
+    except ValueError:
+        return []
+    return found if isinstance(found, list) else []
+
+
+async def interface_address(interface: str) -> str | None:
+    """The interface's IPv4 address (what clients give udp-receiver as --mcast-rdv-address)."""
+    for link in await _ip_json("-4", "addr", "show", "dev", interface):
+        for addr in link.get("addr_info", []):
+            return addr.get("local")
     return None
 
 
-def interface_for(address: str) -> str | None:
+async def interface_for(address: str) -> str | None:
     """The interface holding ``address`` (the server's --bind), or the default route's."""
-    out = subprocess.run(["ip", "-j", "-4", "addr", "show"], capture_output=True, text=True)
-    try:
-        links = json.loads(out.stdout or "[]")
-    except ValueError:
-        links = []
     if address not in ("", "0.0.0.0"):
-        for link in links:
+        for link in await _ip_json("-4", "addr", "show"):
             if any(a.get("local") == address for a in link.get("addr_info", [])):
-                return link["ifname"]
-    route = subprocess.run(["ip", "-j", "-4", "route", "show", "default"], capture_output=True, text=True)
-    try:
-        return (json.loads(route.stdout or "[]") or [{}])[0].get("dev")
-    except ValueError:
-        return None
+                return link.get("ifname")
+    routes = await _ip_json("-4", "route", "show", "default")
+    return routes[0].get("dev") if routes else None
 
 
 class MulticastManager:
     """Runs every active session of the server inside its event loop."""
 
-    def __init__(self, store: db.Store, config: dict) -> None:
+    def __init__(self, store: Store, config: ServerConfig) -> None:
         self.store = store
         self.config = config
         self.runs: dict[int, asyncio.Task] = {}
         self.senders: dict[int, udpcast.SenderProcess] = {}
-        self.log_dir = Path(config.get("data_dir") or ".") / "multicast"
-        self.program = config.get("udp_sender", udpcast.UDP_SENDER)
+        self.log_dir = Path(config.data_dir) / "multicast"
+        self.program = udpcast.UDP_SENDER
 
     # --- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -153,20 +159,20 @@ class MulticastManager:
             os.kill(pid, signal.SIGKILL)
 
     # --- commands -----------------------------------------------------------
-    def create(self, image_name: str, hosts: list[str], *, min_receivers: int | None = None, max_wait: int = 300,
-               rate: str | int | None = None, interface: str | None = None, disk: str | None = None,
-               after: str = "reboot") -> dict:
+    async def create(self, image_name: str, hosts: list[str], *, min_receivers: int | None = None,
+                     max_wait: int = 300, rate: str | int | None = None, interface: str | None = None,
+                     disk: str | None = None, after: str = "reboot") -> dict:
         image = self.store.image(image_name)
         node, image_dir, version = local_image(self.store, image)
         files = image_files(json.loads(Path(image_dir, MANIFEST).read_text()))
-        interface = interface or self.config.get("multicast_interface") or interface_for(self.config.get("bind", ""))
+        interface = interface or await interface_for(self.config.bind)
         if interface is None:
-            raise db.Invalid("no network interface for udp-sender: give --interface")
+            raise Invalid("no network interface for udp-sender: give --interface")
         try:  # the same checks udp-sender's command line gets
             udpcast.sender_argv(udpcast.SenderOptions(interface=interface, min_receivers=1,
                                                       max_bitrate=parse_rate(rate)))
         except udpcast.UdpcastError as exc:
-            raise db.Invalid(str(exc)) from None
+            raise Invalid(str(exc)) from None
         session = self.store.add_session(image, hosts, min_receivers=min_receivers, max_wait=max_wait,
                                          rate=parse_rate(rate), interface=interface, image_dir=image_dir,
                                          version=version, files=files, storage_id=node["id"], disk=disk, after=after)
@@ -184,18 +190,18 @@ class MulticastManager:
             await asyncio.gather(run, return_exceptions=True)
         return self.store.session(session_id)
 
-    def checkin(self, task: dict, address: str | None) -> tuple[dict, dict]:
+    async def checkin(self, task: dict, address: str | None) -> tuple[dict, dict]:
         task, answer = self.store.multicast_checkin(task, address)
-        answer["sender"] = self._rdv_address(answer["session"])
+        answer["sender"] = await self._rdv_address(answer["session"])
         return task, answer
 
-    def ready(self, task_id: int) -> dict:
+    async def ready(self, task_id: int) -> dict:
         answer = self.store.multicast_ready(task_id)
-        answer["sender"] = self._rdv_address(answer["session"])
+        answer["sender"] = await self._rdv_address(answer["session"])
         return answer
 
-    def _rdv_address(self, session_id: int) -> str | None:
-        return interface_address(self.store.session(session_id)["interface"])
+    async def _rdv_address(self, session_id: int) -> str | None:
+        return await interface_address(self.store.session(session_id)["interface"])
 
     # --- the session --------------------------------------------------------
     def _launch(self, session_id: int) -> None:
@@ -232,7 +238,7 @@ class MulticastManager:
             log.exception("multicast session %d", session_id)
             try:
                 self.store.multicast_end(session_id, "failed", f"internal error: {exc!r}")
-            except db.Conflict:
+            except Conflict:
                 pass
 
     async def _wait_for_receivers(self, session_id: int) -> bool:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from typing import Callable
+from typing import Any, Callable
 
-Call = Callable[..., object]
+Call = Callable[..., Any]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,72 +1,59 @@
 """HTTP routes of multicast sessions (admin: create, list, show, go, cancel; client: ready)."""
 from __future__ import annotations
 
-import json
-from typing import Awaitable, Callable
+from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from server_stub import db
+from server_stub.errors import Invalid
+from server_stub.http import (Handler, json_response, optional_int, optional_str, path_id, read_json,
+                              require_str, require_str_list)
 from server_stub.multicast import MulticastManager
 
 MULTICAST = web.AppKey("multicast", MulticastManager)
-Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, default=str), status=status, content_type="application/json")
-
-
-async def _body(request: web.Request) -> dict:
-    data = await request.json()
-    if not isinstance(data, dict):
-        raise db.Invalid("the request body must be a JSON object")
-    return data
-
-
-def _int(body: dict, key: str, default: int | None) -> int | None:
-    value = body.get(key, default)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise db.Invalid(f"{key} must be a whole number")
-    return value
 
 
 async def create_session(request: web.Request) -> web.Response:
-    body = await _body(request)
-    hosts = body.get("hosts")
-    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
-        raise db.Invalid("hosts must be a list of host names or MACs")
-    session = request.app[MULTICAST].create(
-        str(body["image"]), hosts, min_receivers=_int(body, "min_receivers", None),
-        max_wait=_int(body, "max_wait", 300), rate=body.get("rate"), interface=body.get("interface"),
-        disk=body.get("disk"), after=body.get("after", "reboot"))
-    return _json(session, 201)
+    body = await read_json(request)
+    rate = body.get("rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (str, int))):
+        raise Invalid("rate must be bits per second, like 200m or 500000")
+    max_wait = optional_int(body, "max_wait", 300)
+    if max_wait is None:
+        raise Invalid("max_wait is whole seconds ≥ 0")
+    session = await request.app[MULTICAST].create(
+        require_str(body, "image"), require_str_list(body, "hosts"),
+        min_receivers=optional_int(body, "min_receivers"), max_wait=max_wait,
+        rate=rate, interface=optional_str(body, "interface"), disk=optional_str(body, "disk"),
+        after=optional_str(body, "after", "reboot") or "")
+    return json_response(session, 201)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return _json(request.app[MULTICAST].store.sessions())
+    return json_response(request.app[MULTICAST].store.sessions())
 
 
 async def show_session(request: web.Request) -> web.Response:
-    return _json(request.app[MULTICAST].store.session(int(request.match_info["id"])))
+    return json_response(request.app[MULTICAST].store.session(path_id(request, "multicast session")))
 
 
 async def go_session(request: web.Request) -> web.Response:
-    return _json(request.app[MULTICAST].go(int(request.match_info["id"])))
+    return json_response(request.app[MULTICAST].go(path_id(request, "multicast session")))
 
 
 async def cancel_session(request: web.Request) -> web.Response:
-    return _json(await request.app[MULTICAST].cancel(int(request.match_info["id"])))
+    return json_response(await request.app[MULTICAST].cancel(path_id(request, "multicast session")))
 
 
-def client_ready(authorized: Callable[[web.Request], dict]) -> Handler:
+def client_ready(authorized: Callable[[web.Request], dict[str, Any]]) -> Handler:
     async def ready(request: web.Request) -> web.Response:
         task = authorized(request)
-        return _json(request.app[MULTICAST].ready(task["id"]))
+        return json_response(await request.app[MULTICAST].ready(task["id"]))
     return ready
 
 
-def routes(admin_only: Callable[[Handler], Handler], authorized: Callable[[web.Request], dict]) -> list:
+def routes(admin_only: Callable[[Handler], Handler],
+           authorized: Callable[[web.Request], dict[str, Any]]) -> list[web.RouteDef]:
     return [
         web.get("/api/multicast", admin_only(list_sessions)), web.post("/api/multicast", admin_only(create_session)),
         web.get("/api/multicast/{id:\\d+}", admin_only(show_session)),
@@ -77,7 +64,7 @@ def routes(admin_only: Callable[[Handler], Handler], authorized: Callable[[web.R
     ]
 
 
-async def lifecycle(app: web.Application):
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
     """Sessions run inside the server's loop; stopping the server stops every udp-sender."""
     app[MULTICAST].start()
     yield

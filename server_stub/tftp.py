@@ -18,13 +18,14 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 RRQ, WRQ, DATA, ACK, ERROR, OACK = 1, 2, 3, 4, 5, 6
-ERR_NOT_FOUND, ERR_ACCESS, ERR_ILLEGAL, ERR_OPTION = 1, 2, 4, 8
+ERR_UNDEFINED, ERR_NOT_FOUND, ERR_ACCESS, ERR_ILLEGAL, ERR_OPTION = 0, 1, 2, 4, 8
 DEFAULT_BLKSIZE = 512
 MAX_BLKSIZE = 65464
 MAX_WINDOW = 64  # RFC 7440 allows 65535; 64 blocks in flight is plenty and bounds the memory per transfer
 RETRIES = 5
 
-DynamicFiles = Callable[[str, str], bytes | None]  # (path, client ip) → content, or None to look on disk
+DynamicFiles = Callable[[str, str], bytes | None]
+Address = tuple[str, int]  # (path, client ip) → content, or None to look on disk
 
 
 def safe_path(root: str, requested: str) -> str | None:
@@ -63,10 +64,7 @@ class _Listener(asyncio.DatagramProtocol):
     def __init__(self, server: "TftpServer") -> None:
         self.server = server
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr: Address) -> None:
         task = asyncio.get_running_loop().create_task(self.server.handle(data, addr))
         self.server.transfers.add(task)
         task.add_done_callback(self.server.transfers.discard)
@@ -78,7 +76,7 @@ class TftpServer:
         self.dynamic = dynamic
         self.timeout = timeout
         self.transfers: set[asyncio.Task] = set()
-        self.transport = None
+        self.transport: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -102,7 +100,7 @@ class TftpServer:
             return None
         return open(real, "rb")
 
-    async def handle(self, packet: bytes, addr) -> None:
+    async def handle(self, packet: bytes, addr: Address) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         bind_ip = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
@@ -123,7 +121,12 @@ class TftpServer:
             if mode not in ("octet", "netascii"):  # also what is left of a name cut short by a NUL byte
                 await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, f"unsupported mode {mode[:20]!r}"), addr)
                 return
-            source = self._open(filename, addr[0])
+            try:
+                source = self._open(filename, addr[0])
+            except Exception:  # a bug behind a generated file: the client hears of it, the log says what
+                log.exception("TFTP %s: %s", addr[0], filename)
+                await loop.sock_sendto(sock, _error_packet(ERR_UNDEFINED, "server error"), addr)
+                return
             if source is None:
                 log.info("TFTP %s: %s not found", addr[0], filename)
                 await loop.sock_sendto(sock, _error_packet(ERR_NOT_FOUND, "file not found"), addr)
@@ -133,7 +136,7 @@ class TftpServer:
         finally:
             sock.close()
 
-    async def _send(self, sock: socket.socket, addr, source: io.BufferedIOBase, options: dict[str, str],
+    async def _send(self, sock: socket.socket, addr: Address, source: io.BufferedIOBase, options: dict[str, str],
                     filename: str) -> None:
         blksize, timeout, window, accepted = DEFAULT_BLKSIZE, self.timeout, 1, {}
         if "blksize" in options and options["blksize"].isdigit():
@@ -190,7 +193,8 @@ class TftpServer:
                 log.info("TFTP %s: sent %s", addr[0], filename)
                 return
 
-    async def _wait_ack(self, sock: socket.socket, addr, acked: int, top: int, timeout: float) -> int | bool | None:
+    async def _wait_ack(self, sock: socket.socket, addr: Address, acked: int, top: int,
+                        timeout: float) -> int | bool | None:
         """The absolute block number that a client ACK in (acked, top] names; None on timeout; False on ERROR.
 
         ACKs of blocks before the window (duplicates, or a client asking for a resend of the window) are

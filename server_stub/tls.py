@@ -11,9 +11,10 @@ import hashlib
 import re
 import ssl
 from pathlib import Path
-from typing import Awaitable, Callable
-
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from server_stub.errors import Forbidden
 
 # Served on plain HTTP even with TLS on: they carry no secret.
 PLAIN_API_PATHS = ("/api/openapi.yaml",)
@@ -48,12 +49,11 @@ def api_url(base_url: str, https_port: int) -> str:
     return f"https://{match.group(1)}:{https_port}"
 
 
-def https_only_api(https_port: int) -> Callable:
+def https_only_api(https_port: int) -> Middleware:
     """Middleware: an /api/ call over plain HTTP is refused, so tokens do not travel in clear by mistake."""
     @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.secure and request.path.startswith("/api/") and request.path not in PLAIN_API_PATHS:
-            return web.json_response({"error": f"this server takes API calls over https only (port {https_port})"},
-                                     status=403)
+            raise Forbidden(f"this server takes API calls over https only (port {https_port})")
         return await handler(request)
     return middleware

@@ -1,86 +1,39 @@
-"""HTTP: boot scripts and boot files for machines, a JSON API for clients and admins."""
+"""HTTP: boot scripts and boot files for machines, a JSON API for clients and admins.
+
+Errors, bodies and rate limits: server_stub/http.py; what a MAC boots: server_stub/boot.py.
+"""
 from __future__ import annotations
 
-import collections
 import hmac
-import json
 import logging
 import os
-import time
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from server_stub import apidoc, tls
-from server_stub import menuapi
 from contract import inventory
-from server_stub import bootpolicy, db, multicast, multicastweb, replication
+from contract.errorcodes import ERROR_CODES, ErrorReport
+from server_stub import apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
+from server_stub.config import ServerConfig
+from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
+from server_stub.store import Store
+from server_stub.store.validate import check_name
+from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
+                              optional_int, optional_object, optional_str, path_id, read_json, require_str,
+                              require_str_list)
+from server_stub.store import Store
+from server_stub.store.validate import check_name
 
 log = logging.getLogger(__name__)
 
-STORE = web.AppKey("store", db.Store)
-CONFIG = web.AppKey("config", dict)
+STORE = web.AppKey("store", Store)
+CONFIG = web.AppKey("config", ServerConfig)
 REPLICATOR = web.AppKey("replicator", replication.Replicator)
-
-
-class RateLimit:
-    """At most ``per_minute`` events in any 60 s window (a sliding log: registrations are rare)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self.times: collections.deque[float] = collections.deque()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        while self.times and now - self.times[0] > 60:
-            self.times.popleft()
-        if len(self.times) >= self.per_minute:
-            return False
-        self.times.append(now)
-        return True
-
-
+BOOT = web.AppKey("boot", boot.BootService)
 LIMITER = web.AppKey("register_limiter", RateLimit)
 
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
-
-
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
-    try:
-        return await handler(request)
-    except (db.Invalid, inventory.InvalidInventory) as exc:
-        return _json({"error": str(exc)}, 400)
-    except db.NotFound as exc:
-        return _json({"error": str(exc)}, 404)
-    except db.Conflict as exc:
-        return _json({"error": str(exc)}, 409)
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        return _json({"error": f"bad request body: {exc}"}, 400)
-
-
-def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
-    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size, content_type="application/json",
-                                         text=json.dumps({"error": f"request body larger than {limit} bytes"}))
-
-
-async def _body(request: web.Request, limit: int | None = None) -> dict:
-    if limit is not None:  # client calls that carry an inventory: never read more than the limit
-        if (request.content_length or 0) > limit:
-            raise _too_large(limit, request.content_length or 0)
-        raw = b""
-        while chunk := await request.content.read(limit + 1 - len(raw)):
-            raw += chunk
-            if len(raw) > limit:  # chunked, or a Content-Length that lied
-                raise _too_large(limit, len(raw))
-        data = json.loads(raw or b"{}")
-    else:
-        data = await request.json()
-    if not isinstance(data, dict):
-        raise db.Invalid("the request body must be a JSON object")
-    return data
+# Errors raised outside server_stub.errors, and the answer each means.
+TRANSLATED_ERRORS: dict[type[Exception], type[ApiError]] = {inventory.InvalidInventory: Invalid}
 
 
 def _public_task(task: dict) -> dict:
@@ -90,185 +43,161 @@ def _public_task(task: dict) -> dict:
 
 # --- boot --------------------------------------------------------------------
 
-def boot_context(request: web.Request) -> bootpolicy.BootContext:
-    config = request.app[CONFIG]
-    base = config.get("public_url") or f"http://{request.host}"
-    return bootpolicy.BootContext(base_url=base,
-                                  extra_args=config.get("kernel_args", bootpolicy.BootContext.extra_args),
-                                  unknown_hosts=config.get("unknown_hosts", "menu"),
-                                  menu_timeout=config.get("menu_timeout", 3),
-                                  **tls_boot_args(base, config.get("tls")))
-
-
-def tls_boot_args(base: str, tls_config: dict | None) -> dict:
-    """With serve --tls-cert: the imaging environment calls the API over https and pins the certificate."""
-    if not tls_config:
-        return {}
-    return {"api_url": tls.api_url(base, tls_config["https_port"]), "server_fp": tls_config["fingerprint"]}
-
-
-def decide_for_mac(store: db.Store, mac: str, ctx: bootpolicy.BootContext) -> bootpolicy.BootSpec:
-    mac = db.normalize_mac(mac)
-    host = store.find_host_by_mac(mac)
-    task = store.active_task_for_mac(mac) if host else None
-    spec = bootpolicy.decide(mac, host, task, ctx)
-    decision = bootpolicy.describe(spec)
-    store.log_boot(mac, decision, task["id"] if task else None)
-    log.info("boot %s → %s", mac, decision)
-    return spec
-
-
 async def boot_script(request: web.Request) -> web.Response:
-    spec = decide_for_mac(request.app[STORE], request.match_info["mac"], boot_context(request))
+    service = request.app[BOOT]
+    spec = service.decide_for_mac(request.match_info["mac"], service.http_base(request.host))
     return web.Response(text=bootpolicy.render_ipxe(spec), content_type="text/plain")
 
 
 async def chain_script(request: web.Request) -> web.Response:
-    return web.Response(text=bootpolicy.render_chain_script(boot_context(request).base_url), content_type="text/plain")
+    base = request.app[BOOT].http_base(request.host)
+    return web.Response(text=bootpolicy.render_chain_script(base), content_type="text/plain")
 
 
 async def boot_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name not in ("vmlinuz", "initrd.img"):
-        raise web.HTTPNotFound()
-    path = os.path.join(request.app[CONFIG]["boot_dir"], name)
+        raise NotFound(f"no boot file {name!r}")
+    path = os.path.join(request.app[CONFIG].boot_dir, name)
     if not os.path.isfile(path):
-        raise web.HTTPNotFound(text=f"{name} has not been built (make initramfs)")
+        raise NotFound(f"{name} has not been built (make initramfs)")
     return web.FileResponse(path)  # sends Content-Length: iPXE crawls without it
 
 
 # --- admin API ---------------------------------------------------------------
 
 async def list_hosts(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].hosts())
+    return json_response(request.app[STORE].hosts())
 
 
 async def add_host(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return _json(request.app[STORE].add_host(body["mac"], body["name"]), 201)
+    body = await read_json(request)
+    return json_response(request.app[STORE].add_host(require_str(body, "mac"), require_str(body, "name")), 201)
 
 
 async def show_host(request: web.Request) -> web.Response:
     store = request.app[STORE]
     host = store.host(request.match_info["key"])
-    return _json({**host, "inventory": store.inventory(host["name"])})
+    return json_response({**host, "inventory": store.inventory(host["name"])})
 
 
 async def host_inventory(request: web.Request) -> web.Response:
     found = request.app[STORE].inventory(request.match_info["key"])
     if found is None:
-        raise db.NotFound(f"host {request.match_info['key']} has sent no inventory yet")
-    return _json(found)
+        raise NotFound(f"host {request.match_info['key']} has sent no inventory yet")
+    return json_response(found)
 
 
 async def list_storage(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].storage_nodes())
+    return json_response(request.app[STORE].storage_nodes())
 
 
 async def add_storage(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return _json(request.app[STORE].add_storage(
-        body["name"], body["export"], body.get("options", "vers=4.1"), group=body.get("group"),
-        master=body.get("master") is True, max_clients=body.get("max_clients"),
-        rsync_target=body.get("rsync_target")), 201)
+    body = await read_json(request)
+    return json_response(request.app[STORE].add_storage(
+        require_str(body, "name"), require_str(body, "export"), optional_str(body, "options", "vers=4.1") or "",
+        group=optional_str(body, "group"), master=optional_bool(body, "master"),
+        max_clients=optional_int(body, "max_clients"), rsync_target=optional_str(body, "rsync_target")), 201)
 
 
 async def set_storage(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return _json(request.app[STORE].set_storage(request.match_info["name"], max_clients=body.get("max_clients"),
-                                                master=body.get("master") is True,
-                                                rsync_target=body.get("rsync_target")))
+    body = await read_json(request)
+    return json_response(request.app[STORE].set_storage(
+        request.match_info["name"], max_clients=optional_int(body, "max_clients"),
+        master=optional_bool(body, "master"), rsync_target=optional_str(body, "rsync_target")))
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].groups())
+    return json_response(request.app[STORE].groups())
 
 
 async def add_group(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].add_group((await _body(request))["name"]), 201)
+    return json_response(request.app[STORE].add_group(require_str(await read_json(request), "name")), 201)
 
 
 async def replicate_image(request: web.Request) -> web.Response:
     jobs = request.app[STORE].queue_replication(request.match_info["name"])
     request.app[REPLICATOR].wake()
-    return _json(jobs, 202)
+    return json_response(jobs, 202)
 
 
 async def list_replication(request: web.Request) -> web.Response:
     jobs = request.app[STORE].replication_jobs(request.query.get("image"))
-    return _json([{k: v for k, v in j.items() if k not in ("source_target", "node_target")} for j in jobs])
+    return json_response([{k: v for k, v in j.items() if k not in ("source_target", "node_target")} for j in jobs])
 
 
 async def list_images(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].images())
+    return json_response(request.app[STORE].images())
 
 
 async def add_image(request: web.Request) -> web.Response:
-    body = await _body(request)
-    return _json(request.app[STORE].add_image(body["name"], body.get("storage"), body.get("description", ""),
-                                              body.get("type", "resizable"), group=body.get("group")), 201)
+    body = await read_json(request)
+    return json_response(request.app[STORE].add_image(
+        require_str(body, "name"), optional_str(body, "storage"), optional_str(body, "description", "") or "",
+        optional_str(body, "type", "resizable") or "", group=optional_str(body, "group")), 201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:
     include_finished = request.query.get("all", "1") != "0"
-    return _json([_public_task(t) for t in request.app[STORE].tasks(include_finished)])
+    return json_response([_public_task(t) for t in request.app[STORE].tasks(include_finished)])
 
 
 async def add_task(request: web.Request) -> web.Response:
-    body = await _body(request)
-    options = {"disk": body.get("disk"), "after": body.get("after", "reboot"), "partition": body.get("partition"),
-               "options": body.get("options")}
+    body = await read_json(request)
+    store = request.app[STORE]
+    type_, image = require_str(body, "type"), optional_str(body, "image")
+    options: dict[str, Any] = {
+        "disk": optional_str(body, "disk"), "after": optional_str(body, "after", "reboot") or "",
+        "partition": optional_int(body, "partition"), "options": optional_object(body, "options")}
     if "hosts" in body:  # several machines at once: all tasks or none
-        if not isinstance(body["hosts"], list):
-            raise db.Invalid("hosts must be a list")
-        tasks = request.app[STORE].add_tasks(body["hosts"], body["type"], body.get("image"), **options)
-        return _json([_public_task(t) for t in tasks], 201)
-    task = request.app[STORE].add_task(body["host"], body["type"], body.get("image"), **options)
-    return _json(_public_task(task), 201)
+        tasks = store.add_tasks(require_str_list(body, "hosts"), type_, image, **options)
+        return json_response([_public_task(t) for t in tasks], 201)
+    task = store.add_task(require_str(body, "host"), type_, image, **options)
+    return json_response(_public_task(task), 201)
 
 
 async def get_task(request: web.Request) -> web.Response:
-    return _json(_public_task(request.app[STORE].task(int(request.match_info["id"]))))
+    return json_response(_public_task(request.app[STORE].task(path_id(request, "task"))))
 
 
 async def cancel_task(request: web.Request) -> web.Response:
-    return _json(_public_task(request.app[STORE].cancel_task(int(request.match_info["id"]))))
+    return json_response(_public_task(request.app[STORE].cancel_task(path_id(request, "task"))))
 
 
 async def boot_log(request: web.Request) -> web.Response:
-    return _json(request.app[STORE].boot_log(request.query.get("mac")))
+    return json_response(request.app[STORE].boot_log(request.query.get("mac")))
 
 
 # --- client API (per-task token) -----------------------------------------------
 
-def _authorized_task(request: web.Request) -> dict:
-    store = request.app[STORE]
+def authorized_task(request: web.Request) -> dict:
+    """The task of the path, if the request carries its token; 401 alike for an unknown task or a wrong token."""
     try:
-        task = store.task(int(request.match_info["id"]))
-    except db.NotFound:
-        raise web.HTTPUnauthorized(text='{"error": "unknown task or token"}', content_type="application/json")
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        task = request.app[STORE].task(path_id(request, "task"))
+    except NotFound:
+        raise Unauthorized("unknown task or token") from None
+    given = bearer_token(request)
     if not given or not hmac.compare_digest(given, task["token"]):
-        raise web.HTTPUnauthorized(text='{"error": "unknown task or token"}', content_type="application/json")
+        raise Unauthorized("unknown task or token")
     return task
 
 
 async def client_checkin(request: web.Request) -> web.Response:
-    task = _authorized_task(request)
+    task = authorized_task(request)
     store = request.app[STORE]
     session = None
     try:
         if task["type"] == "multicast":  # join the session, or fall back to unicast (server_stub/multicast.py)
-            task, session = request.app[multicastweb.MULTICAST].checkin(task, request.remote)
+            task, session = await request.app[multicastweb.MULTICAST].checkin(task, request.remote)
         else:
             task = store.start_task(task["id"])
-    except db.StorageBusy as busy:  # "message": what boot images before storage groups read
-        return _json({"wait": True, "retry_after": 5, "position": busy.position, "reason": str(busy),
-                      "message": str(busy)})
+    except StorageBusy as busy:  # "message": what boot images before storage groups read
+        return json_response({"wait": True, "retry_after": 5, "position": busy.position, "reason": str(busy),
+                              "message": str(busy)})
     image = store.image(task["image"]) if task["image"] else None
     node_name = task["storage"] or (session or {}).get("storage")
     node = store.storage(node_name) if node_name else None
-    return _json({
+    return json_response({
         "id": task["id"], "type": task["type"], "state": task["state"], "disk": task["disk"],
         "partition": task["partition"], "after": task["after"], "options": task.get("options"),
         # FOG renames the deployed system after its host record; a host name is a valid hostname.
@@ -281,75 +210,91 @@ async def client_checkin(request: web.Request) -> web.Response:
 
 
 async def client_progress(request: web.Request) -> web.Response:
-    task = _authorized_task(request)
-    request.app[STORE].record_progress(task["id"], await _body(request))
-    return _json({"ok": True})
+    task = authorized_task(request)
+    request.app[STORE].record_progress(task["id"], await read_json(request))
+    return json_response({"ok": True})
 
 
 async def client_done(request: web.Request) -> web.Response:
-    task = _authorized_task(request)
-    body = await _body(request, inventory.MAX_BODY)
-    result = body.get("result", {})
-    if not isinstance(result, dict):
-        raise db.Invalid("result must be an object")
+    task = authorized_task(request)
+    body = await read_json(request, inventory.MAX_BODY)
+    result = optional_object(body, "result") or {}
     # Any task may bring the machine's inventory (an inventory task always does); it is the task's host's.
     found = inventory.clean(result.pop("inventory")) if "inventory" in result else None
     request.app[STORE].finish_task(task["id"], result, inventory=found)
     if task["type"] == "capture":  # the capture queued copies to the group's other nodes
         request.app[REPLICATOR].wake()
-    return _json({"ok": True})
+    return json_response({"ok": True})
 
 
 async def client_register(request: web.Request) -> web.Response:
     """An unknown machine registers itself (no task, so no token): see docs/task-json.md for the limits."""
     config = request.app[CONFIG]
-    if config.get("unknown_hosts", "menu") == "local":
-        return _json({"error": "registration is disabled on this server (--unknown-hosts local)"}, 403)
-    if not request.app[LIMITER].allow():
-        return web.json_response({"error": "too many registrations; try again shortly"}, status=429,
-                                 headers={"Retry-After": "10"})
-    body = await _body(request, inventory.MAX_BODY)
+    if config.unknown_hosts == "local":
+        raise Forbidden("registration is disabled on this server (--unknown-hosts local)")
+    request.app[LIMITER].take("too many registrations; try again shortly", retry_after=10)
+    body = await read_json(request, inventory.MAX_BODY)
     unknown = sorted(set(body) - {"mac", "inventory", "hostname", "image", "group"})
     if unknown:
-        raise db.Invalid(f"unknown fields: {', '.join(unknown[:5])}")
+        raise Invalid(f"unknown fields: {', '.join(unknown[:5])}")
     found = inventory.clean(body.get("inventory", {}))
-    image = db.check_name(body["image"], "image") if body.get("image") is not None else None
-    host = request.app[STORE].register_host(
-        str(body.get("mac", "")), found, name=body.get("hostname"), image=image,
-        group=body.get("group"), prefix=config.get("register_prefix", "mac"))
+    image = check_name(body["image"], "image") if body.get("image") is not None else None
+    # hostname and group of any type: the store's name check refuses them, naming what was sent
+    host = request.app[STORE].register_host(str(body.get("mac", "")), found, name=body.get("hostname"), image=image,
+                                            group=body.get("group"), prefix=config.register_prefix)
     log.info("registered %s as %s (%s)", host["mac"], host["name"], host["registered"])
-    return _json({"host": {"mac": host["mac"], "name": host["name"], "registered": host["registered"],
-                           "image": host["image"], "group": host["group_name"]}}, 201)
+    return json_response({"host": {"mac": host["mac"], "name": host["name"], "registered": host["registered"],
+                                   "image": host["image"], "group": host["group_name"]}}, 201)
+
+
+def error_report(value: Any) -> ErrorReport:
+    """The ``error`` of a failure report: a known code (contract.errorcodes), a message, a hint, details."""
+    if not isinstance(value, dict):
+        raise Invalid("error must be an object with code, message, hint and details")
+    code = value.get("code")
+    if code is None:
+        raise Invalid("error.code is missing: one of contract.errorcodes.ERROR_CODES")
+    if not isinstance(code, str) or code not in ERROR_CODES:
+        raise Invalid(f"error.code {code!r} is not a known error code (contract.errorcodes.ERROR_CODES); "
+                      "is the boot image older or newer than the server?", known=sorted(ERROR_CODES))
+    message, hint, details = value.get("message"), value.get("hint", ""), value.get("details", {})
+    if not isinstance(message, str) or not isinstance(hint, str) or not isinstance(details, dict):
+        raise Invalid("error.message and error.hint must be strings, error.details an object")
+    return {"code": code, "message": message, "hint": hint, "details": details}
 
 
 async def client_failed(request: web.Request) -> web.Response:
-    task = _authorized_task(request)
-    body = await _body(request)
-    error = body.get("error") if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
-    request.app[STORE].fail_task(task["id"], error, str(body.get("log", "")))
-    log.warning("task %d failed: %s", task["id"], error.get("message"))
-    return _json({"ok": True})
+    task = authorized_task(request)
+    body = await read_json(request)
+    error = error_report(body.get("error"))
+    request.app[STORE].fail_task(task["id"], dict(error), str(body.get("log", "")))
+    log.warning("task %d failed: %s: %s", task["id"], error["code"], error["message"])
+    return json_response({"ok": True})
 
 
-def admin_only(handler: Callable[[web.Request], Awaitable[web.Response]]):
+def admin_only(handler: Handler) -> Handler:
     """Admin calls carry the token from <data-dir>/admin.token (created at first start)."""
-    async def checked(request: web.Request) -> web.Response:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not given or not hmac.compare_digest(given, request.app[CONFIG]["admin_token"]):
-            return _json({"error": "admin credential missing or wrong (see <data-dir>/admin.token)"}, 401)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        given = bearer_token(request)
+        if not given or not hmac.compare_digest(given, request.app[CONFIG].admin_token):
+            raise Unauthorized("admin credential missing or wrong (see <data-dir>/admin.token)")
         return await handler(request)
     return checked
 
 
-def make_app(store: db.Store, config: dict) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json])
+def make_app(store: Store, config: ServerConfig) -> web.Application:
+    middlewares = [error_middleware(TRANSLATED_ERRORS)]
+    if config.tls is not None:  # inside the error middleware: its refusal has the same shape
+        middlewares.append(tls.https_only_api(config.tls.https_port))
+    app = web.Application(middlewares=middlewares)
     app[STORE] = store
     app[CONFIG] = config
-    app[LIMITER] = RateLimit(config.get("register_rate", 60))
+    app[BOOT] = boot.BootService(store, config)
+    app[LIMITER] = RateLimit(config.register_rate)
     app[REPLICATOR] = replication.Replicator(store)
     app[menuapi.MENU] = menuapi.MenuState(store, config)
 
-    async def replicator_life(app: web.Application):
+    async def replicator_life(app: web.Application) -> Any:
         app[REPLICATOR].start()
         yield
         await app[REPLICATOR].close()
@@ -380,7 +325,7 @@ def make_app(store: db.Store, config: dict) -> web.Application:
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),
         web.post("/api/tasks/{id:\\d+}/failed", client_failed),
-        *multicastweb.routes(admin_only, _authorized_task),
+        *multicastweb.routes(admin_only, authorized_task),
         # Unknown machines: no token exists yet; unknown MACs only, rate-limited, every field checked.
         web.post("/api/register", client_register),
         # The technician's menu: a session from the technician password or admin token (menuapi.py).

@@ -6,7 +6,9 @@ import pytest
 import requests
 import yaml
 
-from server_stub import db, webapp
+from server_stub import webapp
+from server_stub.config import ServerConfig
+from server_stub.store import Store
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
@@ -18,9 +20,9 @@ def spec() -> dict:
 
 
 def served_routes(tmp_path) -> set[tuple[str, str]]:
-    store = db.Store(str(tmp_path / "routes.sqlite3"))
+    store = Store(str(tmp_path / "routes.sqlite3"))
     try:
-        app = webapp.make_app(store, {"admin_token": "x", "boot_dir": str(tmp_path)})
+        app = webapp.make_app(store, ServerConfig(admin_token="x", boot_dir=str(tmp_path)))
         routes = set()
         for route in app.router.routes():
             if route.method in ("HEAD", "*"):  # aiohttp adds HEAD to every GET by itself

@@ -1,0 +1,80 @@
+"""Boot wiring: from a MAC (over HTTP or TFTP) to what it boots, with the boot log.
+
+server_stub/bootpolicy.py decides and renders without I/O; this module looks the host and task up,
+records each decision in the boot log, and holds the TFTP server's table of generated files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+from server_stub import bootpolicy, tls
+from server_stub.config import ServerConfig
+from server_stub.errors import Invalid
+from server_stub.store import Store
+from server_stub.store.validate import normalize_mac
+from server_stub.store import Store
+from server_stub.store.validate import normalize_mac
+
+log = logging.getLogger(__name__)
+
+_PXELINUX_CONFIG = re.compile(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})")
+_IPXE_SCRIPT = re.compile(r"boot/([0-9a-fA-F:-]{17})\.ipxe")
+PXELINUX_BOOT_FILES = ("imager/vmlinuz", "imager/initrd.img")  # pxelinux fetches over TFTP only
+
+
+class BootService:
+    def __init__(self, store: Store, config: ServerConfig) -> None:
+        self.store, self.config = store, config
+        # Everything but the URLs, which depend on how the machine reached us.
+        self._context = bootpolicy.BootContext(base_url="", extra_args=config.kernel_args,
+                                               unknown_hosts=config.unknown_hosts, menu_timeout=config.menu_timeout)
+
+    def context(self, base_url: str) -> bootpolicy.BootContext:
+        """With serve --tls-cert the imaging environment calls the API over https and pins the certificate."""
+        if self.config.tls is None:
+            return dataclasses.replace(self._context, base_url=base_url)
+        return dataclasses.replace(self._context, base_url=base_url,
+                                   api_url=tls.api_url(base_url, self.config.tls.https_port),
+                                   server_fp=self.config.tls.fingerprint)
+
+    def http_base(self, request_host: str) -> str:
+        """Our URL as a machine that asked over HTTP sees it."""
+        return self.config.public_url or f"http://{request_host}"
+
+    def ipxe_base(self) -> str:
+        """Our URL for iPXE scripts sent over TFTP: without a configured one, iPXE fills in the address it
+        fetched the script from (wrong behind proxyDHCP, where next-server is the site's DHCP server)."""
+        return self.config.public_url or f"http://${{next-server}}:{self.config.http_port}"
+
+    def decide_for_mac(self, mac: str, base_url: str) -> bootpolicy.BootSpec:
+        mac = normalize_mac(mac)
+        host = self.store.find_host_by_mac(mac)
+        task = self.store.active_task_for_mac(mac) if host else None
+        spec = bootpolicy.decide(mac, host, task, self.context(base_url))
+        decision = bootpolicy.describe(spec)
+        self.store.log_boot(mac, decision, task["id"] if task else None)
+        log.info("boot %s → %s", mac, decision)
+        return spec
+
+    def tftp_file(self, path: str, client_ip: str) -> bytes | None:
+        """The generated files the TFTP server sends; None: look for ``path`` on disk."""
+        if path == "boot.ipxe":
+            return bootpolicy.render_chain_script(self.ipxe_base()).encode()
+        pxelinux = _PXELINUX_CONFIG.fullmatch(path)
+        if pxelinux:  # pxelinux expands no variables: our bound address
+            base = self.config.public_url or f"http://{self.config.bind}:{self.config.http_port}"
+            return bootpolicy.render_pxelinux(self.decide_for_mac(pxelinux.group(1), base)).encode()
+        if path in PXELINUX_BOOT_FILES:
+            boot_file = Path(self.config.boot_dir) / path.split("/", 1)[1]
+            return boot_file.read_bytes() if boot_file.exists() else None
+        script = _IPXE_SCRIPT.fullmatch(path)
+        if script:
+            try:
+                spec = self.decide_for_mac(script.group(1), self.ipxe_base())
+            except Invalid:  # 17 characters of hex digits and colons, but no MAC
+                return None
+            return bootpolicy.render_ipxe(spec).encode()
+        return None

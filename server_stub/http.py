@@ -1,0 +1,170 @@
+"""What every HTTP route shares: errors as JSON (one middleware), JSON bodies read with a size limit and
+their fields taken with their types, a rate limiter, the bearer token, JSON answers.
+
+A request a handler cannot use is refused by an ``errors.ApiError`` (4xx) raised here or in the store;
+anything else a handler raises is a server bug and answers 500, so a client never takes our bug for its
+own final mistake.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+from typing import Any, Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from server_stub.errors import ApiError, Invalid, NotFound, RateLimited, TooLarge
+
+log = logging.getLogger(__name__)
+
+
+MAX_BODY = 1024 * 1024        # bytes of JSON an admin call may send (aiohttp's own default before)
+MAX_ROW_ID = 2**63 - 1        # SQLite's largest integer: a bigger id in a path names nothing
+# The stable code of an error aiohttp raises itself (no route, wrong method …).
+_HTTP_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 413: "too_large", 429: "rate_limited"}
+
+
+def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=str))
+
+
+def error_response(error: ApiError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+    return json_response(error.to_json(), error.status, headers)
+
+
+def _aiohttp_error(exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+    code = _HTTP_CODES.get(exc.status, "internal" if exc.status >= 500 else "bad_request")
+    return json_response({"error": exc.reason, "code": code}, exc.status, headers)
+
+
+def error_middleware(translate: Mapping[type[Exception], type[ApiError]] | None = None) -> Middleware:
+    """Every error as ``{"error": message, "code": code, "details"?: {…}}``. ``translate`` maps exception
+    classes raised outside server_stub.errors (an inventory's shape …) to the ApiError they mean."""
+    translated = tuple((translate or {}).items())
+
+    @web.middleware
+    async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects stay what they are
+                raise
+            return _aiohttp_error(exc)
+        except Exception as exc:
+            for kind, meaning in translated:
+                if isinstance(exc, kind):
+                    return error_response(meaning(str(exc)))
+            log.exception("%s %s: internal server error", request.method, request.path)
+            return json_response({"error": "internal server error", "code": "internal"}, 500)
+    return errors_as_json
+
+
+# --- request bodies ---------------------------------------------------------
+
+async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``); never more than ``limit`` bytes are read."""
+    if (request.content_length or 0) > limit:
+        raise TooLarge(f"request body larger than {limit} bytes", limit=limit)
+    raw = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > limit:  # chunked, or a Content-Length that lied
+            raise TooLarge(f"request body larger than {limit} bytes", limit=limit)
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise Invalid(f"the request body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Invalid("the request body must be a JSON object")
+    return data
+
+
+def require_str(body: Mapping[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        raise Invalid(f"{key} is missing")
+    if not isinstance(value, str):
+        raise Invalid(f"{key} must be a string")
+    return value
+
+
+def optional_str(body: Mapping[str, Any], key: str, default: str | None = None) -> str | None:
+    """The string at ``key``, ``default`` when the key is absent, None when it is null."""
+    value = body.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise Invalid(f"{key} must be a string")
+    return value
+
+
+def optional_int(body: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
+    value = body.get(key, default)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise Invalid(f"{key} must be a whole number")
+    return value
+
+
+def optional_bool(body: Mapping[str, Any], key: str) -> bool:
+    """true or false; absent or null is false."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise Invalid(f"{key} must be true or false")
+    return value is True
+
+
+def optional_object(body: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise Invalid(f"{key} must be an object")
+    return value
+
+
+def require_str_list(body: Mapping[str, Any], key: str) -> list[str]:
+    value = body.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{key} must be a list of strings")
+    return value
+
+
+def path_id(request: web.Request, what: str, name: str = "id") -> int:
+    """A numeric path part (the route's pattern is \\d+); one past SQLite's integers names nothing."""
+    value = int(request.match_info[name])
+    if value > MAX_ROW_ID:
+        raise NotFound(f"no {what} {value}")
+    return value
+
+
+def bearer_token(request: web.Request) -> str:
+    return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+
+class RateLimit:
+    """At most ``per_minute`` events in any 60 s window (a sliding log: the events limited are rare)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.times: collections.deque[float] = collections.deque()
+
+    def full(self) -> bool:
+        now = time.monotonic()
+        while self.times and now - self.times[0] >= 60:
+            self.times.popleft()
+        return len(self.times) >= self.per_minute
+
+    def record(self) -> None:
+        self.times.append(time.monotonic())
+
+    def take(self, message: str, retry_after: int) -> None:
+        """Count one event, or refuse it (429 with Retry-After) when the window is full."""
+        if self.full():
+            raise RateLimited(message, retry_after=retry_after)
+        self.record()
