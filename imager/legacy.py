@@ -48,7 +48,7 @@ def parse_sfdisk_dump(text: str) -> Layout:
             continue
         fields = dict(re.findall(r"(\w+)=\s*(\"[^\"]*\"|[^,\s]+)", match.group(2)))
         number = int(match.group(1))
-        ptype = fields.get("type", fields.get("Id", "")).lower()
+        ptype = str(fields.get("type") or fields.get("Id") or "").lower()
         kind = "extended" if label == "msdos" and ptype in _EXTENDED_TYPES else (
             "logical" if label == "msdos" and number >= 5 else "normal")
         parts.append(Partition(number=number, start=int(fields["start"]), sectors=int(fields["size"]), kind=kind,
@@ -87,9 +87,10 @@ def _load_fog(image_dir: str) -> dict[str, Any]:
     if os.path.exists(os.path.join(image_dir, "d1.original.swapuuids")):
         for line in _read(image_dir, "d1.original.swapuuids").decode().splitlines():
             dev, _, uuid = line.partition(" ")
-            if re.search(r"(\d+)$", dev):
-                swaps[int(re.search(r"(\d+)$", dev).group(1))] = {"uuid": uuid.strip()}
-    table = {"sfdisk_dump": dump}
+            number = re.search(r"(\d+)$", dev)
+            if number:
+                swaps[int(number.group(1))] = {"uuid": uuid.strip()}
+    table: dict[str, Any] = {"sfdisk_dump": dump}
     mbr = os.path.join(image_dir, "d1.mbr")
     if layout.label == "gpt":
         table["sgdisk_backup"] = mbr

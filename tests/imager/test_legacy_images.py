@@ -6,7 +6,6 @@ import subprocess
 import pytest
 
 from imager.errors import DiskTooSmall
-from imager.legacy import parse_sfdisk_dump
 from imager.ops.deploy import deploy
 from imager.progress import Progress
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
@@ -97,16 +96,6 @@ def test_a_truncated_piece_fails_loudly(tmp_path):
     with attached(tmp_path / "dst.img") as dst, pytest.raises(Exception) as info:
         deploy(str(tmp_path / "img"), dst, Progress())
     assert "truncated" in str(info.value) or "partclone" in str(info.value)
-
-
-def test_sfdisk_dumps_parse_into_layouts():
-    dump = ("label: dos\nlabel-id: 0x1234\ndevice: /dev/sda\nunit: sectors\n\n"
-            "/dev/sda1 : start=2048, size=204800, type=83, bootable\n/dev/sda2 : start=206848, size=100000, type=5\n"
-            "/dev/sda5 : start=208896, size=50000, type=82\n")
-    layout = parse_sfdisk_dump(dump)
-    assert layout.label == "msdos" and [p.number for p in layout.partitions] == [1, 2, 5]
-    assert [p.kind for p in layout.partitions] == ["normal", "extended", "logical"]
-    assert layout.partitions[0].sectors == 204800
 
 
 def make_fog_resizable_image(tmp_path):
