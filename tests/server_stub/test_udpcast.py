@@ -344,3 +344,42 @@ def test_stopping_a_sender_mid_transfer_leaves_no_udp_sender(lan, tmp_path):
     # the receivers notice the silence (--receive-timeout 5) and fail: a deploy never ends "complete" here
     for proc in (r1, r2):
         assert proc.wait(20) != 0
+
+
+@pytest.mark.root
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(bool(NEEDS) or not shutil.which("nft"), reason=f"missing {NEEDS} or nft")
+def test_real_udp_sender_reports_retransmits_and_a_dropped_receiver(lan, tmp_path):
+    """The parser against udp-sender's own words: r1 loses 10 % of its UDP packets (nftables; this kernel has
+    no netem), so slices are sent again; r2 is frozen (SIGSTOP) mid-transfer and dropped after 3 unanswered
+    requests, while r1 still gets every byte."""
+    hosts, _ = lan
+    subprocess.run(hosts["r1"] + ["nft", "-f", "-"], check=True, capture_output=True, text=True, input=(
+        "table netdev lossy {\n  chain ingress {\n    type filter hook ingress device eth0 priority 0;\n"
+        "    meta l4proto udp numgen random mod 100 < 10 drop\n  }\n}\n"))
+    image = tmp_path / "image.bin"
+    image.write_bytes(os.urandom(8 << 20))
+    r1, r2 = receivers(lan, tmp_path)
+    raw = tmp_path / "sender.stderr"
+    # 8 MiB at 16 Mbit/s: about 4 s, time to freeze r2 one second in
+    options = SenderOptions(interface="eth0", min_receivers=2, max_wait=10, start_timeout=20,
+                            max_bitrate=16_000_000, retries_until_drop=3)
+    with SenderProcess(sender_argv(options, image), wrapper=hosts["s"], stderr_log=raw) as sender:
+        deadline = time.monotonic() + 30
+        while not sender.result().started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sender.result().started, sender.result().stderr_tail
+        time.sleep(1)
+        r2.send_signal(signal.SIGSTOP)
+        result = sender.wait(60)
+    said = raw.read_text(errors="replace")
+    frozen = next(n for n, address in result.receivers.items() if address == "10.232.1.2")
+    assert f"Dropping client #{frozen} because of timeout" in said
+    assert result.dropped == ["10.232.1.2"]
+    assert sorted(result.receivers.values()) == ["10.232.1.1", "10.232.1.2"]
+    assert result.ok and result.completed and result.status == "complete to 1 of 2 receivers (exit 0)"
+    last_progress = [line for line in said.replace("\r", "\n").splitlines() if line.startswith("bytes=")][-1]
+    assert f"re-xmits={result.retransmits:07d}" in last_progress and result.retransmits > 0, last_progress
+    assert result.bytes_sent == image.stat().st_size
+    assert r1.wait(20) == 0, r1.stderr.read().decode(errors="replace")[-500:]
+    assert hashlib.sha256((tmp_path / "r1.img").read_bytes()).digest() == hashlib.sha256(image.read_bytes()).digest()
