@@ -292,6 +292,8 @@ def test_a_session_sends_every_file_byte_exact_and_a_late_client_falls_back(net)
         assert net.call("POST", f"/api/tasks/{task_id}/ready", {}, token=token, where=where)["state"] == "waiting"
     s = wait_session(net, s["id"], lambda s: s["state"] != "waiting")
     assert s["state"] == "sending"
+    unicast_deploy_of_img(net, "r2")  # while the session sends, a unicast deploy of its image runs as usual
+    assert net.call("GET", f"/api/multicast/{s['id']}")["state"] == "sending"
     out = net.tmp / "out"
     out.mkdir()
     for i, name in enumerate(s["files"]):      # the clients receive file after file, like imager/ops/multicast.py
@@ -310,9 +312,24 @@ def test_a_session_sends_every_file_byte_exact_and_a_late_client_falls_back(net)
     assert answer["multicast"]["fallback"] is True and "unicast" in answer["multicast"]["reason"]
     assert answer["storage"]["name"] == "node"
     assert clients(net, net.call("GET", f"/api/multicast/{s['id']}"))["pc2"]["state"] == "fallback"
-    # a unicast deploy of the same image works meanwhile
+
+
+def unicast_deploy_of_img(net, where):
+    """A client's whole unicast deploy, as imager/api.py calls it: checkin, progress, done."""
     net.call("POST", "/api/hosts", {"mac": "52:54:00:aa:00:09", "name": "pc9"})
-    assert net.call("POST", "/api/tasks", {"host": "pc9", "type": "deploy", "image": "img"})["state"] == "queued"
+    task = net.call("POST", "/api/tasks", {"host": "pc9", "type": "deploy", "image": "img"})
+    token = net.token("52:54:00:aa:00:09")
+    answer = net.call("POST", f"/api/tasks/{task['id']}/checkin", {}, token=token, where=where)
+    assert answer["type"] == "deploy" and "multicast" not in answer, answer
+    assert answer["storage"]["name"] == "node" and answer["storage"]["export"] == f"{SERVER}:/images", answer
+    assert answer["image"]["name"] == "img", answer
+    progress = {"stage": "partition 1/3", "bytes_done": 1 << 20, "bytes_total": 9 << 20, "percent": 11.1,
+                "rate_bps": 1 << 20, "eta_s": 8}
+    net.call("POST", f"/api/tasks/{task['id']}/progress", progress, token=token, where=where)
+    net.call("POST", f"/api/tasks/{task['id']}/done", {"result": {"image": "img", "seconds": 1}}, token=token,
+             where=where)
+    done = net.call("GET", f"/api/tasks/{task['id']}")
+    assert done["state"] == "done" and done["progress"]["bytes_done"] == 1 << 20, done
 
 
 def sender_alive(pid, settle=3.0):
