@@ -15,8 +15,6 @@ from server_stub.config import ServerConfig
 from server_stub.errors import Invalid
 from server_stub.store import Store
 from server_stub.store.validate import normalize_mac
-from server_stub.store import Store
-from server_stub.store.validate import normalize_mac
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import tempfile
 from typing import Any, Callable
 
 from contract.versions import version_of_link
-from server_stub import db
+from server_stub.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ async def replicate(job: dict[str, Any], on_progress: Callable[[int, str], None]
 class Replicator:
     """Runs queued jobs: one at a time per node, as many nodes at once as have jobs."""
 
-    def __init__(self, store: db.Store) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.running: dict[int, asyncio.Task] = {}
         self._last_report: dict[int, float] = {}

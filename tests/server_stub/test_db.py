@@ -1,6 +1,7 @@
 import pytest
 
-from server_stub.db import Conflict, Invalid, NotFound, Store
+from server_stub.errors import Conflict, Invalid, NotFound
+from server_stub.store import Store
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def test_a_database_from_before_registration_is_migrated(tmp_path):
     """A database created by the first schema (no user_version) gains the new columns and table, keeps its rows."""
     import sqlite3
 
-    from server_stub.db import MIGRATIONS, SCHEMA
+    from server_stub.store.schema import MIGRATIONS, SCHEMA
     path = str(tmp_path / "old.sqlite3")
     old = sqlite3.connect(path)
     old.executescript(SCHEMA)
@@ -88,7 +89,7 @@ def test_a_database_from_before_registration_is_migrated(tmp_path):
     old.commit()
     old.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert store.db.scalar("PRAGMA user_version") == len(MIGRATIONS)
     assert store.host("pc1")["registered"] == "admin" and store.host("pc1")["image"] is None
     host = store.register_host("52:54:00:aa:bb:02", {"memory_bytes": 1}, prefix="pc-")
     assert host["name"] == "pc-525400aabb02" and store.inventory(host["name"])["data"] == {"memory_bytes": 1}

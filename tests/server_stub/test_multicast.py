@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from server_stub import db, multicast
+from server_stub import multicast
+from server_stub.errors import Conflict, Invalid
+from server_stub.store import Store
 
 # --- pure ------------------------------------------------------------------------------------------------
 
@@ -22,7 +24,7 @@ def test_rates():
     assert multicast.parse_rate("1g") == 10**9 and multicast.parse_rate("500k") == 500_000
     assert multicast.parse_rate(None) is None
     for bad in ("fast", "10", "-5m", "1t"):
-        with pytest.raises(db.Invalid):
+        with pytest.raises(Invalid):
             multicast.parse_rate(bad)
 
 
@@ -32,7 +34,7 @@ def test_files_in_restore_order_and_lvm_refused():
                        {"partitions": [{"number": 1, "file": "d2p1.pcl.zst"}]}]}
     assert multicast.image_files(image) == ["d1p1.pcl.zst", "d1p3.pcl.zst", "d2p1.pcl.zst"]
     assert multicast.image_files({"disks": [{"mode": "raw", "file": "d1.raw.zst"}]}) == ["d1.raw.zst"]
-    with pytest.raises(db.Invalid, match="LVM"):
+    with pytest.raises(Invalid, match="LVM"):
         multicast.image_files({"disks": [{"partitions": [{"number": 1, "lvm": {"volumes": []}}]}]})
 
 
@@ -54,12 +56,12 @@ def published(root: Path, name: str, files: dict[str, bytes]) -> str:
 
 @pytest.fixture
 def store(tmp_path):
-    s = db.Store(str(tmp_path / "s.sqlite3"))
+    s = Store(str(tmp_path / "s.sqlite3"))
     images = tmp_path / "images"
     images.mkdir()
     s.add_storage("node", "10.0.0.1:/images", rsync_target=str(images))
     s.add_image("img", storage="node")
-    s.conn.execute("UPDATE images SET captured = ?", (time.time(),))
+    s.db.execute("UPDATE images SET captured = ?", time.time())
     published(images, "img", {"d1p1.pcl.zst": b"one", "d1p2.pcl.zst": b"two"})
     for i in range(3):
         s.add_host(f"52:54:00:00:00:0{i}", f"pc{i}")
@@ -83,10 +85,10 @@ def test_session_creates_one_task_per_host_all_or_none(store):
     assert [(c["host"], c["state"], c["task_state"]) for c in s["clients"]] == [
         ("pc0", "queued", "queued"), ("pc1", "queued", "queued"), ("pc2", "queued", "queued")]
     assert {store.task(c["task_id"])["type"] for c in s["clients"]} == {"multicast"}
-    with pytest.raises(db.Conflict, match="pc1"):  # pc1 is busy: no session, no task for pc0
+    with pytest.raises(Conflict, match="pc1"):  # pc1 is busy: no session, no task for pc0
         new_session(store, hosts=("pc1",))
     assert len(store.sessions()) == 1
-    with pytest.raises(db.Invalid):
+    with pytest.raises(Invalid):
         new_session(store, hosts=("pc0",), min_receivers=2)
 
 
@@ -119,7 +121,7 @@ def test_go_cancel_and_restart(store):
     store.multicast_end(s["id"], "canceled", "canceled by an admin")
     states = {store.task(c["task_id"])["state"] for c in store.session(s["id"])["clients"]}
     assert states == {"canceled"}
-    with pytest.raises(db.Conflict):
+    with pytest.raises(Conflict):
         store.multicast_go(s["id"])
     # a server that stops while sending: the session failed, the receiving clients' tasks failed with why
     s = new_session(store, hosts=("pc0", "pc1"), min_receivers=1)
@@ -138,7 +140,7 @@ def test_go_cancel_and_restart(store):
 
 def test_image_must_be_local_to_the_server(store, tmp_path):
     store.set_storage("node", rsync_target="rsync://backup/images")
-    with pytest.raises(db.Conflict, match="rsync-target"):
+    with pytest.raises(Conflict, match="rsync-target"):
         multicast.local_image(store, store.image("img"))
 
 

@@ -14,7 +14,7 @@ import requests
 
 from imager import imagestore
 from imager.api import TaskClient
-from server_stub import db
+from server_stub.errors import Invalid
 from tests.server_stub.conftest import free_port
 from tests.server_stub.test_api import admin, token_of
 
@@ -228,7 +228,7 @@ def test_a_node_behind_an_rsync_daemon(server, tmp_path):
 
 def test_rsync_argv_per_target_kind():
     from server_stub import replication
-    from server_stub.storagedb import check_rsync_target
+    from server_stub.store.validate import check_rsync_target
     ssh = check_rsync_target("backup@node2.example:/srv/images")
     assert ssh == "backup@node2.example:/srv/images/"
     argv = replication.copy_argv("/srv/images/", ssh, "win10@20260101T000000-abcdef")
@@ -240,7 +240,7 @@ def test_rsync_argv_per_target_kind():
     prune = replication.prune_argv("/tmp/empty", "/srv/n1/", "win10", "win10@1")
     assert prune[-1] == "/srv/n1/.images/" and "--filter=P /win10@1" in prune
     for bad in ("-e sh:/x", "host:relative", "rsync://host", "/srv/../etc", "a b:/x", "::module", ""):
-        with pytest.raises(db.Invalid):
+        with pytest.raises(Invalid):
             check_rsync_target(bad)
 
 

@@ -3,7 +3,9 @@ import sqlite3
 
 import pytest
 
-from server_stub.db import MIGRATIONS, SCHEMA, Conflict, Invalid, NotFound, StorageBusy, Store
+from server_stub.errors import Conflict, Invalid, NotFound, StorageBusy
+from server_stub.store import Store
+from server_stub.store.schema import MIGRATIONS, SCHEMA
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ def test_a_database_with_nodes_and_images_is_migrated_into_groups(tmp_path):
     old.commit()
     old.close()
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert store.db.scalar("PRAGMA user_version") == len(MIGRATIONS)
     # Each node is the master of its own group, so each image stays where its bytes are.
     assert [(g["name"], g["master"]) for g in store.groups()] == [("n1", "n1"), ("n2", "n2")]
     assert store.image("one")["group_name"] == "n1" and store.image("two")["replicas"] == ["n2"]

@@ -1,0 +1,70 @@
+"""Images: each belongs to a storage group; its home node (``storage_id``) holds the version the last capture
+published. A deploy may read it there or on any node whose replica of that version is done."""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from server_stub.errors import Conflict, Invalid, NotFound
+from server_stub.store.database import Database, Row
+from server_stub.store.storage import NODES, Storage
+from server_stub.store.validate import check_image_type, check_name
+
+IMAGES = ("SELECT i.*, s.name AS storage, g.name AS group_name FROM images i "
+          "JOIN storage_nodes s ON s.id = i.storage_id LEFT JOIN storage_groups g ON g.id = i.group_id ")
+
+
+class Images:
+    def __init__(self, db: Database, storage: Storage) -> None:
+        self.db, self.storage = db, storage
+
+    def add_image(self, name: str, storage: str | None = None, description: str = "", type_: str = "resizable",
+                  group: str | None = None) -> Row:
+        """An image of a group (``storage`` NODE, the older form, means that node's group)."""
+        check_name(name, "image")
+        check_image_type(type_)
+        if (group is None) == (storage is None):
+            raise Invalid("give the image's storage group (or, the older form, a storage node)")
+        try:
+            with self.db.transaction():
+                group_row = self.storage.group(group if group is not None
+                                               else self.storage.storage(str(storage))["group_name"])
+                if not group_row["master"]:
+                    raise Conflict(f"storage group {group_row['name']} has no node yet; add one first")
+                home = self.storage.storage(group_row["master"])
+                self.db.execute("INSERT INTO images(name, storage_id, group_id, type, description, created) "
+                                "VALUES (?, ?, ?, ?, ?, ?)",
+                                name, home["id"], group_row["id"], type_, description, time.time())
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"image {name} exists already") from exc
+        return self.image(name)
+
+    def image(self, name: str) -> Row:
+        row = self.db.one(IMAGES + "WHERE i.name = ?", name)
+        if not row:
+            raise NotFound(f"no image {name!r}")
+        row["replicas"] = [n["name"] for n in self.serving_nodes(row)]
+        return row
+
+    def image_by_id(self, image_id: int) -> Row:
+        row = self.db.one("SELECT name FROM images WHERE id = ?", image_id)
+        if not row:
+            raise NotFound(f"no image {image_id}")
+        return self.image(row["name"])
+
+    def images(self) -> list[Row]:
+        return [self.image(r["name"]) for r in self.db.all("SELECT name FROM images ORDER BY name")]
+
+    def serving_nodes(self, image: Row) -> list[Row]:
+        """Nodes that hold the image's current version whole: its home, and every node whose replication
+        started after that version was published and finished."""
+        if not image["captured"]:
+            return []
+        return self.db.all(NODES + "WHERE s.id = ? OR s.id IN (SELECT node_id FROM replication_jobs "
+                           "WHERE image_id = ? AND state = 'done' AND started >= ?) ORDER BY s.name",
+                           image["storage_id"], image["id"], image["captured"])
+
+    def captured(self, image_id: int, stored_bytes: int | None, node_id: int | None) -> None:
+        """A capture published a new version on ``node_id``, its new home."""
+        self.db.execute("UPDATE images SET captured = ?, stored_bytes = ?, storage_id = COALESCE(?, storage_id) "
+                        "WHERE id = ?", time.time(), stored_bytes, node_id, image_id)

@@ -1,0 +1,96 @@
+"""The database's shape: the first release's schema, then every change since, in order.
+
+A new database gets SCHEMA, then every migration; an older one the migrations past its
+``PRAGMA user_version``. Append only: never edit a migration that shipped, databases in the field ran it.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (
+    id INTEGER PRIMARY KEY, mac TEXT UNIQUE NOT NULL, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS storage_nodes (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, export TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT 'vers=4.1', max_clients INTEGER NOT NULL DEFAULT 10, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, storage_id INTEGER NOT NULL REFERENCES storage_nodes(id),
+    type TEXT NOT NULL DEFAULT 'resizable', description TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+    captured REAL, stored_bytes INTEGER);
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL REFERENCES hosts(id), type TEXT NOT NULL,
+    image_id INTEGER REFERENCES images(id), disk TEXT, partition INTEGER, after TEXT NOT NULL DEFAULT 'reboot',
+    state TEXT NOT NULL, token TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
+    progress TEXT, error TEXT, log TEXT, result TEXT);
+-- A host runs one task at a time.
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_task_per_host ON tasks(host_id) WHERE state IN ('queued', 'running');
+CREATE TABLE IF NOT EXISTS boot_log (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, mac TEXT NOT NULL, decision TEXT NOT NULL, task_id INTEGER);
+"""
+
+MIGRATIONS = [
+    # 1: registration (how a host came to be, its assigned image and group) and the latest inventory.
+    """
+    ALTER TABLE hosts ADD COLUMN registered TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE hosts ADD COLUMN image_id INTEGER REFERENCES images(id);
+    ALTER TABLE hosts ADD COLUMN group_name TEXT;
+    CREATE TABLE host_inventory (
+        host_id INTEGER PRIMARY KEY REFERENCES hosts(id), collected REAL NOT NULL, task_id INTEGER,
+        data TEXT NOT NULL);
+    """,
+    # 2: storage groups (nodes, one master), the node each task uses, replication jobs. Every node that existed
+    # becomes the master of its own group, named like it, and its images that group's, so each image stays on the
+    # one node that holds it; running tasks keep their node.
+    """
+    CREATE TABLE storage_groups (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+    ALTER TABLE storage_nodes ADD COLUMN group_id INTEGER REFERENCES storage_groups(id);
+    ALTER TABLE storage_nodes ADD COLUMN master INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE storage_nodes ADD COLUMN rsync_target TEXT;
+    ALTER TABLE images ADD COLUMN group_id INTEGER REFERENCES storage_groups(id);
+    ALTER TABLE tasks ADD COLUMN storage_id INTEGER REFERENCES storage_nodes(id);
+    ALTER TABLE tasks ADD COLUMN waited REAL;
+    INSERT INTO storage_groups(name, created) SELECT name, created FROM storage_nodes ORDER BY id;
+    UPDATE storage_nodes SET master = 1,
+        group_id = (SELECT g.id FROM storage_groups g WHERE g.name = storage_nodes.name);
+    UPDATE images SET group_id = (SELECT s.group_id FROM storage_nodes s WHERE s.id = images.storage_id);
+    UPDATE tasks SET storage_id = (SELECT i.storage_id FROM images i WHERE i.id = tasks.image_id)
+        WHERE state = 'running';
+    CREATE UNIQUE INDEX one_master_per_group ON storage_nodes(group_id) WHERE master = 1;
+    CREATE INDEX tasks_by_node ON tasks(storage_id, state);
+    CREATE TABLE replication_jobs (
+        id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
+        source_id INTEGER NOT NULL REFERENCES storage_nodes(id), node_id INTEGER NOT NULL REFERENCES storage_nodes(id),
+        state TEXT NOT NULL, version TEXT, bytes INTEGER, error TEXT, created REAL NOT NULL, started REAL,
+        finished REAL);
+    CREATE INDEX replication_by_node ON replication_jobs(node_id, state);
+""",
+    # 3: multicast sessions and their clients (server_stub/store/multicast.py).
+    """
+    CREATE TABLE multicast_sessions (
+        id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id), state TEXT NOT NULL,
+        min_receivers INTEGER NOT NULL, max_wait INTEGER NOT NULL, rate INTEGER, interface TEXT,
+        portbase INTEGER NOT NULL, image_dir TEXT NOT NULL, version TEXT NOT NULL, files TEXT NOT NULL,
+        storage_id INTEGER REFERENCES storage_nodes(id), go INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL,
+        first_ready REAL, started REAL, finished REAL, current TEXT, sender_pid INTEGER, detail TEXT, error TEXT);
+    CREATE TABLE multicast_clients (
+        task_id INTEGER PRIMARY KEY REFERENCES tasks(id),
+        session_id INTEGER NOT NULL REFERENCES multicast_sessions(id), state TEXT NOT NULL, address TEXT,
+        reason TEXT, updated REAL NOT NULL);
+    CREATE INDEX multicast_clients_by_session ON multicast_clients(session_id);
+""",
+    # 4: the technician's menu: task options (wipe mode) and origin, the technician password (store/menu.py).
+    """
+ALTER TABLE tasks ADD COLUMN options TEXT;
+ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+""",
+]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create what is missing, then apply the migrations this database has not had, each with its version."""
+    conn.executescript(SCHEMA)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; the script and its version bump then commit together.
+        conn.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")

@@ -1,0 +1,104 @@
+"""Storage groups and their NFS nodes.
+
+A group holds nodes; one of them is the master, where captures go. A node serves at most ``max_clients``
+running tasks at once (the count is the tasks recorded on it, so it survives restarts).
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from server_stub.errors import Conflict, NotFound
+from server_stub.store.database import Database, Row
+from server_stub.store.validate import (check_export, check_max_clients, check_mount_options, check_name,
+                                        check_rsync_target)
+
+DEFAULT_GROUP = "default"
+DEFAULT_MAX_CLIENTS = 10
+
+NODES = ("SELECT s.*, g.name AS group_name, "
+         "(SELECT COUNT(*) FROM tasks t WHERE t.storage_id = s.id AND t.state = 'running') AS running "
+         "FROM storage_nodes s LEFT JOIN storage_groups g ON g.id = s.group_id ")
+
+
+class Storage:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- groups ------------------------------------------------------------
+    def add_group(self, name: str) -> Row:
+        check_name(name, "storage group")
+        try:
+            with self.db.transaction():
+                self.db.execute("INSERT INTO storage_groups(name, created) VALUES (?, ?)", name, time.time())
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"storage group {name} exists already") from exc
+        return self.group(name)
+
+    def group(self, name: str) -> Row:
+        row = self.db.one("SELECT g.*, (SELECT name FROM storage_nodes WHERE group_id = g.id AND master = 1) AS master, "
+                          "(SELECT COUNT(*) FROM storage_nodes WHERE group_id = g.id) AS nodes "
+                          "FROM storage_groups g WHERE g.name = ?", name)
+        if not row:
+            raise NotFound(f"no storage group {name!r}")
+        return row
+
+    def groups(self) -> list[Row]:
+        return [self.group(r["name"]) for r in self.db.all("SELECT name FROM storage_groups ORDER BY name")]
+
+    # --- nodes -------------------------------------------------------------
+    def add_storage(self, name: str, export: str, options: str = "vers=4.1", group: str | None = None,
+                    master: bool = False, max_clients: int | None = None, rsync_target: str | None = None) -> Row:
+        """A node joins a group (``default`` when none is named; only that one is created on the fly, so a
+        mistyped group is an error). The first node of a group is its master; ``master`` makes this one it."""
+        check_name(name, "storage node")
+        check_export(export)
+        check_mount_options(options)
+        limit = check_max_clients(DEFAULT_MAX_CLIENTS if max_clients is None else max_clients)
+        target = check_rsync_target(rsync_target) if rsync_target else None
+        group = group or DEFAULT_GROUP
+        try:
+            with self.db.transaction():
+                if group == DEFAULT_GROUP:
+                    self.db.execute("INSERT OR IGNORE INTO storage_groups(name, created) VALUES (?, ?)",
+                                    group, time.time())
+                group_row = self.group(group)
+                if master and group_row["master"]:
+                    self.db.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", group_row["id"])
+                self.db.execute(
+                    "INSERT INTO storage_nodes(name, export, options, max_clients, created, group_id, master, "
+                    "rsync_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    name, export, options, limit, time.time(), group_row["id"], int(master or not group_row["master"]),
+                    target)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"storage node {name} exists already") from exc
+        return self.storage(name)
+
+    def storage(self, name: str) -> Row:
+        row = self.db.one(NODES + "WHERE s.name = ?", name)
+        if not row:
+            raise NotFound(f"no storage node {name!r}")
+        return row
+
+    def storage_nodes(self) -> list[Row]:
+        return self.db.all(NODES + "ORDER BY g.name, s.name")
+
+    def set_storage(self, name: str, max_clients: int | None = None, master: bool = False,
+                    rsync_target: str | None = None) -> Row:
+        self.storage(name)
+        if max_clients is not None:
+            check_max_clients(max_clients)
+        target = check_rsync_target(rsync_target) if rsync_target else None
+        with self.db.transaction():
+            node = self.storage(name)
+            if max_clients is not None:
+                self.db.execute("UPDATE storage_nodes SET max_clients = ? WHERE id = ?", max_clients, node["id"])
+            if target is not None:
+                self.db.execute("UPDATE storage_nodes SET rsync_target = ? WHERE id = ?", target, node["id"])
+            if master:  # captures go here from now on; images stay where they are until captured again
+                self.db.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", node["group_id"])
+                self.db.execute("UPDATE storage_nodes SET master = 1 WHERE id = ?", node["id"])
+        return self.storage(name)
+
+    def masters(self, group_id: int) -> list[Row]:
+        return self.db.all(NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)

@@ -1,0 +1,177 @@
+"""Tasks: what a host does at its next boot, and the one way a task changes state.
+
+``queued → running → done | failed | canceled`` (and ``queued → failed | canceled``). Every state change,
+a multicast session's included, goes through ``Tasks.transition``, which refuses any other.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TaskState
+from server_stub.errors import Conflict, Invalid, NotFound
+from server_stub.store.database import Database, Row
+from server_stub.store.hosts import Hosts
+from server_stub.store.images import Images
+from server_stub.store.placement import Placer
+from server_stub.store.replication_jobs import ReplicationJobs
+from server_stub.store.validate import (check_after, check_disk_selector, check_origin, check_partition,
+                                        check_task_options, check_task_type, normalize_mac)
+
+# The only legal moves: from each state, the states it may become.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    TaskState.QUEUED: (TaskState.RUNNING, TaskState.FAILED, TaskState.CANCELED),
+    TaskState.RUNNING: (TaskState.DONE, TaskState.FAILED, TaskState.CANCELED),
+}
+# Columns a transition may set besides the state and its timestamp.
+_TRANSITION_FIELDS = frozenset({"storage_id", "result", "error", "log"})
+
+TASKS = ("SELECT t.*, h.mac, h.name AS host, i.name AS image, s.name AS storage FROM tasks t "
+         "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id "
+         "LEFT JOIN storage_nodes s ON s.id = t.storage_id ")
+LOG_KEEP = 20000  # characters of a failed task's log kept (its end)
+
+
+class Tasks:
+    def __init__(self, db: Database, hosts: Hosts, images: Images, placer: Placer, jobs: ReplicationJobs) -> None:
+        self.db, self.hosts, self.images, self.placer, self.jobs = db, hosts, images, placer, jobs
+
+    # --- the state machine -------------------------------------------------
+    def transition(self, task_id: int, state: str, **fields: Any) -> Row:
+        """``task_id`` becomes ``state`` if TRANSITIONS allows it from its current state (checked in the same
+        UPDATE, so two callers racing cannot both win), with its timestamp and ``fields``; else Conflict."""
+        sources = [s for s, targets in TRANSITIONS.items() if state in targets]
+        if not sources:
+            raise ValueError(f"no task becomes {state}")
+        unknown = set(fields) - _TRANSITION_FIELDS
+        if unknown:
+            raise ValueError(f"a transition does not set {', '.join(sorted(unknown))}")
+        if state == TaskState.RUNNING:
+            fields["started"] = time.time()
+        elif state in FINAL_STATES:
+            fields["finished"] = time.time()
+        sets = ", ".join(f"{k} = ?" for k in ("state", *fields))
+        with self.db.transaction():
+            cur = self.db.execute(f"UPDATE tasks SET {sets} WHERE id = ? AND state IN ({','.join('?' * len(sources))})",
+                                  state, *fields.values(), task_id, *sources)
+            if cur.rowcount != 1:
+                raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; it cannot become {state}")
+        return self.task(task_id)
+
+    # --- creating ----------------------------------------------------------
+    def create(self, host: Row, type_: str, image_id: int | None, disk: str | None = None,
+               after: str = "reboot", partition: int | None = None, options: str | None = None,
+               origin: str = "admin") -> int:
+        """A queued task (checked by the caller); a host with an active task already: Conflict."""
+        try:
+            with self.db.transaction():
+                cur = self.db.execute(
+                    "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created, "
+                    "options, origin) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                    host["id"], type_, image_id, disk, partition, after, secrets.token_urlsafe(24), time.time(),
+                    options, origin)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"host {host['name']} has an active task already; cancel it first") from exc
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
+                 after: str = "reboot", partition: int | None = None, options: dict[str, Any] | None = None,
+                 origin: str = "admin") -> Row:
+        check_task_type(type_)
+        stored_options = check_task_options(type_, options)
+        check_origin(origin)
+        check_after(after)
+        check_disk_selector(disk)
+        check_partition(type_, partition)
+        host_row = self.hosts.host(host)
+        image_id = None
+        if type_ not in IMAGE_TASK_TYPES:
+            if image is not None:
+                raise Invalid(f"a {type_} task names no image")
+        else:
+            image_row = self.images.image(image or "")
+            if type_ == "deploy" and not image_row["captured"]:
+                raise Conflict(f"image {image} has never been captured; nothing to deploy")
+            image_id = image_row["id"]
+        return self.task(self.create(host_row, type_, image_id, disk, after, partition, stored_options, origin))
+
+    def add_tasks(self, hosts: list[str], type_: str, image: str | None, **options: Any) -> list[Row]:
+        """The same task for several hosts, all or none (deploy a room in one command)."""
+        if not hosts or len(set(hosts)) != len(hosts):
+            raise Invalid("give each host once")
+        with self.db.transaction():
+            return [self.add_task(host, type_, image, **options) for host in hosts]
+
+    # --- reading -----------------------------------------------------------
+    def task(self, task_id: int) -> Row:
+        row = self.db.one(TASKS + "WHERE t.id = ?", task_id)
+        if not row:
+            raise NotFound(f"no task {task_id}")
+        return _decode(row)
+
+    def tasks(self, include_finished: bool = True) -> list[Row]:
+        where = "" if include_finished else "WHERE t.state IN ('queued', 'running') "
+        return [_decode(r) for r in self.db.all(TASKS + where + "ORDER BY t.id")]
+
+    def active_task_for_mac(self, mac: str) -> Row | None:
+        row = self.db.one(TASKS + "WHERE h.mac = ? AND t.state IN ('queued', 'running')", normalize_mac(mac))
+        return _decode(row) if row else None
+
+    # --- what clients report -----------------------------------------------
+    def start_task(self, task_id: int) -> Row:
+        """queued → running on the node chosen now (recorded on the task, so a restart keeps it and the
+        node's count stays right); no free slot: StorageBusy (FOG's queue), its place in the queue kept."""
+        with self.db.transaction():
+            task = self.task(task_id)
+            if task["state"] == TaskState.RUNNING:  # the client rebooted mid-task, or the server restarted
+                return task
+            if task["state"] != TaskState.QUEUED:
+                raise Conflict(f"task {task_id} is {task['state']}; it cannot become running")
+            placement = self.placer.place(task)
+            if placement.busy is None:
+                return self.transition(task_id, TaskState.RUNNING,
+                                       storage_id=placement.node["id"] if placement.node else None)
+            busy = placement.busy
+        raise busy  # after the commit, so the waiting mark and the queue position stay
+
+    def set_node(self, task_id: int, node_id: int | None) -> None:
+        with self.db.transaction():
+            self.db.execute("UPDATE tasks SET storage_id = ? WHERE id = ?", node_id, task_id)
+
+    def record_progress(self, task_id: int, progress: dict[str, Any]) -> None:
+        with self.db.transaction():
+            cur = self.db.execute("UPDATE tasks SET progress = ? WHERE id = ? AND state = 'running'",
+                                  json.dumps(progress), task_id)
+            if cur.rowcount != 1:
+                raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; stop")
+
+    def finish_task(self, task_id: int, result: dict[str, Any], inventory: dict[str, Any] | None = None) -> Row:
+        """running → done; an inventory sent with the result is stored for the task's host in the same
+        transaction, so a completed inventory task always has its inventory."""
+        with self.db.transaction():
+            task = self.transition(task_id, TaskState.DONE, result=json.dumps(result))
+            if inventory is not None:
+                self.hosts.store_inventory(task["host_id"], inventory, task_id)
+            if task["type"] == "capture":
+                # The node the capture wrote to holds the new version; the group's other nodes copy it.
+                self.images.captured(task["image_id"], result.get("stored_bytes"), task["storage_id"])
+                self.jobs.queue_for(task["image_id"])
+        return task
+
+    def fail_task(self, task_id: int, error: dict[str, Any], log: str) -> Row:
+        return self.transition(task_id, TaskState.FAILED, error=json.dumps(error), log=log[-LOG_KEEP:])
+
+    def cancel_task(self, task_id: int) -> Row:
+        return self.transition(task_id, TaskState.CANCELED)
+
+
+def _decode(row: Row) -> Row:
+    for key in ("progress", "error", "result", "options"):
+        if row.get(key):
+            row[key] = json.loads(row[key])
+    return row
+
