@@ -105,7 +105,8 @@ async def login(request: web.Request) -> web.Response:
         log.warning("menu login refused for %s", mac)
         raise Unauthorized("wrong password")
     log.info("menu login for %s (%s credential)", mac, by)
-    return json_response({"session": state.open(mac, by), "expires_in": SESSION_IDLE, "host": _host(state.store, mac)})
+    return json_response({"session": state.open(mac, by), "expires_in": SESSION_IDLE,
+                          "host": _host(state.store, mac)})
 
 
 async def lists(request: web.Request) -> web.Response:
@@ -114,9 +115,9 @@ async def lists(request: web.Request) -> web.Response:
     store = state.store
     images = [{"name": i["name"], "type": i["type"], "captured": bool(i["captured"]),
                "description": i["description"], "group": i["group_name"]} for i in store.images()]
-    host_groups = sorted({h["group_name"] for h in store.hosts() if h.get("group_name")})
+    host_groups = sorted({group for h in store.hosts() if (group := h["group_name"])})
     return json_response({"images": images, "host_groups": host_groups,
-                  "storage_groups": [g["name"] for g in store.groups()], "host": _host(store, session.mac)})
+                          "storage_groups": [g["name"] for g in store.groups()], "host": _host(store, session.mac)})
 
 
 async def add_image(request: web.Request) -> web.Response:

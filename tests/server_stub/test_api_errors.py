@@ -1,6 +1,8 @@
 """Every route of a real server, fed garbage: each answer is a 4xx in the one error shape, never a 5xx.
 And the failure report: its error code must be one contract.errorcodes knows."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -118,3 +120,11 @@ def test_refusals_carry_a_code(server):
     assert answer.status_code == 404 and answer.json() == {"error": "no task 12345", "code": "not_found"}
     answer = admin(server, "POST", "/api/hosts", mac="zz", name="x")
     assert answer.status_code == 400 and answer.json()["code"] == "invalid" and "not a MAC" in answer.json()["error"]
+
+
+def test_the_cli_prints_the_servers_message(server):
+    done = subprocess.run([sys.executable, "-m", "server_stub", "--server", server["url"], "--token-file",
+                           str(server["data"] / "admin.token"), "host", "add", "zz", "pc9"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == "imager-server: HTTP 400: 'zz' is not a MAC address (aa:bb:cc:dd:ee:ff)\n"

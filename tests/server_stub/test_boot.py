@@ -74,8 +74,8 @@ def test_the_tftp_table(store, tmp_path):
     (tmp_path / "vmlinuz").write_bytes(b"kernel")
     boot = service(store, tmp_path)
     task = with_task(store)
-    assert boot.tftp_file("boot.ipxe", "10.0.0.9") == \
-        b"#!ipxe\nchain http://${next-server}:8080/boot/${net0/mac}.ipxe || sanboot --no-describe --drive 0x80 || exit\n"
+    assert boot.tftp_file("boot.ipxe", "10.0.0.9") == (b"#!ipxe\nchain http://${next-server}:8080/boot/${net0/mac}.ipxe"
+                                                       b" || sanboot --no-describe --drive 0x80 || exit\n")
     script = boot.tftp_file(f"boot/{MAC}.ipxe", "10.0.0.9").decode()
     assert f"imager.task={task['id']}" in script and "kernel http://${next-server}:8080/files/vmlinuz" in script
     pxelinux = boot.tftp_file("pxelinux.cfg/01-52-54-00-00-00-01", "10.0.0.9").decode()
