@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from imager.ops.capture import stream_device_to_file  # noqa: E402
-from imager.ops.deploy import stream_file_to_device  # noqa: E402
+from imager.ops.deploy import ImageFiles  # noqa: E402
 from imager.progress import Progress  # noqa: E402
 
 WORK = REPO / "build" / "bench"
@@ -104,8 +104,8 @@ def main() -> int:
             results["imager"].append(timed(ours_capture))
             results["clonezilla"].append(timed(lambda: sh(clonezilla)))
             results["fos"].append(timed(lambda: sh(fos)))
-            results["deploy"].append(timed(lambda: stream_file_to_device(
-                str(ours_file), {"size": meta["size"], "sha256": meta["sha256"]}, "extfs", dst, Progress())))
+            results["deploy"].append(timed(lambda: ImageFiles(str(ours_file.parent), {ours_file.name: {
+                "size": meta["size"], "sha256": meta["sha256"]}}).restore(ours_file.name, "extfs", dst, Progress())))
             # The same -a0 stream for both, so only the pipelines differ.
             results["deploy_ref"].append(timed(lambda: sh(
                 f"zstd -q -dc {ours_file} | partclone.ext4 -r -s - -o {dst}")))

@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterator
 
 from imager import bootenv, cmdline, imagestore
 from imager.api import TaskClient
-from imager.errors import DiskTestFailed, ImagerError, InvalidTask
+from imager.errors import DiskTestFailed, ImagerError, InternalError, InvalidTask
 from imager.ops.capture import capture
+from imager.ops.context import OpContext
 from imager.ops.deploy import deploy
 from imager.ops.inventory import inventory
 from imager.ops.multicast import multicast_deploy
@@ -29,6 +30,7 @@ from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
 from imager.ui import console as ui_console
 from imager.ui import progress_screen
+from contract.task import Task
 
 log = logging.getLogger("imager")
 
@@ -61,72 +63,52 @@ def setup_logging(debug: bool) -> LogTail:
 
 # --- the ops a task can ask for -------------------------------------------------
 
+def run_disktest(ctx: OpContext) -> dict[str, Any]:
+    result = disktest(ctx)
+    if result["verdict"] != "pass":  # the task fails, visibly; the whole result is in the error's details
+        raise DiskTestFailed(f"{result['disk']} failed the disk test: {'; '.join(result['reasons'])}", **result)
+    return result
+
+
+OPS: dict[str, Callable[[OpContext], dict[str, Any]]] = {
+    "capture": capture,
+    "deploy": deploy,
+    "multicast": multicast_deploy,
+    "inventory": inventory,  # the result carries the inventory; the server stores it with "done"
+    "wipe": wipe, "disktest": run_disktest, "debug": debug,  # the service ops (issue 5)
+}
+ON_STORAGE = {"capture", "deploy", "multicast"}  # the ops that read or write images on the storage node
+
+
 @contextlib.contextmanager
-def task_storage(task: dict[str, Any]) -> Iterator[str]:
-    """The task's storage node, mounted for the op and unmounted whatever happens."""
-    root = bootenv.mount_storage(task["storage"]["export"], task["storage"].get("options", "vers=4.1"))
+def task_storage(task: Task) -> Iterator[str | None]:
+    """The task's storage node, mounted for the op and unmounted whatever happens (None: the op needs none)."""
+    storage = task.get("storage")
+    if task["type"] not in ON_STORAGE or not storage:
+        yield None
+        return
+    root = bootenv.mount_storage(storage["export"], storage.get("options", "vers=4.1"))
     try:
         yield root
     finally:
         bootenv.unmount_storage(root)
 
 
-def run_capture(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    with task_storage(task) as root:
-        return capture(task.get("disk"), root, task["image"]["name"], progress,
-                       image_type=task["image"].get("type", "resizable"))
-
-
-def run_deploy(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    with task_storage(task) as root:
-        return deploy(imagestore.resolve(root, task["image"]["name"]), task.get("disk"), progress,
-                      partition=task.get("partition"), hostname=task.get("hostname"))
-
-
-def run_multicast(task: dict[str, Any], progress: Progress, client: TaskClient | None = None) -> dict[str, Any]:
-    if client is None or not isinstance(task.get("multicast"), dict):
-        raise InvalidTask("a multicast task needs its session and the server")
-    with task_storage(task) as root:
-        return multicast_deploy(root, task, progress, client.ready)
-
-
-def run_inventory(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    return inventory(progress)  # the result carries the inventory; the server stores it with "done"
-
-
-def run_wipe(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    return wipe(task.get("disk"), (task.get("options") or {}).get("mode", ""), progress)
-
-
-def run_disktest(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    result = disktest(task.get("disk"), progress)
-    if result["verdict"] != "pass":  # the task fails, visibly; the whole result is in the error's details
-        raise DiskTestFailed(f"{result['disk']} failed the disk test: {'; '.join(result['reasons'])}", **result)
-    return result
-
-
-def run_debug(task: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    return debug(task)
-
-
-OPS: dict[str, Callable[[dict[str, Any], Progress], dict[str, Any]]] = {
-    "capture": run_capture,
-    "deploy": run_deploy,
-    "inventory": run_inventory,
-    "wipe": run_wipe, "disktest": run_disktest, "debug": run_debug,  # the service ops (issue 5)
-    "multicast": run_multicast,  # also gets the TaskClient: it asks the server when to join
-}
-
-
-def validate_task(task: dict[str, Any], task_id: int) -> None:
+def validate_task(task: Task, task_id: int) -> None:
     if task.get("id") != task_id:
         raise InvalidTask(f"the server sent task {task.get('id')}, this machine booted for task {task_id}")
     if task.get("type") not in OPS:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
-    if task["type"] in ("capture", "deploy", "multicast"):  # an inventory task names no image and no storage
-        if not (task.get("image") or {}).get("name") or not (task.get("storage") or {}).get("export"):
+    if task["type"] in ON_STORAGE:  # an inventory task names no image and no storage
+        image, storage = task.get("image"), task.get("storage")
+        if not image or not image.get("name") or not storage or not storage.get("export"):
             raise InvalidTask("the task names no image or no storage node")
-        imagestore.check_name(task["image"]["name"])
+        try:
+            imagestore.check_name(image["name"])
+        except ImagerError as exc:  # the server sent it: the task is wrong, not an image
+            raise InvalidTask(exc.message) from None
+    if task["type"] == "multicast" and not isinstance(task.get("multicast"), dict):
+        raise InvalidTask("a multicast task needs its session")
 
 
 # --- the loop ---------------------------------------------------------------------
@@ -165,17 +147,15 @@ def execute(server: str, task_id: int, token: str, tail: LogTail, fail_wait: int
         task = client.checkin()
         validate_task(task, task_id)
         after = task.get("after", "reboot")
-        log.info("task %d: %s of image %r", task["id"], task["type"], (task.get("image") or {}).get("name"))
+        image = task.get("image")
+        log.info("task %d: %s of image %r", task["id"], task["type"], image["name"] if image else None)
         job = describe_job(task)
-        with screen_for(task, job) as screen:
-            progress = Progress([screen or console_sink, client.progress])
-            if task["type"] == "multicast":
-                result = run_multicast(task, progress, client)
-            else:
-                result = OPS[task["type"]](task, progress)
+        with screen_for(task, job) as screen, task_storage(task) as root:
+            ctx = OpContext(task, Progress([screen or console_sink, client.progress]), client, root)
+            result = OPS[task["type"]](ctx)
         client.done(result)
     except Exception as exc:  # every failure is reported, whatever raised it
-        error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
+        error = exc if isinstance(exc, ImagerError) else InternalError(f"internal error: {exc!r}")
         if not isinstance(exc, ImagerError):
             log.error("%s", traceback.format_exc())
         log.error("task failed (%s): %s", error.code, error.message)  # so the log sent to the server ends with it
@@ -195,17 +175,18 @@ def execute(server: str, task_id: int, token: str, tail: LogTail, fail_wait: int
     return result
 
 
-def describe_job(task: dict[str, Any]) -> progress_screen.Job:
-    image = task.get("image") or {}
-    options = task.get("options") or {}
+def describe_job(task: Task) -> progress_screen.Job:
+    image = task.get("image")
+    options: dict[str, Any] = task.get("options") or {}
     op = task["type"] + (f" ({options['mode']})" if options.get("mode") else "")
+    host = task.get("host")
     return progress_screen.Job(op=op, image=f"{image['name']} ({image.get('type', 'resizable')})" if image else "",
                                disk=task.get("disk") or "the only fixed disk", task=task.get("id"),
-                               host=(task.get("host") or {}).get("name", ""))
+                               host=host.get("name", "") if host else "")
 
 
 @contextlib.contextmanager
-def screen_for(task: dict[str, Any], job: progress_screen.Job) -> Iterator[progress_screen.ProgressScreen | None]:
+def screen_for(task: Task, job: progress_screen.Job) -> Iterator[progress_screen.ProgressScreen | None]:
     """The progress screen on a terminal; plain log lines otherwise (and for the debug shell's own terminal)."""
     if task["type"] == "debug" or not ui_console.is_terminal():
         yield None
@@ -223,7 +204,7 @@ def main_without_task(params: cmdline.BootParams, tail: LogTail | None = None) -
         bootenv.bring_up_network(params.mac)
         host = register(params.server, params.mac)
     except Exception as exc:  # nobody to report to: the screen is the only witness
-        error = exc if isinstance(exc, ImagerError) else ImagerError(f"internal error: {exc!r}")
+        error = exc if isinstance(exc, ImagerError) else InternalError(f"internal error: {exc!r}")
         if not isinstance(exc, ImagerError):
             log.error("%s", traceback.format_exc())
         show_failure(error)

@@ -10,14 +10,70 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar, cast
 
 import requests
 
 from imager.errors import RegistrationRefused, ServerError, TaskCanceled
 from imager.pinning import identity_error, session_for
+from contract.task import MulticastSession, Task
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How often and how patiently a call is tried: exponential delays with ±50 % jitter, so clients that
+    lost the server together do not come back together."""
+
+    attempts: int = 8
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """A caller's verdict on an answer: not final, ask again (after at least ``at_least`` s)."""
+
+    reason: str
+    at_least: float = 0.0
+
+
+def call_with_retries(what: str, server: str, send: Callable[[], requests.Response],
+                      judge: Callable[[requests.Response], T | RetryLater], backoff: Backoff) -> T:
+    """The client's one retry loop: network errors are tried again, and answers ``judge`` calls RetryLater
+    (5xx, a 429); whatever else ``judge`` returns or raises is final. A server whose certificate is not the
+    pinned one is never tried again."""
+    last = ""
+    for attempt in range(backoff.attempts):
+        delay = backoff.delay(attempt)
+        try:
+            response = send()
+        except requests.exceptions.SSLError as exc:
+            raise identity_error(server, exc) from exc
+        except requests.RequestException as exc:
+            last = str(exc)
+        else:
+            verdict = judge(response)
+            if not isinstance(verdict, RetryLater):
+                return verdict
+            last, delay = verdict.reason, max(delay, verdict.at_least)
+        if attempt + 1 < backoff.attempts:
+            log.warning("server call %s failed (%s); retrying in %.1f s", what, last, delay)
+            time.sleep(delay)
+    raise ServerError(f"server unreachable for {what} after {backoff.attempts} attempts: {last}")
+
+
+def server_trouble(response: requests.Response) -> RetryLater | None:
+    """5xx: the server is restarting or busy, worth asking again."""
+    if response.status_code >= 500:
+        return RetryLater(f"HTTP {response.status_code} {reason_of(response)}")
+    return None
 
 
 class TaskClient:
@@ -27,18 +83,16 @@ class TaskClient:
         self.server = server
         self.session = session_for(server)
         self.session.headers["Authorization"] = f"Bearer {token}"
-        self.attempts = attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.backoff = Backoff(attempts, base_delay, max_delay)
         self.timeout = timeout
 
-    def checkin(self) -> dict[str, Any]:
+    def checkin(self) -> Task:
         """Fetch the task and tell the server it is running; while every storage node that could serve it
         is full, wait our turn, saying why on the console (the agent's log goes there)."""
         while True:
             answer = self._post("checkin", {})
             if not answer.get("wait"):
-                return answer
+                return cast(Task, answer)  # docs/task-json.md
             retry = min(60.0, max(1.0, float(answer.get("retry_after", 5))))
             log.warning("%s; asking again in %.0f s", answer.get("reason") or answer.get("message")
                         or "the server asks this machine to wait", retry)
@@ -51,71 +105,52 @@ class TaskClient:
         except ServerError as exc:
             log.warning("progress not reported: %s", exc.message)
 
-    def ready(self) -> dict[str, Any]:
+    def ready(self) -> MulticastSession:
         """Multicast: this machine's disk is ready; the answer says wait, join the sender, or fall back."""
-        return self._post("ready", {})
+        return cast(MulticastSession, self._post("ready", {}))  # docs/task-json.md#multicast-tasks
 
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})
 
-    def failed(self, error: dict[str, Any], log_tail: str, attempts: int | None = None) -> None:
+    def failed(self, error: Any, log_tail: str, attempts: int | None = None) -> None:
         self._post("failed", {"error": error, "log": log_tail}, attempts=attempts)
 
-    def _post(self, what: str, body: dict, attempts: int | None = None) -> dict[str, Any]:
-        url = f"{self.base}/{what}"
-        attempts = attempts or self.attempts
-        last = ""
-        for attempt in range(attempts):
-            try:
-                response = self.session.post(url, json=body, timeout=self.timeout)
-            except requests.exceptions.SSLError as exc:
-                raise identity_error(self.server, exc) from exc
-            except requests.RequestException as exc:
-                last = str(exc)
-            else:
-                if response.status_code == 409:
-                    raise TaskCanceled(reason_of(response) or "the task is no longer active on the server")
-                if response.status_code < 500:
-                    if response.status_code >= 400:
-                        raise ServerError(f"server refused {what}: HTTP {response.status_code} {reason_of(response)}")
-                    return response.json() if response.content else {}
-                last = f"HTTP {response.status_code} {reason_of(response)}"
-            if attempt + 1 < attempts:
-                delay = min(self.max_delay, self.base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
-                log.warning("server call %s failed (%s); retrying in %.1f s", what, last, delay)
-                time.sleep(delay)
-        raise ServerError(f"server unreachable for {what} after {attempts} attempts: {last}")
+    def _post(self, what: str, body: dict[str, Any], attempts: int | None = None) -> dict[str, Any]:
+        def judge(response: requests.Response) -> dict[str, Any] | RetryLater:
+            if response.status_code == 409:
+                raise TaskCanceled(reason_of(response) or "the task is no longer active on the server")
+            if 400 <= response.status_code < 500:
+                raise ServerError(f"server refused {what}: HTTP {response.status_code} {reason_of(response)}")
+            return server_trouble(response) or (response.json() if response.content else {})
+
+        backoff = Backoff(attempts, self.backoff.base_delay, self.backoff.max_delay) if attempts else self.backoff
+        return call_with_retries(what, self.server, lambda: self.session.post(f"{self.base}/{what}", json=body,
+                                                                              timeout=self.timeout), judge, backoff)
 
 
 def register(server: str, body: dict[str, Any], *, attempts: int = 8, base_delay: float = 1.0,
              max_delay: float = 30.0, timeout: float = 15.0) -> dict[str, Any]:
     """POST /api/register (no token: there is no task yet). A busy server (429, 5xx, no answer) is
     asked again with backoff; a refusal (400, 403, 404, 409) is final and says why."""
+    def judge(response: requests.Response) -> dict[str, Any] | RetryLater:
+        if response.status_code == 201:
+            return dict(response.json())
+        if response.status_code == 429:
+            return RetryLater(f"HTTP 429 {reason_of(response)}",
+                              at_least=float(response.headers.get("Retry-After", "5") or 5))
+        refused = server_trouble(response)
+        if refused is None:
+            raise RegistrationRefused(f"the server refused the registration: HTTP {response.status_code} "
+                                      f"{reason_of(response)}")
+        return refused
+
     url = f"{server.rstrip('/')}/api/register"
-    last = ""
-    for attempt in range(attempts):
-        delay = min(max_delay, base_delay * 2 ** attempt) * random.uniform(0.5, 1.5)
-        try:
-            response = session_for(server).post(url, json=body, timeout=timeout)
-        except requests.exceptions.SSLError as exc:
-            raise identity_error(server, exc) from exc
-        except requests.RequestException as exc:
-            last = str(exc)
-        else:
-            if response.status_code == 201:
-                return response.json()
-            last = f"HTTP {response.status_code} {reason_of(response)}"
-            if response.status_code == 429:
-                delay = max(delay, float(response.headers.get("Retry-After", "5") or 5))
-            elif response.status_code < 500:
-                raise RegistrationRefused(f"the server refused the registration: {last}")
-        if attempt + 1 < attempts:
-            log.warning("registration failed (%s); retrying in %.1f s", last, delay)
-            time.sleep(delay)
-    raise ServerError(f"server unreachable for registration after {attempts} attempts: {last}")
+    return call_with_retries("registration", server, lambda: session_for(server).post(url, json=body, timeout=timeout),
+                             judge, Backoff(attempts, base_delay, max_delay))
 
 
 def reason_of(response: requests.Response) -> str:
+    """The server's reason: ``error`` of its JSON answer (``{"error": message, "code": …}``), else the text."""
     try:
         return str(response.json().get("error", ""))
     except ValueError:

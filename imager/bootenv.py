@@ -6,7 +6,7 @@ import os
 import time
 
 from imager import process
-from imager.errors import NetworkError, StorageError
+from imager.errors import NetworkError, NoNetworkInterface, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,11 @@ def choose_interface(mac: str | None) -> str:
         for name in names:
             if _read(f"/sys/class/net/{name}/address").lower() == mac:
                 return name
-        raise NetworkError(f"no network interface has the boot MAC {mac} (found: {', '.join(names) or 'none'})",
-                           hint="The NIC driver may be missing from the boot image.")
+        raise NoNetworkInterface(f"no network interface has the boot MAC {mac} (found: {', '.join(names) or 'none'})")
     for name in names:
         if _read(f"/sys/class/net/{name}/type") == "1":  # Ethernet
             return name
-    raise NetworkError("no Ethernet interface found", hint="The NIC driver may be missing from the boot image.")
+    raise NoNetworkInterface("no Ethernet interface found")
 
 
 def bring_up_network(mac: str | None, timeout: float = 60.0) -> str:

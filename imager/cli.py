@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 from imager import datapath, imagestore, manifest
 from imager.errors import ChecksumMismatch, ImagerError
@@ -23,20 +24,20 @@ from imager.progress import Progress, console_sink, human
 from contract.vocabulary import IMAGE_TYPES
 
 
-def _cmd_capture(args: argparse.Namespace) -> dict:
-    from imager.ops.capture import capture
+def _cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
+    from imager.ops.capture import capture_image
     target = os.path.abspath(args.image_dir)
-    return capture(args.disk, os.path.dirname(target), os.path.basename(target), Progress([console_sink]),
-                   image_type=args.type)
+    return capture_image(args.disk, os.path.dirname(target), os.path.basename(target), Progress([console_sink]),
+                         image_type=args.type)
 
 
-def _cmd_deploy(args: argparse.Namespace) -> dict:
-    from imager.ops.deploy import deploy
-    return deploy(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]), partition=args.partition,
-                  hostname=args.hostname)
+def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
+    from imager.ops.deploy import deploy_image
+    return deploy_image(imagestore.resolve_path(args.image_dir), args.disk, Progress([console_sink]),
+                        partition=args.partition, hostname=args.hostname)
 
 
-def _cmd_verify(args: argparse.Namespace) -> dict:
+def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     """Every stored file against the manifest's size and SHA-256; no disk needed."""
     image_dir = imagestore.resolve_path(args.image_dir)
     image = manifest.load(image_dir)
@@ -52,7 +53,7 @@ def _cmd_verify(args: argparse.Namespace) -> dict:
     return {"verified_files": len(image["files"])}
 
 
-def _cmd_info(args: argparse.Namespace) -> dict:
+def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     image = manifest.load(imagestore.resolve_path(args.image_dir))
     print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}")
     for disk in image["disks"]:
@@ -65,8 +66,10 @@ def _cmd_info(args: argparse.Namespace) -> dict:
         for part in disk["partitions"]:
             print(f"    p{part['number']}: {part['fstype'] or 'raw':11} {human(part['raw_bytes']):>10} → "
                   f"{human(part['stored_bytes']):>10}  {part['file'] or part['tool']}")
-            for vol in part.get("lvm", {}).get("volumes", []):
-                print(f"      {part['lvm']['vg']}/{vol['name']}: {vol['fstype'] or 'raw':6} "
+            group = part.get("lvm")
+            vg = group["vg"] if group else ""
+            for vol in group["volumes"] if group else []:
+                print(f"      {vg}/{vol['name']}: {vol['fstype'] or 'raw':6} "
                       f"{human(vol['raw_bytes']):>10} → {human(vol['stored_bytes']):>10}  {vol['file'] or vol['tool']}")
     return {}
 

@@ -1,7 +1,7 @@
 """The data path: every byte of an image passes through here.
 
 capture: partclone's stdout → zstd (multi-threaded) → SHA-256 of the stored bytes → file
-deploy:  file → SHA-256 of the stored bytes → zstd decompress → partclone's stdin
+deploy:  file (or udp-receiver's pipe) → SHA-256 of the stored bytes → zstd decompress → partclone's stdin
 
 The checksum is of the stored (compressed) file, so ``imager verify`` can check
 an image without decompressing it; zstd's own frame checksum additionally
@@ -15,10 +15,11 @@ import fcntl
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO, Callable, Protocol, cast
 
 import zstandard
 
+from imager import partclone, process
 from imager.errors import ChecksumMismatch, InvalidImage
 
 CHUNK = 4 * 1024 * 1024
@@ -29,6 +30,12 @@ PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 ProgressFn = Callable[[int], None]
+
+
+class Readable(Protocol):
+    """A file, or a pipe from a process: read into our buffer, no copy."""
+
+    def readinto(self, buffer: bytearray | memoryview, /) -> int | None: ...
 
 
 @dataclass
@@ -54,7 +61,7 @@ class _HashingFile:
         self.sha256 = hashlib.sha256()
         self.count = 0
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.sha256.update(data)
         self.count += len(data)
         return self._file.write(data)
@@ -63,7 +70,7 @@ class _HashingFile:
         self._file.flush()
 
 
-def compress_to_file(source: IO[bytes], dest_path: str, *, level: int = DEFAULT_LEVEL, threads: int = -1,
+def compress_to_file(source: Readable, dest_path: str, *, level: int = DEFAULT_LEVEL, threads: int = -1,
                      on_progress: ProgressFn | None = None,
                      on_head: Callable[[bytes], None] | None = None,
                      on_stored: ProgressFn | None = None) -> StreamResult:
@@ -78,7 +85,7 @@ def compress_to_file(source: IO[bytes], dest_path: str, *, level: int = DEFAULT_
     raw = 0
     with open(dest_path, "wb") as out:
         sink = _HashingFile(out)
-        with cctx.stream_writer(sink, closefd=False) as zwriter:
+        with cctx.stream_writer(cast(IO[bytes], sink), closefd=False) as zwriter:
             first = True
             while True:
                 n = source.readinto(buf)
@@ -114,7 +121,7 @@ def decompress_from_file(src_path: str, dest: IO[bytes], *, expected_sha256: str
                                  expected_size=expected_size, on_progress=on_progress, on_stored=on_stored)
 
 
-def decompress_stream(src: IO[bytes], name: str, dest: IO[bytes], *, expected_sha256: str | None = None,
+def decompress_stream(src: Readable, name: str, dest: IO[bytes], *, expected_sha256: str | None = None,
                       expected_size: int | None = None,
                       on_progress: ProgressFn | None = None,
                       on_stored: ProgressFn | None = None) -> StreamResult:
@@ -130,7 +137,7 @@ def decompress_stream(src: IO[bytes], name: str, dest: IO[bytes], *, expected_sh
     raw = 0
 
     class _Counting:
-        def write(self, data) -> int:
+        def write(self, data: bytes) -> int:
             nonlocal raw
             dest.write(data)
             raw += len(data)
@@ -141,7 +148,7 @@ def decompress_stream(src: IO[bytes], name: str, dest: IO[bytes], *, expected_sh
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     try:
-        with dctx.stream_writer(_Counting(), closefd=False) as zwriter:
+        with dctx.stream_writer(cast(IO[bytes], _Counting()), closefd=False) as zwriter:
             while True:
                 n = src.readinto(buf)
                 if not n:
@@ -159,6 +166,30 @@ def decompress_stream(src: IO[bytes], name: str, dest: IO[bytes], *, expected_sh
     if expected_sha256 is not None and digest != expected_sha256:
         raise ChecksumMismatch(f"{name}: SHA-256 {digest} does not match the manifest's {expected_sha256}")
     return StreamResult(raw, stored, digest)
+
+
+def restore_stream(src: Readable, name: str, tool: str, device: str, *, expected_sha256: str | None,
+                   expected_size: int | None, on_progress: ProgressFn | None = None,
+                   on_stored: ProgressFn | None = None, shrunk: bool = False) -> None:
+    """Stored bytes from ``src`` → SHA-256 check → zstd decompress → ``partclone`` restore onto ``device``."""
+    feed_partclone(tool, device, lambda sink: decompress_stream(
+        src, name, sink, expected_sha256=expected_sha256, expected_size=expected_size, on_progress=on_progress,
+        on_stored=on_stored), shrunk=shrunk)
+
+
+def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], shrunk: bool = False) -> None:
+    """Run partclone's restore onto ``device`` with ``feed`` writing the stream into its stdin."""
+    writer = process.spawn(partclone.restore_argv(tool, device, shrunk), stdin=process.PIPE)
+    widen_pipe(writer.stdin)
+    try:
+        feed(writer.stdin)
+    except BrokenPipeError:
+        writer.wait()  # partclone stopped reading: its own message is the real reason
+        raise
+    except BaseException:
+        writer.kill()
+        raise
+    writer.wait()
 
 
 def decompress_pieces(paths: list[str], compression: str, dest: IO[bytes],

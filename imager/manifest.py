@@ -4,24 +4,24 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Mapping, cast
 
 from imager.errors import InvalidImage, SectorSizeMismatch, DiskTooSmall
 from imager.partitions import Layout
+from contract.manifest import FORMAT, MANIFEST, VERSION, DiskEntry, FileEntry, Manifest
 
-FORMAT = "imager-image"
-VERSION = 1
-MANIFEST = "manifest.json"
+__all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "DiskEntry", "FileEntry", "Layout", "write", "load", "validate",
+           "check_sector_size", "check_target", "verify_small_files"]
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def write(image_dir: str, manifest: dict[str, Any]) -> None:
+def write(image_dir: str, manifest: Manifest | dict[str, Any]) -> None:
     from imager.datapath import write_bytes_fsync
     data = json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n"
     write_bytes_fsync(os.path.join(image_dir, MANIFEST), data)
 
 
-def load(image_dir: str) -> dict[str, Any]:
+def load(image_dir: str) -> Manifest:
     path = os.path.join(image_dir, MANIFEST)
     try:
         with open(path, "rb") as f:
@@ -31,7 +31,7 @@ def load(image_dir: str) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidImage(f"{path} is not valid JSON: {exc}") from exc
     validate(manifest, image_dir)
-    return manifest
+    return cast(Manifest, manifest)
 
 
 def validate(manifest: dict[str, Any], image_dir: str) -> None:
@@ -82,7 +82,7 @@ def check_sector_size(layout: Layout, target_sector_size: int, target: str) -> N
             f"the image has {layout.sector_size}-byte sectors, {target} has {target_sector_size}-byte sectors")
 
 
-def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_size: int, target: str) -> None:
+def check_target(disk_entry: DiskEntry | dict[str, Any], target_bytes: int, target_sector_size: int, target: str) -> None:
     """Refuse, before any write, a target that cannot hold the image's exact layout."""
     layout = Layout.from_dict(disk_entry["layout"])
     check_sector_size(layout, target_sector_size, target)
@@ -92,7 +92,7 @@ def check_target(disk_entry: dict[str, Any], target_bytes: int, target_sector_si
             target_bytes=target_bytes, required_bytes=layout.required_bytes)
 
 
-def verify_small_files(image_dir: str, files: dict[str, Any], names: list[str]) -> None:
+def verify_small_files(image_dir: str, files: Mapping[str, FileEntry], names: list[str]) -> None:
     """SHA-256 of the files read whole before anything is written (tables, LVM metadata)."""
     from imager.datapath import hash_file
 

@@ -6,21 +6,20 @@ held in memory; a task created here is then run with its own task token, like an
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import requests
 
-from imager.api import reason_of
-from imager.errors import ImagerError, LoginRefused, ServerError
-from imager.pinning import identity_error, session_for
+from imager.api import Backoff, RetryLater, call_with_retries, reason_of, server_trouble
+from imager.errors import ImagerError, LoginRefused
+from imager.pinning import session_for
 
 log = logging.getLogger(__name__)
 
 
 class Refused(ImagerError):
     """The server said no (400/404/409) and why; the menu shows it and carries on."""
-    code = "menu_refused"
+    code = "server"  # the server refused (contract.errorcodes); never reported, the menu shows it
     hint = ""
 
 
@@ -28,7 +27,8 @@ class MenuClient:
     def __init__(self, server: str, mac: str, *, attempts: int = 4, timeout: float = 15.0) -> None:
         self.server, self.mac = server.rstrip("/"), mac
         self.http = session_for(self.server)
-        self.attempts, self.timeout = attempts, timeout
+        self.backoff = Backoff(attempts, base_delay=1.0, max_delay=8.0)
+        self.timeout = timeout
         self.token: str | None = None
 
     @property
@@ -53,29 +53,19 @@ class MenuClient:
         answer = self._call("POST", "/api/menu/tasks", body)
         return answer["task"]["id"], answer["token"]
 
-    def _call(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.token}"} if auth and self.token else {}
-        last = ""
-        for attempt in range(self.attempts):
-            try:
-                response = self.http.request(method, self.server + path, json=body, headers=headers,
-                                             timeout=self.timeout)
-            except requests.exceptions.SSLError as exc:
-                raise identity_error(self.server, exc) from exc
-            except requests.RequestException as exc:
-                last = str(exc)
-            else:
-                reason = reason_of(response)
-                if response.status_code == 401:
-                    self.token = None  # expired or wrong: the menu asks for the password again
-                    raise LoginRefused(f"the server refused the login: {reason}")
-                if response.status_code == 429:
-                    raise LoginRefused(f"too many attempts: {reason}", hint="Wait a minute, then try again.")
-                if 400 <= response.status_code < 500:
-                    raise Refused(reason or f"HTTP {response.status_code}")
-                if response.status_code < 400:
-                    return response.json()
-                last = f"HTTP {response.status_code} {reason}"
-            if attempt + 1 < self.attempts:
-                time.sleep(min(8, 2 ** attempt))
-        raise ServerError(f"server unreachable ({method} {path}): {last}")
+
+        def judge(response: requests.Response) -> dict[str, Any] | RetryLater:
+            reason = reason_of(response)
+            if response.status_code == 401:
+                self.token = None  # expired or wrong: the menu asks for the password again
+                raise LoginRefused(f"the server refused the login: {reason}")
+            if response.status_code == 429:  # the technician waits, not the menu
+                raise LoginRefused(f"too many attempts: {reason}", hint="Wait a minute, then try again.")
+            if 400 <= response.status_code < 500:
+                raise Refused(reason or f"HTTP {response.status_code}")
+            return server_trouble(response) or dict(response.json())
+
+        return call_with_retries(f"{method} {path}", self.server, lambda: self.http.request(
+            method, self.server + path, json=body, headers=headers, timeout=self.timeout), judge, self.backoff)

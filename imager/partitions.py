@@ -138,7 +138,7 @@ def restore_table(disk_path: str, layout: Layout, image_dir: str, files: dict[st
         saved = dump.read()
     resized = planned is not None and [(p.start, p.sectors) for p in planned.partitions] != [
         (p.start, p.sectors) for p in layout.partitions]
-    if resized:
+    if resized and planned is not None:
         # sfdisk's dump carries every GUID, name, type and attribute; only starts and sizes change.
         write_table(disk_path, boot_area, sfdisk_script(saved.decode(), planned).encode())
     else:
@@ -163,16 +163,3 @@ def write_table(disk_path: str, boot_area: bytes, sfdisk_dump: bytes, *, sgdisk_
     else:
         process.run(["sfdisk", "--no-reread", "--force", disk_path], input=sfdisk_dump)
 
-
-def dump_table(disk_path: str) -> str:
-    """``sfdisk --dump`` with device names removed, for comparing two disks."""
-    text = process.run(["sfdisk", "--dump", disk_path]).text
-    name = os.path.realpath(disk_path)
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("device:"):
-            continue
-        if line.startswith(name):
-            line = "p" + line[len(name):].lstrip("p")
-        lines.append(line)
-    return "\n".join(lines)

@@ -5,8 +5,10 @@ import logging
 import os
 import re
 import tempfile
+from typing import Any
 
 from imager import disks, process
+from imager.errors import InvalidTask
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +18,12 @@ LINUX_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs"}
 
 def check_hostname(name: str) -> str:
     if not _HOSTNAME.match(name or ""):
-        raise ValueError(f"{name!r} is not a valid hostname (letters, digits, '-', at most 63)")
+        raise InvalidTask(f"{name!r} is not a valid hostname (letters, digits, '-', at most 63)",
+                          hint="Fix the host's name on the server, or deploy without a hostname.")
     return name
 
 
-def set_linux_hostname(disk_path: str, partitions: list[dict], hostname: str) -> list[str]:
+def set_linux_hostname(disk_path: str, partitions: list[dict[str, Any]], hostname: str) -> list[str]:
     """Write /etc/hostname (and the 127.0.1.1 line of /etc/hosts) on every Linux root found.
 
     Returns the partitions changed; a disk without a Linux root is left alone.

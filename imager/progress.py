@@ -27,14 +27,6 @@ class Progress:
         self.started = time.monotonic()
         self._last_sent = 0.0
 
-    def begin(self, total: int, stage: str = "") -> None:
-        self.total = total
-        self.done = 0
-        self.stored = 0
-        self.stage = stage
-        self.started = time.monotonic()
-        self._emit()
-
     def set_stage(self, stage: str, *, total: int) -> None:
         """Start counting a new step (one partition) from zero."""
         self.stage = stage

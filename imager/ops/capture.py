@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from contextlib import nullcontext
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, cast
 
 import imager
 from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
 from imager.errors import UnsupportedDisk
+from imager.ops.context import OpContext
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
 from contract.vocabulary import IMAGE_TYPES
@@ -28,8 +29,15 @@ log = logging.getLogger(__name__)
 # 3 multiple partitions on every disk of the machine (exact layouts), 4 raw whole disk.
 
 
-def capture(disk_spec: str | None, root: str, name: str, progress: Progress,
-            image_type: str = "resizable") -> dict[str, Any]:
+def capture(ctx: OpContext) -> dict[str, Any]:
+    """The capture task: its disk into the image it names, on its storage node (the group's master)."""
+    image = ctx.task.get("image")
+    return capture_image(ctx.task.get("disk"), ctx.storage_root, ctx.image_name, ctx.progress,
+                         image_type=(image.get("type") if image else None) or "resizable")
+
+
+def capture_image(disk_spec: str | None, root: str, name: str, progress: Progress,
+                  image_type: str = "resizable") -> dict[str, Any]:
     if image_type not in IMAGE_TYPES:
         raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
     started = time.monotonic()
@@ -72,7 +80,8 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
     table_files = save_table(disk.path, layout, image_dir, prefix=prefix)
     files = {f: _file_entry(image_dir, f) for f in table_files.values()}
     parts = []
-    shrinking = resize.shrunk_filesystems(disk.path, layout) if resizable else nullcontext({})
+    shrinking: AbstractContextManager[dict[int, int]] = (
+        resize.shrunk_filesystems(disk.path, layout) if resizable else nullcontext({}))
     with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
         for i, part in enumerate(layout.partitions, 1):
             tool = filesystems.tool_for(part.fstype, part.kind)
@@ -180,7 +189,7 @@ def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress)
             progress.total = header.stream_size
 
     try:
-        result = datapath.compress_to_file(reader.stdout, dest, on_progress=progress.add, on_head=on_head,
+        result = datapath.compress_to_file(cast(datapath.Readable, reader.stdout), dest, on_progress=progress.add, on_head=on_head,
                                             on_stored=progress.add_stored)
     except BaseException:
         reader.kill()

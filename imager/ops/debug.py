@@ -14,6 +14,7 @@ import sys
 from typing import IO, Any
 
 from imager import process
+from imager.ops.context import OpContext
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ def banner(task: dict[str, Any]) -> list[str]:
     return lines + ["", *HELP.splitlines(), ""]
 
 
-def debug(task: dict[str, Any], out: IO[str] | None = None, shell: list[str] | None = None) -> dict[str, Any]:
-    out = out or sys.stdout
+def debug(ctx: OpContext, out: IO[str] | None = None, shell: list[str] | None = None) -> dict[str, Any]:
+    task, out = dict(ctx.task), out or sys.stdout
     with open(TASK_FILE, "w") as f:
         json.dump({k: v for k, v in task.items() if k != "token"}, f, indent=2)
     out.write("\n".join(banner(task)) + "\n")

@@ -12,28 +12,45 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import IO, Any, Callable
+from typing import Any, Mapping, Protocol
 
-from imager import datapath, disks, filesystems, legacy, lvm, manifest, partclone, postdeploy, process, resize
+from imager import datapath, disks, filesystems, imagestore, legacy, lvm, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskNotFound, DiskTooSmall, InvalidImage, SectorSizeMismatch
+from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
+from imager.ops.context import OpContext
 from imager.partitions import Layout, probe_filesystem, restore_table, write_table
 from imager.progress import Progress, human
 from imager.winhostname import set_windows_hostname
+from contract.manifest import PartitionEntry
 
 log = logging.getLogger(__name__)
 
 
-def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,
-           hostname: str | None = None) -> dict[str, Any]:
+def deploy(ctx: OpContext) -> dict[str, Any]:
+    """The deploy task: the image it names, from its storage node, onto its disk."""
+    image_dir = imagestore.resolve(ctx.storage_root, ctx.image_name)
+    return deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
+                        hostname=ctx.task.get("hostname"))
+
+
+def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,
+                 hostname: str | None = None) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
         return deploy_foreign(image_dir, disk_spec, progress)
     started = time.monotonic()
+    if hostname:
+        postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
     image = manifest.load(image_dir)
     entries = image["disks"]
     targets = select_targets(image, disk_spec)
+    source = ImageFiles(image_dir, image["files"])
     if entries[0].get("mode") == "raw":
-        return deploy_raw_disk(image_dir, image, targets[0], progress)
+        check_raw_target(entries[0], targets[0])
+        refuse_if_mounted(targets[0].path)
+        restore_raw_disk(entries[0], targets[0], source, progress)
+        return {"image": image.get("name"), "disk": targets[0].path, "raw_bytes": entries[0]["raw_bytes"],
+                "seconds": round(time.monotonic() - started, 1), "partitions": 0}
     if partition is not None:
         layout = Layout.from_dict(entries[0]["layout"])
         manifest.check_sector_size(layout, targets[0].logical_sector_size, targets[0].path)
@@ -42,27 +59,47 @@ def deploy(image_dir: str, disk_spec: str | None, progress: Progress, partition:
     plans = [plan_disk(image, entry, target) for entry, target in zip(entries, targets)]
     for target in targets:
         refuse_if_mounted(target.path)
-    parts = []
     for entry, target, planned in zip(entries, targets, plans):
-        restore_disk(image_dir, image, entry, target, planned, progress)
-        parts += [(target.path, p) for p in entry["partitions"]]
-    renamed: dict[str, list[str]] = {}  # partitions whose system now carries the task's hostname
-    if hostname:
-        renamed = {"linux": [], "windows": []}
-        for target in targets:
-            on_disk = [p for path, p in parts if path == target.path]
-            renamed["linux"] += postdeploy.set_linux_hostname(target.path, on_disk, hostname)
-            renamed["windows"] += set_windows_hostname(target.path, on_disk, hostname)
+        write_disk_table(image_dir, image, entry, target, planned)
+        restore_disk(image_dir, entry, target, planned, source, progress)
+    renamed = set_hostname(targets, entries, hostname)
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
-    raw = sum(p["raw_bytes"] for _, p in parts)
+    parts = [p for entry in entries for p in entry["partitions"]]
+    raw = sum(p["raw_bytes"] for p in parts)
     where = ", ".join(t.path for t in targets)
     log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), where, human(raw), elapsed)
     return {"image": image.get("name"), "disk": where, "raw_bytes": raw, "seconds": round(elapsed, 1),
             "partitions": len(parts), "disks": len(targets), "hostname_set": renamed}
 
 
-def select_targets(image: dict, disk_spec: str | None) -> list[disks.Disk]:
+class StreamSource(Protocol):
+    """Where an image's streams come from: its files on the storage node, or a multicast receiver."""
+
+    label: str   # in front of the progress stage ("" or "multicast: ")
+
+    def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
+        """Stream ``file`` (stored bytes, checked against the manifest) through partclone onto ``device``."""
+
+
+class ImageFiles:
+    """The image's files, read from the storage node."""
+
+    label = ""
+
+    def __init__(self, image_dir: str, files: Mapping[str, FileEntry]) -> None:
+        self.image_dir = image_dir
+        self.files = files
+
+    def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
+        meta = self.files[file]
+        with open(os.path.join(self.image_dir, file), "rb") as src:
+            datapath.restore_stream(src, file, tool, device, expected_sha256=meta.get("sha256"),
+                                    expected_size=meta.get("size"), on_progress=progress.add,
+                                    on_stored=progress.add_stored, shrunk=shrunk)
+
+
+def select_targets(image: Manifest, disk_spec: str | None) -> list[disks.Disk]:
     """The disk (or, for an all-disks image, the disks in order) the image goes to."""
     if image.get("image_type") != "alldisks":
         return [disks.select(disk_spec)]
@@ -76,7 +113,7 @@ def select_targets(image: dict, disk_spec: str | None) -> list[disks.Disk]:
     return targets[:wanted]
 
 
-def plan_disk(image: dict, entry: dict, target: disks.Disk) -> Layout:
+def plan_disk(image: Manifest, entry: DiskEntry, target: disks.Disk) -> Layout:
     """The layout this disk will get; refuses a target that cannot take it."""
     layout = Layout.from_dict(entry["layout"])
     manifest.check_sector_size(layout, target.logical_sector_size, target.path)
@@ -86,59 +123,75 @@ def plan_disk(image: dict, entry: dict, target: disks.Disk) -> Layout:
     return layout
 
 
-def shrunk_sizes(entry: dict) -> dict[int, int]:
+def shrunk_sizes(entry: DiskEntry) -> dict[int, int]:
     """Partitions captured with their filesystem shrunk, and that size."""
-    return {p["number"]: p["fs_bytes"] for p in entry["partitions"] if p.get("fs_bytes")}
+    return {p["number"]: p["fs_bytes"] for p in entry.get("partitions", []) if p.get("fs_bytes")}
 
 
-def restore_disk(image_dir: str, image: dict, entry: dict, target: disks.Disk, planned: Layout,
-                 progress: Progress) -> None:
-    """Table and boot area, then each partition (or logical volume), then grow what was shrunk."""
+def write_disk_table(image_dir: str, image: Manifest, entry: DiskEntry, target: disks.Disk,
+                     planned: Layout) -> None:
+    """The table and boot area (checked against the manifest first), and the kernel told of the partitions."""
     layout = Layout.from_dict(entry["layout"])
-    parts = entry["partitions"]
     log.info("deploying image %r disk %d (%d partitions) onto %s (%s)", image.get("name"), entry["index"],
              len(layout.partitions), target.path, human(target.size_bytes))
     manifest.verify_small_files(image_dir, image["files"], small_files(entry))
     restore_table(target.path, layout, image_dir, entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
+
+
+def restore_disk(image_dir: str, entry: DiskEntry, target: disks.Disk, planned: Layout, source: StreamSource,
+                 progress: Progress) -> None:
+    """Each partition (or logical volume) from ``source``, then grow what was captured shrunk."""
+    parts = entry["partitions"]
     shrunk = shrunk_sizes(entry)
-    original = {p.number: p.sectors for p in layout.partitions}
+    original = {p.number: p.sectors for p in Layout.from_dict(entry["layout"]).partitions}
     # xfs/btrfs were captured at full size: they only need growing when their partition grew.
     for p in planned.partitions:
         if p.fstype in filesystems.GROW_ONLY and p.sectors <= original[p.number]:
             shrunk.pop(p.number, None)
     for i, part in enumerate(parts, 1):
         device = disks.partition_path(target.path, part["number"])
-        stage = f"{'disk %d, ' % entry['index'] if entry['index'] > 1 else ''}partition {i}/{len(parts)}"
+        stage = f"{source.label}{'disk %d, ' % entry['index'] if entry['index'] > 1 else ''}partition {i}/{len(parts)}"
         if part["tool"] == filesystems.SWAP:
-            filesystems.recreate_swap(device, part["uuid"], part["label"])
+            filesystems.recreate_swap(device, part.get("uuid") or "", part.get("label") or "")
         elif part["tool"] == lvm.TOOL:
-            restore_volume_group(image_dir, image["files"], part, device, progress, stage)
+            restore_volume_group(image_dir, part, device, source, progress, stage)
         elif part["tool"] != filesystems.CONTAINER:
-            restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, stage)
+            restore_partition(part, target.path, source, progress, stage)
         if part["number"] in shrunk:  # captured shrunk: fill the partition again
-            filesystems.grow(device, part["fstype"])
+            filesystems.grow(device, part["fstype"] or "")
 
 
-def deploy_raw_disk(image_dir: str, image: dict, target: disks.Disk, progress: Progress) -> dict[str, Any]:
-    """A raw image: every byte back, onto a disk at least as large and with the same sector size."""
-    entry = image["disks"][0]
+def check_raw_target(entry: DiskEntry, target: disks.Disk) -> None:
+    """A raw image needs a disk at least as large, with the same sector size."""
     if entry["sector_size"] != target.logical_sector_size:
         raise SectorSizeMismatch(f"the image has {entry['sector_size']}-byte sectors, {target.path} has "
                                  f"{target.logical_sector_size}-byte sectors")
     if target.size_bytes < entry["size_bytes"]:
         raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the raw image is {entry['size_bytes']}")
-    refuse_if_mounted(target.path)
-    started = time.monotonic()
-    progress.set_stage(f"whole disk {target.path}", total=entry["raw_bytes"])
-    stream_file_to_device(os.path.join(image_dir, entry["file"]), image["files"][entry["file"]], partclone.RAW,
-                          target.path, progress)
+
+
+def restore_raw_disk(entry: DiskEntry, target: disks.Disk, source: StreamSource, progress: Progress) -> None:
+    """A raw image: every byte back."""
+    progress.set_stage(f"{source.label}whole disk {target.path}", total=entry["raw_bytes"])
+    source.restore(entry["file"], partclone.RAW, target.path, progress)
+    progress.flush()
     process.run(["partprobe", target.path], check=False)
-    return {"image": image.get("name"), "disk": target.path, "raw_bytes": entry["raw_bytes"],
-            "seconds": round(time.monotonic() - started, 1), "partitions": 0}
 
 
-def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number: int,
+def set_hostname(targets: list[disks.Disk], entries: list[DiskEntry], hostname: str | None) -> dict[str, list[str]]:
+    """The task's hostname on every Linux root and Windows system deployed: the partitions changed."""
+    if not hostname:
+        return {}
+    renamed: dict[str, list[str]] = {"linux": [], "windows": []}
+    for target, entry in zip(targets, entries):
+        on_disk = [dict(p) for p in entry.get("partitions", [])]
+        renamed["linux"] += postdeploy.set_linux_hostname(target.path, on_disk, hostname)
+        renamed["windows"] += set_windows_hostname(target.path, on_disk, hostname)
+    return renamed
+
+
+def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, number: int,
                          progress: Progress) -> dict[str, Any]:
     """Only partition ``number`` (FOG's imgPartitionType=N): the target's table is left as it is."""
     entry = image["disks"][0]
@@ -155,13 +208,14 @@ def deploy_one_partition(image_dir: str, image: dict, target: disks.Disk, number
         raise DiskTooSmall(f"{device} holds {have} bytes, partition {number} of the image needs {needed}")
     refuse_if_mounted(target.path)
     started = time.monotonic()
+    source = ImageFiles(image_dir, image["files"])
     if part["tool"] == lvm.TOOL:
-        manifest.verify_small_files(image_dir, image["files"], [part["lvm"]["metadata"]])
-        restore_volume_group(image_dir, image["files"], part, device, progress, f"partition {number}")
+        manifest.verify_small_files(image_dir, image["files"], small_files({"partitions": [part]}))
+        restore_volume_group(image_dir, part, device, source, progress, f"partition {number}")
     else:
-        restore_partition(image_dir, part, image["files"][part["file"]], target.path, progress, f"partition {number}")
+        restore_partition(part, target.path, source, progress, f"partition {number}")
     if part.get("fs_bytes") and (part["fstype"] in filesystems.SHRINKABLE or have > original["sectors"] * sector_size):
-        filesystems.grow(device, part["fstype"])  # captured shrunk, or xfs/btrfs in a larger partition
+        filesystems.grow(device, part["fstype"] or "")  # captured shrunk, or xfs/btrfs in a larger partition
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
             "seconds": round(time.monotonic() - started, 1), "partitions": 1}
 
@@ -196,7 +250,7 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
             filesystems.recreate_swap(device, part["uuid"], part["label"])
         elif part["tool"] != filesystems.CONTAINER:
             progress.set_stage(f"partition {i}/{len(parts)}: {os.path.basename(device)}", total=part["bytes"])
-            feed_partclone(part["tool"], device, lambda sink: datapath.decompress_pieces(
+            datapath.feed_partclone(part["tool"], device, lambda sink: datapath.decompress_pieces(
                 part["pieces"], part["compression"], sink, progress.add))
         if part["number"] in shrunk:  # captured shrunk by FOG: fill the partition again
             fstype = probe_filesystem(device)["fstype"]
@@ -208,58 +262,40 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
             "seconds": round(elapsed, 1), "partitions": len(parts)}
 
 
-def restore_partition(image_dir: str, part: dict, file_meta: dict, disk_path: str,
-                      progress: Progress, stage: str) -> None:
+def restore_partition(part: PartitionEntry, disk_path: str, source: StreamSource, progress: Progress,
+                      stage: str) -> None:
     device = disks.partition_path(disk_path, part["number"])
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
                        total=part["raw_bytes"])
-    stream_file_to_device(os.path.join(image_dir, part["file"]), file_meta, part["tool"], device, progress,
-                          shrunk=part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE)
+    assert part["file"] is not None  # a partition with a tool to stream has its file (manifest.validate)
+    source.restore(part["file"], part["tool"], device, progress,
+                   shrunk=part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE)
     progress.flush()
 
 
-def restore_volume_group(image_dir: str, files: dict[str, dict], part: dict, device: str,
+def restore_volume_group(image_dir: str, part: PartitionEntry, device: str, source: StreamSource,
                          progress: Progress, stage: str) -> None:
     """An LVM physical volume: the PV and its group's exact layout first, then each logical volume."""
     group = part["lvm"]
+    if group is None:
+        raise InvalidImage(f"partition {part['number']} is an LVM volume without its group")
     lvm.recreate(device, group["vg"], group["pv_uuid"], os.path.join(image_dir, group["metadata"]))
     with lvm.activated(group["vg"]):
         for vol in group["volumes"]:
             lv_device = lvm.volume_device(group["vg"], vol["name"])
             if vol["tool"] == filesystems.SWAP:
-                filesystems.recreate_swap(lv_device, vol["fs_uuid"], vol["label"])
+                filesystems.recreate_swap(lv_device, vol["fs_uuid"] or "", vol["label"] or "")
                 continue
             progress.set_stage(f"{stage}: {group['vg']}/{vol['name']} ({vol['fstype'] or 'raw'})",
                                total=vol["raw_bytes"])
-            stream_file_to_device(os.path.join(image_dir, vol["file"]), files[vol["file"]], vol["tool"],
-                                  lv_device, progress)
+            file = vol.get("file")
+            if not file:
+                raise InvalidImage(f"volume {group['vg']}/{vol['name']} has no stream")
+            source.restore(file, vol["tool"], lv_device, progress)
             progress.flush()
 
 
-def small_files(disk_entry: dict) -> list[str]:
+def small_files(disk_entry: DiskEntry | dict[str, Any]) -> list[str]:
     """Files read whole before the first write (tables, LVM metadata): checked before they are used."""
     names = list(disk_entry.get("table_files", {}).values())
-    return names + [p["lvm"]["metadata"] for p in disk_entry.get("partitions", []) if p.get("lvm")]
-
-
-def stream_file_to_device(path: str, file_meta: dict, tool: str, device: str, progress: Progress,
-                          shrunk: bool = False) -> None:
-    """``path`` → SHA-256 check → zstd decompress → partclone restore onto ``device``."""
-    feed_partclone(tool, device, lambda sink: datapath.decompress_from_file(
-        path, sink, expected_sha256=file_meta.get("sha256"), expected_size=file_meta.get("size"),
-        on_progress=progress.add, on_stored=progress.add_stored), shrunk=shrunk)
-
-
-def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], shrunk: bool = False) -> None:
-    """Run partclone's restore onto ``device`` with ``feed`` writing the stream into its stdin."""
-    writer = process.spawn(partclone.restore_argv(tool, device, shrunk), stdin=process.PIPE)
-    datapath.widen_pipe(writer.stdin)
-    try:
-        feed(writer.stdin)
-    except BrokenPipeError:
-        writer.wait()  # partclone stopped reading: its own message is the real reason
-        raise
-    except BaseException:
-        writer.kill()
-        raise
-    writer.wait()
+    return names + [group["metadata"] for p in disk_entry.get("partitions", []) if (group := p.get("lvm"))]

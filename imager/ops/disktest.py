@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from imager import disks, process
+from imager.ops.context import OpContext
 from imager.progress import Progress, human
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ WATCHED = {5: "reallocated_sectors", 187: "reported_uncorrectable", 197: "pendin
            198: "offline_uncorrectable"}
 
 
-def disktest(disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+def disktest(ctx: OpContext) -> dict[str, Any]:
+    disk_spec, progress = ctx.task.get("disk"), ctx.progress
     disk = disks.select(disk_spec)
     started = time.monotonic()
     log.info("testing %s (%s, %s)", disk.path, human(disk.size_bytes), disk.model or "?")

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from imager import disks, hwinfo
-from imager.progress import Progress
+from imager.ops.context import OpContext
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def summary(inventory: dict[str, Any]) -> list[str]:
     return lines
 
 
-def inventory(progress: Progress) -> dict[str, Any]:
+def inventory(ctx: OpContext) -> dict[str, Any]:
     """The inventory task: collect, show, hand back as the task's result (the agent sends it)."""
-    progress.begin(0, "inventory")
+    ctx.progress.set_stage("inventory", total=0)
     found = collect()
     for line in summary(found):
         log.info("%s", line)

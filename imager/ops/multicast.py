@@ -3,9 +3,10 @@
 The recipe: read the image's manifest from NFS (the version the session pinned) and check that the
 session sends exactly the streams this image restores, in that order; pick the disk and plan it as a
 deploy does — every check before a single write — then write the partition table; tell the server the
-disk is ready and wait for the session to start; then for each partition run udp-receiver, whose stdout
-goes through the same SHA-256 check → zstd → partclone pipeline as a unicast deploy; grow what was captured
-shrunk, set the hostname.  A machine that comes too late for its session (the server says "fallback") deploys
+disk is ready and wait for the session to start; then restore the disk as a unicast deploy does
+(deploy.restore_disk), with udp-receiver instead of the image's files as the source of each stream: its
+stdout goes through the same SHA-256 check → zstd → partclone pipeline; grow what was captured shrunk,
+set the hostname.  A machine that comes too late for its session (the server says "fallback") deploys
 the same image by unicast from NFS instead of waiting for nothing.
 
 udp-receiver's options are docs/multicast.md's: --start-timeout, --receive-timeout 30 and a 4 MiB socket
@@ -16,18 +17,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, cast
 
-from imager import bootenv, datapath, disks, filesystems, manifest, postdeploy, process
+from imager import bootenv, datapath, manifest, postdeploy, process
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
 from imager.ops import deploy as unicast
 from imager.ops.capture import refuse_if_mounted
-from imager.partitions import Layout, restore_table
+from imager.ops.context import OpContext
 from imager.progress import Progress, human
-from imager.winhostname import set_windows_hostname
-from contract.manifest import NotMulticastable, multicast_streams
+from contract.manifest import FileEntry, Manifest, NotMulticastable, multicast_streams
+from contract.task import MulticastSession
 from contract.udpcast import ReceiverOptions, receiver_argv
 from contract.versions import is_version
 
@@ -38,82 +38,69 @@ START_TIMEOUT = 180       # s: the sender of the next file starts when the last 
 RECEIVE_TIMEOUT = 30      # s of silence mid-transfer before the receiver gives up
 READY_POLL = 2.0          # s between "ready" calls while the session waits
 
-Ready = Callable[[], dict]
+Ready = Callable[[], MulticastSession]
 
 
-def multicast_deploy(root: str, task: dict[str, Any], progress: Progress, ready: Ready) -> dict[str, Any]:
-    session = task["multicast"]
+def multicast_deploy(ctx: OpContext) -> dict[str, Any]:
+    task, progress = ctx.task, ctx.progress
+    session = task.get("multicast")
+    if ctx.client is None or not isinstance(session, dict):
+        raise InvalidTask("a multicast task needs its session and the server")
     if session.get("fallback"):
-        return fall_back(root, task, progress, session.get("reason") or "the session started without us")
+        return fall_back(ctx, session.get("reason") or "the session started without us")
     started = time.monotonic()
-    image_dir = pinned_version(root, session)
+    if task.get("hostname"):
+        postdeploy.check_hostname(task["hostname"] or "")  # before anything is written
+    image_dir = pinned_version(ctx.storage_root, session)
     image = manifest.load(image_dir)
-    files = [f["file"] for f in session["files"]]
+    files = [f["file"] for f in session.get("files", [])]
     if files != streams(image):
-        raise InvalidTask(f"the session sends {files}, image {session['version']} restores {streams(image)}")
+        raise InvalidTask(f"the session sends {files}, image {session.get('version')} restores {streams(image)}")
     targets = unicast.select_targets(image, task.get("disk"))
     entries = image["disks"]
     raw = entries[0].get("mode") == "raw"
-    plans = [None if raw else unicast.plan_disk(image, e, t) for e, t in zip(entries, targets)]
     if raw:
-        check_raw_target(entries[0], targets[0])
+        unicast.check_raw_target(entries[0], targets[0])
+    plans = [] if raw else [unicast.plan_disk(image, e, t) for e, t in zip(entries, targets)]
     for target in targets:
         refuse_if_mounted(target.path)
-    for entry, target, planned in zip(entries, targets, plans):   # the table now; the data from the sender
-        if planned is not None:
-            manifest.verify_small_files(image_dir, image["files"], unicast.small_files(entry))
-            restore_table(target.path, Layout.from_dict(entry["layout"]), image_dir, entry["table_files"],
-                          target.size_bytes, planned)
-            disks.reread_partitions(target.path, [p.number for p in Layout.from_dict(entry["layout"]).partitions])
+    for entry, target, planned in zip(entries, targets, plans):   # the tables now; the data from the sender
+        unicast.write_disk_table(image_dir, image, entry, target, planned)
     raise_receive_buffer()
-    answer = wait_for_start(ready, progress)
+    answer = wait_for_start(ctx.client.ready, progress)
     if answer.get("fallback"):
-        return fall_back(root, task, progress, answer.get("reason") or "the session started without us")
-    ports = {f["file"]: f["portbase"] for f in answer["files"]}
-    receiver = Receiver(interface=bootenv.choose_interface(task["host"]["mac"]), sender=answer.get("sender"))
-    parts = []
-    for entry, target in zip(entries, targets):
-        if raw:
-            progress.set_stage(f"multicast: whole disk {target.path}", total=entry["raw_bytes"])
-            receiver.restore(ports[entry["file"]], image["files"][entry["file"]], "dd", target.path, progress)
-            continue
-        parts += [(target.path, p) for p in entry["partitions"]]
-        for i, part in enumerate(entry["partitions"], 1):
-            device = disks.partition_path(target.path, part["number"])
-            if part["tool"] == filesystems.SWAP:
-                filesystems.recreate_swap(device, part["uuid"], part["label"])
-            elif part.get("file"):
-                progress.set_stage(f"multicast: partition {i}/{len(entry['partitions'])}: "
-                                   f"{os.path.basename(device)} ({part.get('fstype') or 'raw'})",
-                                   total=part["raw_bytes"])
-                shrunk = part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE
-                receiver.restore(ports[part["file"]], image["files"][part["file"]], part["tool"], device, progress,
-                                 shrunk=shrunk)
-        for part in entry["partitions"]:   # captured shrunk: fill the partition again
-            if part["number"] in unicast.shrunk_sizes(entry):
-                filesystems.grow(disks.partition_path(target.path, part["number"]), part["fstype"])
-    renamed = set_hostname(targets, parts, task.get("hostname"))
+        return fall_back(ctx, answer.get("reason") or "the session started without us")
+    receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
+                        files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
+                        sender=answer.get("sender"))
+    if raw:
+        unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
+    for entry, target, planned in zip(entries, targets, plans):
+        unicast.restore_disk(image_dir, entry, target, planned, receiver, progress)
+    renamed = unicast.set_hostname(targets, entries, task.get("hostname"))
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
-    total = sum(p["raw_bytes"] for _, p in parts) if not raw else entries[0]["raw_bytes"]
+    parts = [p for entry in entries for p in entry.get("partitions", [])]
+    total = entries[0]["raw_bytes"] if raw else sum(p["raw_bytes"] for p in parts)
     log.info("image %r deployed by multicast (session %s) onto %s: %s in %.1f s", image.get("name"),
-             session["session"], ", ".join(t.path for t in targets), human(total), elapsed)
+             session.get("session"), ", ".join(t.path for t in targets), human(total), elapsed)
     return {"image": image.get("name"), "disk": ", ".join(t.path for t in targets), "raw_bytes": total,
             "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(targets),
-            "multicast": {"session": session["session"], "files": len(files)}, "hostname_set": renamed}
+            "multicast": {"session": session.get("session"), "files": len(files)}, "hostname_set": renamed}
 
 
-def fall_back(root: str, task: dict[str, Any], progress: Progress, reason: str) -> dict[str, Any]:
+def fall_back(ctx: OpContext, reason: str) -> dict[str, Any]:
     """Too late for the session: the same image, by unicast from NFS (what a deploy task does)."""
     message = f"multicast: {reason}"
     log.warning("%s", message)
     print(f"\n*** imager: {message} ***\n", flush=True)
-    image_dir = pinned_version(root, task["multicast"])
-    result = unicast.deploy(image_dir, task.get("disk"), progress, hostname=task.get("hostname"))
-    return {**result, "multicast": {"session": task["multicast"]["session"], "fallback": reason}}
+    session = ctx.task["multicast"]
+    image_dir = pinned_version(ctx.storage_root, session)
+    result = unicast.deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, hostname=ctx.task.get("hostname"))
+    return {**result, "multicast": {"session": session.get("session"), "fallback": reason}}
 
 
-def pinned_version(root: str, session: dict) -> str:
+def pinned_version(root: str, session: MulticastSession) -> str:
     """The version the server sends, not whatever the image's link points at by now."""
     version = str(session.get("version", ""))
     if not is_version(version):
@@ -125,18 +112,12 @@ def pinned_version(root: str, session: dict) -> str:
     return image_dir
 
 
-def streams(image: dict) -> list[str]:
+def streams(image: Manifest | dict[str, Any]) -> list[str]:
     """The files a multicast sends for this image, in the order this recipe restores them."""
     try:
         return multicast_streams(image)
     except NotMulticastable as exc:
         raise InvalidTask(str(exc)) from None
-
-
-def check_raw_target(entry: dict, target: disks.Disk) -> None:
-    if entry["sector_size"] != target.logical_sector_size or target.size_bytes < entry["size_bytes"]:
-        raise InvalidTask(f"{target.path} ({target.size_bytes} bytes, {target.logical_sector_size}-byte sectors) "
-                          f"cannot take the raw image ({entry['size_bytes']} bytes, {entry['sector_size']})")
 
 
 def raise_receive_buffer(size: int = RCVBUF) -> None:
@@ -153,7 +134,7 @@ def raise_receive_buffer(size: int = RCVBUF) -> None:
         log.warning("could not raise net.core.rmem_max: %s", exc)
 
 
-def wait_for_start(ready: Ready, progress: Progress) -> dict:
+def wait_for_start(ready: Ready, progress: Progress) -> MulticastSession:
     """Tell the server the disk is ready until it says join (the sender starts) or fall back."""
     progress.set_stage("multicast: waiting for the other machines", total=0)
     shown = 0.0
@@ -170,23 +151,27 @@ def wait_for_start(ready: Ready, progress: Progress) -> dict:
 
 
 class Receiver:
-    """udp-receiver → SHA-256 → zstd → partclone, one file at a time."""
+    """A stream source for restore_disk: udp-receiver's stdout → SHA-256 → zstd → partclone, one file at a time."""
 
-    def __init__(self, interface: str, sender: str | None) -> None:
+    label = "multicast: "
+
+    def __init__(self, ports: dict[str, int], files: Mapping[str, FileEntry], interface: str, sender: str | None) -> None:
+        self.ports = ports
+        self.files = files
         self.interface = interface
         self.sender = sender
 
-    def restore(self, portbase: int, meta: dict, tool: str, device: str, progress: Progress,
-                shrunk: bool = False) -> None:
+    def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
+        portbase, meta = self.ports[file], self.files[file]
         argv = receiver_argv(ReceiverOptions(portbase=portbase, interface=self.interface,
                                              mcast_rdv_address=self.sender, start_timeout=START_TIMEOUT,
                                              receive_timeout=RECEIVE_TIMEOUT, rcvbuf=RCVBUF, progress=False))
         udp = process.spawn(argv, stdout=process.PIPE)
         datapath.widen_pipe(udp.stdout)
         try:
-            unicast.feed_partclone(tool, device, lambda sink: datapath.decompress_stream(
-                udp.stdout, f"multicast stream on port {portbase}", sink, expected_sha256=meta.get("sha256"),
-                expected_size=meta.get("size"), on_progress=progress.add), shrunk=shrunk)
+            datapath.restore_stream(cast(datapath.Readable, udp.stdout), f"multicast stream {file} on port {portbase}", tool, device,
+                                    expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),
+                                    on_progress=progress.add, on_stored=progress.add_stored, shrunk=shrunk)
         except Exception:
             time.sleep(0.5)
             if udp.proc.poll() not in (None, 0):   # the receiver's failure is the reason, not the short stream
@@ -197,7 +182,6 @@ class Receiver:
             udp.kill()
             raise
         self._check(udp, portbase)
-        progress.flush()
 
     @staticmethod
     def _check(udp: process.Spawned, portbase: int) -> None:
@@ -206,14 +190,3 @@ class Receiver:
             udp.wait(check=True)
         except CommandFailed as exc:
             raise MulticastFailed(f"multicast receive on port {portbase} failed: {exc.message}") from exc
-
-
-def set_hostname(targets: list, parts: list, hostname: str | None) -> dict[str, list[str]]:
-    if not hostname:
-        return {}
-    renamed: dict[str, list[str]] = {"linux": [], "windows": []}
-    for target in targets:
-        on_disk = [p for path, p in parts if path == target.path]
-        renamed["linux"] += postdeploy.set_linux_hostname(target.path, on_disk, hostname)
-        renamed["windows"] += set_windows_hostname(target.path, on_disk, hostname)
-    return renamed

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from imager import api
-from imager.errors import InvalidTask
+from imager.errors import NoNetworkInterface
 from imager.ops.inventory import collect, summary
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def register(server: str, mac: str | None, hostname: str | None = None, image: s
         log.info("%s", line)
     boot_mac = mac or (found["nics"][0]["mac"] if found["nics"] else None)
     if not boot_mac:
-        raise InvalidTask("this machine has no network card with a MAC to register", hint="Check the NIC driver.")
+        raise NoNetworkInterface("this machine has no network card with a MAC to register")
     body: dict[str, Any] = {"mac": boot_mac, "inventory": found}
     for key, value in (("hostname", hostname), ("image", image), ("group", group)):
         if value is not None:  # full registration: what the technician chose

@@ -23,6 +23,7 @@ from typing import Any
 from imager import disks, process
 from imager.errors import InvalidTask, SanitizeFailed
 from imager.ops.capture import refuse_if_mounted
+from imager.ops.context import OpContext
 from imager.progress import Progress
 
 from contract.vocabulary import WIPE_MODES
@@ -36,7 +37,8 @@ _SANITIZE = ((0x1, 4, "crypto erase"), (0x2, 2, "block erase"), (0x4, 3, "overwr
 SANITIZE_POLL_S = 2.0         # between reads of the drive's sanitize log
 
 
-def wipe(disk_spec: str | None, mode: str, progress: Progress) -> dict[str, Any]:
+def wipe(ctx: OpContext) -> dict[str, Any]:
+    disk_spec, mode, progress = ctx.task.get("disk"), ctx.option("mode", ""), ctx.progress
     if mode not in MODES:
         raise InvalidTask(f"wipe mode {mode!r} is not one of {', '.join(MODES)}")
     disk = disks.select(disk_spec)

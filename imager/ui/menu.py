@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from imager import bootenv, cmdline, disks
 from imager.errors import ImagerError, LoginRefused
@@ -20,6 +20,9 @@ from imager.progress import human
 from imager.ui.screens import Screens
 
 from contract.vocabulary import IMAGE_TYPE_HELP, WIPE_MODE_HELP
+
+if TYPE_CHECKING:
+    from imager.agent import LogTail  # the agent imports this module: only for the type
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +274,7 @@ class Menu:
         return END
 
 
-def run_menu(params: cmdline.BootParams, tail) -> int:
+def run_menu(params: cmdline.BootParams, tail: LogTail) -> int:
     """imager.mode=menu: the console, the network, then the menu until a choice ends it."""
     from imager import agent
     from imager.ops.register import register

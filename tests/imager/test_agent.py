@@ -6,8 +6,10 @@ from imager.errors import InvalidTask
 TASK = {"id": 3, "type": "deploy", "image": {"name": "win10"}, "storage": {"export": "10.0.0.1:/images"}}
 
 
-def test_a_complete_task_passes():
+def test_a_complete_task_passes_and_the_same_task_without_its_storage_does_not():
     validate_task(dict(TASK), 3)
+    with pytest.raises(InvalidTask, match="no storage node"):
+        validate_task({**TASK, "storage": None}, 3)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -17,13 +19,75 @@ def test_a_complete_task_passes():
     ({"image": {"name": "../x"}}, "not a valid image name"),
 ])
 def test_a_task_that_does_not_add_up_is_refused(change, message):
-    with pytest.raises(Exception, match=message) as info:
+    with pytest.raises(InvalidTask, match=message):
         validate_task({**TASK, **change}, 3)
-    assert isinstance(info.value, InvalidTask) or "image name" in message
 
 
-def test_an_inventory_task_needs_no_image_or_storage():
-    validate_task({"id": 5, "type": "inventory", "image": None, "storage": None}, 5)
+class FakeClient:
+    """The server's side of agent.execute, recorded (the agent's own logic is what is tested)."""
+
+    def __init__(self, task, calls):
+        self.task, self.calls = task, calls
+
+    def __call__(self, server, task_id, token):
+        self.calls.append(("client", task_id, token))
+        return self
+
+    def checkin(self):
+        return self.task
+
+    def progress(self, snap):
+        pass
+
+    def failed(self, error, log, attempts=None):
+        self.calls.append(("failed", error["code"]))
+
+    def done(self, result):
+        self.calls.append(("done", result))
+
+
+@pytest.mark.parametrize("task, mounted", [
+    ({"id": 5, "type": "inventory", "image": None, "storage": {"export": "10.0.0.1:/images"}}, None),
+    ({**TASK, "id": 5}, "/images"),
+])
+def test_every_op_gets_one_context_and_only_image_ops_get_the_storage_node(monkeypatch, task, mounted):
+    from imager import agent
+    calls, seen = [], []
+    monkeypatch.setattr(agent, "TaskClient", FakeClient(task, calls))
+    monkeypatch.setattr(agent.bootenv, "mount_storage", lambda export, options: calls.append(("mount", export))
+                        or "/images")
+    monkeypatch.setattr(agent.bootenv, "unmount_storage", lambda root: calls.append(("unmount", root)))
+    monkeypatch.setitem(agent.OPS, task["type"], lambda ctx: seen.append(ctx) or {"ok": ctx.storage})
+    assert agent.execute("http://s", 5, "tok", agent.LogTail(), 0, power_after=False) == {"ok": mounted}
+    assert [ctx.task for ctx in seen] == [task] and seen[0].client is not None
+    mount = [("mount", "10.0.0.1:/images"), ("unmount", "/images")] if mounted else []
+    assert calls == [("client", 5, "tok"), *mount[:1], *mount[1:], ("done", {"ok": mounted})]
+
+
+def test_an_unexpected_exception_is_reported_as_internal(monkeypatch, capsys):
+    from imager import agent
+    calls = []
+    task = {"id": 9, "type": "inventory", "image": None, "storage": None, "host": {"name": "pc-9"}}
+    monkeypatch.setattr(agent, "TaskClient", FakeClient(task, calls))
+    monkeypatch.setitem(agent.OPS, "inventory", lambda ctx: {}["missing"])
+    monkeypatch.setattr(agent, "wait_then", lambda seconds, action: calls.append(action))
+    assert agent.execute("http://s", 9, "tok", agent.LogTail(), 0) is None
+    assert calls == [("client", 9, "tok"), ("failed", "internal"), "reboot"]
+    assert "TASK FAILED (internal)" in capsys.readouterr().out
+
+
+def test_every_error_code_the_client_can_report_is_registered():
+    import imager.menuapi  # noqa: F401  (its Refused is an ImagerError too)
+    from contract.errorcodes import ERROR_CODES
+    from imager.errors import ImagerError
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+    codes = {cls.__name__: cls.code for cls in [ImagerError, *subclasses(ImagerError)]}
+    assert len(codes) > 20
+    assert {name: code for name, code in codes.items() if code not in ERROR_CODES} == {}
 
 
 def _params(mode):
@@ -65,7 +129,7 @@ def test_a_failed_task_is_reported_shown_and_ends_in_a_reboot(monkeypatch, capsy
         def done(self, result):
             calls.append(("done", result))
 
-    def no_disk(task, progress):
+    def no_disk(ctx):
         raise DiskNotFound("no disk has serial=X")
     monkeypatch.setattr(agent, "TaskClient", Client)
     monkeypatch.setitem(agent.OPS, "wipe", no_disk)
@@ -76,7 +140,7 @@ def test_a_failed_task_is_reported_shown_and_ends_in_a_reboot(monkeypatch, capsy
     assert "TASK FAILED (disk_not_found)" in out and "no disk has serial=X" in out
 
     calls.clear()
-    monkeypatch.setitem(agent.OPS, "wipe", lambda task, progress: {"wiped": task["options"]["mode"]})
+    monkeypatch.setitem(agent.OPS, "wipe", lambda ctx: {"wiped": ctx.option("mode")})
     assert agent.execute("http://s", 9, "tok", agent.LogTail(), 7, power_after=False) == {"wiped": "fast"}
     assert calls == [("client", 9, "tok"), ("done", {"wiped": "fast"})]
 

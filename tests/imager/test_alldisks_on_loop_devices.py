@@ -10,8 +10,8 @@ import pytest
 
 from imager import imagestore
 from imager.errors import DiskNotFound, DiskTooSmall
-from imager.ops.capture import capture
-from imager.ops.deploy import deploy
+from imager.ops.capture import capture_image
+from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.imager.test_ops_on_loop_devices import blank, make_disk
 from tests.qemu.lab import attached, read_disk
@@ -28,7 +28,7 @@ def two_disk_image(tmp_path):
     """A machine with a GPT system disk and an MBR data disk, captured as one all-disks image."""
     written = {"a1": make_disk(tmp_path / "a1.img", "gpt", mib=160), "a2": make_disk(tmp_path / "a2.img", "dos", mib=120)}
     with attached(tmp_path / "a1.img") as a1, attached(tmp_path / "a2.img") as a2:
-        result = capture(f"{a1},{a2}", str(tmp_path / "store"), "machine", Progress(), image_type="alldisks")
+        result = capture_image(f"{a1},{a2}", str(tmp_path / "store"), "machine", Progress(), image_type="alldisks")
     assert result["disks"] == 2 and result["partitions"] == 4
     return tmp_path, written, imagestore.resolve(str(tmp_path / "store"), "machine")
 
@@ -45,7 +45,7 @@ def test_every_disk_comes_back_in_order(two_disk_image):
     blank(tmp_path / "b1.img", 160)
     blank(tmp_path / "b2.img", 150)
     with attached(tmp_path / "b1.img") as b1, attached(tmp_path / "b2.img") as b2:
-        result = deploy(image_dir, f"{b1},{b2}", Progress())
+        result = deploy_image(image_dir, f"{b1},{b2}", Progress())
     assert result["disks"] == 2
     for source, target in (("a1", "b1"), ("a2", "b2")):
         table_a, files_a = read_disk(tmp_path / f"{source}.img")
@@ -61,8 +61,8 @@ def test_too_few_or_too_small_disks_are_refused_before_any_write(two_disk_image)
     before = {n: sha(tmp_path / n) for n in ("c1.img", "c2.img")}
     with attached(tmp_path / "c1.img") as c1, attached(tmp_path / "c2.img") as c2:
         with pytest.raises(DiskNotFound, match="holds 2 disks"):
-            deploy(image_dir, c1, Progress())
+            deploy_image(image_dir, c1, Progress())
         with pytest.raises(DiskTooSmall):
-            deploy(image_dir, f"{c1},{c2}", Progress())
+            deploy_image(image_dir, f"{c1},{c2}", Progress())
     # The first disk would have fitted: it must not have been written either.
     assert {n: sha(tmp_path / n) for n in before} == before

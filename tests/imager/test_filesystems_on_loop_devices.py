@@ -6,8 +6,8 @@ import subprocess
 import pytest
 
 from imager import imagestore
-from imager.ops.capture import capture
-from imager.ops.deploy import deploy
+from imager.ops.capture import capture_image
+from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
 
@@ -61,8 +61,8 @@ def test_every_filesystem_survives_capture_and_deploy(tmp_path, label):
     blank(tmp_path / "dst.img", 720 if label == "gpt" else 300)
     store = str(tmp_path / "store")
     with attached(tmp_path / "src.img") as src, attached(tmp_path / "dst.img") as dst:
-        capture(src, store, "fleet", Progress())
-        deploy(imagestore.resolve(store, "fleet"), dst, Progress())
+        capture_image(src, store, "fleet", Progress())
+        deploy_image(imagestore.resolve(store, "fleet"), dst, Progress())
         for n, (kind, fingerprint) in expected.items():
             assert filesystem_fingerprint(f"{dst}p{n}", kind) == fingerprint, f"partition {n} ({kind})"
             assert filesystem_fingerprint(f"{src}p{n}", kind) == fingerprint, f"source partition {n} changed"

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from imager.errors import DiskTooSmall
-from imager.ops.deploy import deploy
+from imager.errors import DiskTooSmall, InvalidImage
+from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
 
@@ -76,7 +76,7 @@ def test_foreign_images_deploy_file_for_file(tmp_path, kind, label):
             make_clonezilla_image(dev, tmp_path / "img")
     blank(tmp_path / "dst.img", 200)
     with attached(tmp_path / "dst.img") as dst:
-        result = deploy(str(tmp_path / "img"), dst, Progress())
+        result = deploy_image(str(tmp_path / "img"), dst, Progress())
         assert result["format"] == kind
         for n, (fs, fingerprint) in expected.items():
             got = filesystem_fingerprint(f"{dst}p{n}", fs)
@@ -93,9 +93,9 @@ def test_a_truncated_piece_fails_loudly(tmp_path):
     pieces = sorted((tmp_path / "img").glob("sda1.ext4-ptcl-img.zst.*"))
     pieces[-1].write_bytes(pieces[-1].read_bytes()[:-5000])
     blank(tmp_path / "dst.img", 200)
-    with attached(tmp_path / "dst.img") as dst, pytest.raises(Exception) as info:
-        deploy(str(tmp_path / "img"), dst, Progress())
-    assert "truncated" in str(info.value) or "partclone" in str(info.value)
+    with attached(tmp_path / "dst.img") as dst, pytest.raises(InvalidImage, match="zstd stream is truncated") as info:
+        deploy_image(str(tmp_path / "img"), dst, Progress())
+    assert info.value.code == "invalid_image"
 
 
 def make_fog_resizable_image(tmp_path):
@@ -128,7 +128,7 @@ def test_fog_resizable_images_fit_smaller_disks_and_fill_their_partitions(tmp_pa
     expected = make_fog_resizable_image(tmp_path)
     blank(tmp_path / "dst.img", target_mib)
     with attached(tmp_path / "dst.img") as dst:
-        deploy(str(tmp_path / "img"), dst, Progress())
+        deploy_image(str(tmp_path / "img"), dst, Progress())
         with open(f"{dst}p3", "rb") as f:
             part_bytes = f.seek(0, 2)
         assert part_bytes > (target_mib - 80) * MiB, "the last partition did not take the disk's room"
@@ -142,5 +142,5 @@ def test_fog_resizable_image_too_big_for_the_disk_is_refused_before_writing(tmp_
     make_fog_resizable_image(tmp_path)
     blank(tmp_path / "dst.img", 100)  # 60 + 16 + 48 MiB of partitions do not fit
     with attached(tmp_path / "dst.img") as dst, pytest.raises(DiskTooSmall):
-        deploy(str(tmp_path / "img"), dst, Progress())
+        deploy_image(str(tmp_path / "img"), dst, Progress())
     assert (tmp_path / "dst.img").read_bytes().count(0) == 100 * MiB

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from imager import imagestore
-from imager.errors import ChecksumMismatch, DiskTooSmall, TaskCanceled
-from imager.ops.capture import capture
-from imager.ops.deploy import deploy
+from imager.errors import ChecksumMismatch, DiskTooSmall, InvalidImage, TaskCanceled
+from imager.ops.capture import capture_image
+from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.qemu.lab import attached, file_sha256, mounted, read_disk, tree_checksums
 
@@ -53,9 +53,9 @@ def test_capture_then_deploy_restores_table_and_files(tmp_path, label, parted_na
     written = make_disk(tmp_path / "a.img", label)
     blank(tmp_path / "b.img", 200)  # larger target: the exact layout fits and is kept
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        result = capture(a, str(tmp_path / "store"), "img", Progress(), image_type="multipart")
+        result = capture_image(a, str(tmp_path / "store"), "img", Progress(), image_type="multipart")
         assert result["partitions"] == 2
-        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress())
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress())
     table_a, files_a = read_disk(tmp_path / "a.img")
     table_b, files_b = read_disk(tmp_path / "b.img")
     assert files_b == written == files_a
@@ -74,33 +74,52 @@ def test_deploy_refuses_a_small_disk_before_writing(tmp_path):
         f.write(b"keep me" * 1000)
     before = file_sha256(small)
     with attached(tmp_path / "a.img") as a:
-        capture(a, str(tmp_path / "store"), "img", Progress())
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
     with attached(small) as s, pytest.raises(DiskTooSmall):
-        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), s, Progress())
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "img"), s, Progress())
     assert file_sha256(small) == before
 
 
-def test_corrupt_image_fails_the_deploy_loudly(tmp_path):
+def test_a_stream_that_is_not_the_manifests_fails_the_deploy_on_its_sha256(tmp_path):
+    """Another valid zstd stream: zstd and partclone find nothing wrong, only the manifest's SHA-256 can."""
     make_disk(tmp_path / "a.img", "gpt")
     blank(tmp_path / "b.img", 160)
     with attached(tmp_path / "a.img") as a:
-        capture(a, str(tmp_path / "store"), "img", Progress())
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
     image = imagestore.resolve(str(tmp_path / "store"), "img")
-    with open(os.path.join(image, "d1p2.pcl.zst"), "r+b") as f:
-        f.seek(1000)
-        byte = f.read(1)
-        f.seek(1000)
-        f.write(bytes([byte[0] ^ 0xFF]))
-    with attached(tmp_path / "b.img") as b, pytest.raises(Exception) as info:
-        deploy(image, b, Progress())
-    assert isinstance(info.value, ChecksumMismatch) or "partclone" in str(info.value) or "zstd" in str(info.value)
+    path = os.path.join(image, "manifest.json")
+    manifest = json.loads(open(path).read())
+    manifest["files"]["d1p2.pcl.zst"]["sha256"] = hashlib.sha256(b"another capture").hexdigest()
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    with attached(tmp_path / "b.img") as b, pytest.raises(ChecksumMismatch, match="d1p2.pcl.zst: SHA-256") as info:
+        deploy_image(image, b, Progress())
+    assert info.value.code == "checksum_mismatch"
+
+
+def test_a_damaged_table_file_stops_the_deploy_before_any_write(tmp_path):
+    make_disk(tmp_path / "a.img", "gpt")
+    target = blank(tmp_path / "b.img", 160)
+    with open(target, "r+b") as f:
+        f.write(b"keep me" * 1000)
+    before = file_sha256(target)
+    with attached(tmp_path / "a.img") as a:
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
+    image = imagestore.resolve(str(tmp_path / "store"), "img")
+    table = os.path.join(image, "d1.sfdisk")
+    text = open(table).read()
+    with open(table, "w") as f:  # same size, so only the checksum can tell
+        f.write(text.replace("size=", "size ", 1))
+    with attached(target) as b, pytest.raises(InvalidImage, match="d1.sfdisk does not match its checksum"):
+        deploy_image(image, b, Progress())
+    assert file_sha256(target) == before
 
 
 def test_a_capture_stopped_midway_keeps_the_previous_image(tmp_path):
     make_disk(tmp_path / "a.img", "gpt")
     store = str(tmp_path / "store")
     with attached(tmp_path / "a.img") as a:
-        capture(a, store, "img", Progress())
+        capture_image(a, store, "img", Progress())
         first = imagestore.resolve(store, "img")
 
         def cancel(snapshot):
@@ -108,7 +127,7 @@ def test_a_capture_stopped_midway_keeps_the_previous_image(tmp_path):
                 raise TaskCanceled("canceled on the server")
 
         with pytest.raises(TaskCanceled):
-            capture(a, store, "img", Progress([cancel], interval=0))
+            capture_image(a, store, "img", Progress([cancel], interval=0))
     assert imagestore.resolve(store, "img") == first
     assert os.listdir(os.path.join(store, ".images")) == [os.path.basename(first)]
 
@@ -140,14 +159,14 @@ def test_raw_image_copies_every_byte(tmp_path):
     make_disk(tmp_path / "a.img", "dos")
     blank(tmp_path / "b.img", 170)
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        result = capture(a, str(tmp_path / "store"), "raw", Progress(), image_type="raw")
+        result = capture_image(a, str(tmp_path / "store"), "raw", Progress(), image_type="raw")
         assert result["raw_bytes"] == 160 * MiB
-        deploy(imagestore.resolve(str(tmp_path / "store"), "raw"), b, Progress())
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "raw"), b, Progress())
     with open(tmp_path / "b.img", "rb") as f:
         assert hashlib.sha256(f.read(160 * MiB)).hexdigest() == file_sha256(tmp_path / "a.img")
     blank(tmp_path / "c.img", 150)
     with attached(tmp_path / "c.img") as c, pytest.raises(DiskTooSmall):
-        deploy(imagestore.resolve(str(tmp_path / "store"), "raw"), c, Progress())
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "raw"), c, Progress())
 
 
 def test_one_partition_only_leaves_the_rest_of_the_disk_alone(tmp_path):
@@ -156,9 +175,9 @@ def test_one_partition_only_leaves_the_rest_of_the_disk_alone(tmp_path):
     with attached(tmp_path / "b.img") as b, mounted(f"{b}p1") as root:
         other_p1 = tree_checksums(root)
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        capture(a, str(tmp_path / "store"), "img", Progress())
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
         table_before = subprocess.run(["sfdisk", "--dump", b], capture_output=True, text=True).stdout
-        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), partition=2)
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), partition=2)
         assert subprocess.run(["sfdisk", "--dump", b], capture_output=True, text=True).stdout == table_before
         with mounted(f"{b}p2") as root:
             assert tree_checksums(root) == written["2"]
@@ -174,8 +193,8 @@ def test_deploy_sets_the_linux_hostname(tmp_path):
         (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tgolden-image\n")
     blank(tmp_path / "b.img", 160)
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        capture(a, str(tmp_path / "store"), "img", Progress())
-        deploy(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), hostname="lab-pc-42")
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
+        deploy_image(imagestore.resolve(str(tmp_path / "store"), "img"), b, Progress(), hostname="lab-pc-42")
         with mounted(f"{b}p2") as root:
             assert (root / "etc" / "hostname").read_text() == "lab-pc-42\n"
             assert "127.0.1.1\tlab-pc-42" in (root / "etc" / "hosts").read_text()
@@ -186,7 +205,7 @@ def test_a_4k_native_target_is_refused_before_any_write(tmp_path):
     from imager.errors import SectorSizeMismatch
     make_disk(tmp_path / "a.img", "gpt")
     with attached(tmp_path / "a.img") as a:
-        capture(a, str(tmp_path / "store"), "img", Progress())
+        capture_image(a, str(tmp_path / "store"), "img", Progress())
     target = blank(tmp_path / "4kn.img", 400)
     with open(target, "r+b") as f:
         f.write(b"4Kn data" * 1000)
@@ -195,7 +214,7 @@ def test_a_4k_native_target_is_refused_before_any_write(tmp_path):
                             capture_output=True, text=True, check=True).stdout.strip()
     try:
         with pytest.raises(SectorSizeMismatch, match="4096-byte sectors"):
-            deploy(imagestore.resolve(str(tmp_path / "store"), "img"), device, Progress())
+            deploy_image(imagestore.resolve(str(tmp_path / "store"), "img"), device, Progress())
     finally:
         subprocess.run(["losetup", "-d", device])
     assert file_sha256(target) == before

@@ -8,8 +8,8 @@ import pytest
 
 from imager import imagestore
 from imager.errors import DiskTooSmall, TaskCanceled
-from imager.ops.capture import capture
-from imager.ops.deploy import deploy
+from imager.ops.capture import capture_image
+from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
 
@@ -56,7 +56,7 @@ def captured(tmp_path):
     before = source_disk(tmp_path / "src.img")
     store = str(tmp_path / "store")
     with attached(tmp_path / "src.img") as src:
-        result = capture(src, store, "res", Progress())
+        result = capture_image(src, store, "res", Progress())
         after = state(src)
     assert after == before, "capture must leave the source as it found it"
     image = imagestore.resolve(store, "res")
@@ -67,7 +67,7 @@ def captured(tmp_path):
 def test_deploy_fills_larger_same_and_smaller_disks(tmp_path, captured, target_mib):
     blank(tmp_path / "dst.img", target_mib)
     with attached(tmp_path / "dst.img") as dst:
-        deploy(captured["image"], dst, Progress())
+        deploy_image(captured["image"], dst, Progress())
         last = f"{dst}p3"
         # The last partition took the disk's size, and its filesystem fills it.
         assert partition_bytes(last) > (target_mib - 100 - 2) * MiB
@@ -82,7 +82,7 @@ def test_a_disk_too_small_for_the_data_is_refused_before_writing(tmp_path, captu
     with open(tmp_path / "tiny.img", "r+b") as f:
         f.write(b"untouched" * 1000)
     with attached(tmp_path / "tiny.img") as dst, pytest.raises(DiskTooSmall, match="partition 3"):
-        deploy(captured["image"], dst, Progress())
+        deploy_image(captured["image"], dst, Progress())
     assert (tmp_path / "tiny.img").read_bytes()[:9000] == b"untouched" * 1000
 
 
@@ -95,7 +95,7 @@ def test_a_capture_failing_midway_still_grows_the_source_back(tmp_path):
 
     with attached(tmp_path / "src.img") as src:
         with pytest.raises(TaskCanceled):
-            capture(src, str(tmp_path / "store"), "res", Progress([fail], interval=0))
+            capture_image(src, str(tmp_path / "store"), "res", Progress([fail], interval=0))
         assert state(src) == before
 
 
@@ -121,19 +121,19 @@ def test_xfs_and_btrfs_grow_onto_a_larger_disk_and_never_shrink(tmp_path, kind):
         make_filesystem(f"{src}p2", kind)
         files = filesystem_fingerprint(f"{src}p2", kind)
         size_before = fs_size(f"{src}p2", kind)
-        capture(src, str(tmp_path / "store"), "grow", Progress())
+        capture_image(src, str(tmp_path / "store"), "grow", Progress())
         assert fs_size(f"{src}p2", kind) == size_before
     image = imagestore.resolve(str(tmp_path / "store"), "grow")
     blank(tmp_path / "big.img", 900)
     with attached(tmp_path / "big.img") as dst:
-        deploy(image, dst, Progress())
+        deploy_image(image, dst, Progress())
         assert partition_bytes(f"{dst}p2") > 800 * MiB
         assert fs_size(f"{dst}p2", kind) > size_before + 300 * MiB, "the filesystem was not grown"
         assert abs(fs_size(f"{dst}p2", kind) - partition_bytes(f"{dst}p2")) < 8 * MiB
         assert filesystem_fingerprint(f"{dst}p2", kind) == files
     blank(tmp_path / "small.img", 400)
     with attached(tmp_path / "small.img") as dst, pytest.raises(DiskTooSmall):
-        deploy(image, dst, Progress())
+        deploy_image(image, dst, Progress())
     assert (tmp_path / "small.img").read_bytes().count(0) == 400 * MiB, "a refused deploy wrote to the disk"
 
 
@@ -154,7 +154,7 @@ def test_a_windows_like_disk_shrinks_its_ntfs_for_capture_and_fits_a_smaller_dis
         make_filesystem(f"{src}p2", "ntfs")
         files = filesystem_fingerprint(f"{src}p2", "ntfs")
         size_before = ntfs_bytes(f"{src}p2")
-        result = capture(src, str(tmp_path / "store"), "win", Progress())
+        result = capture_image(src, str(tmp_path / "store"), "win", Progress())
         assert ntfs_bytes(f"{src}p2") == size_before, "the source's NTFS was not grown back"
     image = imagestore.resolve(str(tmp_path / "store"), "win")
     import json
@@ -163,6 +163,6 @@ def test_a_windows_like_disk_shrinks_its_ntfs_for_capture_and_fits_a_smaller_dis
     assert result["partitions"] == 2
     blank(tmp_path / "dst.img", 200)
     with attached(tmp_path / "dst.img") as dst:
-        deploy(image, dst, Progress())
+        deploy_image(image, dst, Progress())
         assert filesystem_fingerprint(f"{dst}p2", "ntfs") == files
         assert partition_bytes(f"{dst}p2") - ntfs_bytes(f"{dst}p2") < 2 * MiB

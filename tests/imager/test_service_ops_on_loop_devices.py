@@ -14,6 +14,7 @@ import pytest
 from imager.errors import UnsupportedDisk
 from imager.ops.disktest import disktest
 from imager.ops.wipe import wipe
+from imager.ops.context import OpContext
 from imager.progress import Progress
 from tests.qemu.lab import attached, mounted
 
@@ -66,7 +67,7 @@ def test_fast_wipe_erases_the_table_and_both_ends_and_leaves_the_middle(tmp_path
     with attached(image) as dev:
         assert "ext4" in sh("blkid", "-p", f"{dev}p2").stdout
         progress = Recorder()
-        result = wipe(dev, "fast", progress)
+        result = wipe(OpContext.local(progress, disk=dev, options={"mode": "fast"}))
         assert result["mode"] == "fast" and result["bytes_written"] == 2 * MiB
         assert progress.stages == ["zeroing the first and last MiB"] and progress.done == 2 * MiB
         assert sh("blkid", "-p", dev, check=False).stdout == ""          # no table, no signature
@@ -89,7 +90,7 @@ def test_normal_and_full_wipes_leave_nothing_but_zeros(tmp_path, mode, stages):
         before_zeros = []  # the disk as the zeros pass begins: what the passes before it left
         progress.sinks.append(lambda snap: before_zeros.append(incompressible_mib(image))
                               if snap["stage"].endswith("zeros") and snap["bytes_done"] == 0 else None)
-        result = wipe(dev, mode, progress)
+        result = wipe(OpContext.local(progress, disk=dev, options={"mode": mode}))
     assert progress.stages == stages
     assert result["bytes_written"] == SIZE * len(stages)
     if mode == "full":  # every MiB held random data before the zeros came
@@ -113,7 +114,7 @@ def test_a_wipe_refuses_a_disk_with_a_mounted_partition(tmp_path):
     with attached(image) as dev:
         with mounted(f"{dev}p1"):
             with pytest.raises(UnsupportedDisk, match="is mounted"):
-                wipe(dev, "fast", Progress())
+                wipe(OpContext.local(disk=dev, options={"mode": "fast"}))
         assert "ext4" in sh("blkid", "-p", f"{dev}p1").stdout  # nothing erased
 
 
@@ -123,7 +124,7 @@ def test_disktest_reads_every_sector_of_a_healthy_disk(tmp_path):
     disk_with_data(image)
     with attached(image) as dev:
         progress = Recorder()
-        result = disktest(dev, progress)
+        result = disktest(OpContext.local(progress, disk=dev))
     assert result["verdict"] == "pass" and result["reasons"] == []
     assert result["surface"] == {"bytes_read": SIZE, "sector_size": 512, "bad_sectors": 0, "bad_lbas": []}
     assert progress.done == SIZE
@@ -137,7 +138,7 @@ def test_the_debug_shell_shows_the_task_and_leaving_it_ends_the_op(tmp_path):
     task = {"id": 12, "type": "debug", "host": {"name": "pc-dbg", "mac": "52:54:00:00:00:12"}, "disk": None,
             "image": None, "storage": None, "options": None, "after": "reboot"}
     code = ("import json, sys; from imager.ops import debug as d; d.TASK_FILE = sys.argv[1]; "
-            "r = d.debug(json.loads(sys.argv[2]), shell=['sh']); print('RESULT', json.dumps(r))")
+            "from imager.ops.context import OpContext; r = d.debug(OpContext(json.loads(sys.argv[2])), shell=['sh']); print('RESULT', json.dumps(r))")
     child = pexpect.spawn(sys.executable, ["-c", code, str(tmp_path / "task.json"), json.dumps(task)],
                           encoding="utf-8", timeout=20, env={**os.environ, "PS1": "$ "})
     child.expect("imager debug shell - task 12 for pc-dbg")

@@ -194,16 +194,16 @@ def no_imager_mounts() -> bool:
 
 @pytest.mark.root
 def test_deploy_sets_the_windows_computer_name(tmp_path):
-    from imager.ops.capture import capture
-    from imager.ops.deploy import deploy
+    from imager.ops.capture import capture_image
+    from imager.ops.deploy import deploy_image
     from imager.progress import Progress
     make_windows_disk(tmp_path / "a.img")
     with open(tmp_path / "b.img", "wb") as f:
         f.truncate(128 * MiB)
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
-        capture(a, str(tmp_path / "store"), "win", Progress())
+        capture_image(a, str(tmp_path / "store"), "win", Progress())
         original = copy_hive_out(f"{a}p1", tmp_path / "original")
-        result = deploy(imagestore.resolve(str(tmp_path / "store"), "win"), b, Progress(), hostname="lab-pc-42")
+        result = deploy_image(imagestore.resolve(str(tmp_path / "store"), "win"), b, Progress(), hostname="lab-pc-42")
         assert result["hostname_set"] == {"linux": [], "windows": [f"{b}p1"]}
         hive = copy_hive_out(f"{b}p1", tmp_path / "deployed")
         with mounted_rw(f"{b}p2", "ntfs", readonly=True) as root:

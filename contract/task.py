@@ -1,0 +1,58 @@
+"""The task the server hands a client at checkin (docs/task-json.md): what the client reads, and nothing more.
+
+``POST /api/tasks/{id}/checkin`` answers a ``Task``; a multicast task also carries ``multicast``
+(a ``MulticastSession``), and ``POST /api/tasks/{id}/ready`` answers a ``MulticastSession`` too.
+"""
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class TaskHost(TypedDict):
+    mac: str
+    name: str
+
+
+class TaskImage(TypedDict):
+    name: str
+    type: NotRequired[str]          # resizable (default), multipart, alldisks, raw
+
+
+class TaskStorage(TypedDict):
+    export: str                     # NFS export, mounted with ``options``
+    name: NotRequired[str]
+    options: NotRequired[str]
+
+
+class MulticastFile(TypedDict):
+    file: str
+    portbase: int
+
+
+class MulticastSession(TypedDict, total=False):
+    session: int
+    state: str                      # waiting, sending, …
+    client: str                     # joined, ready, receiving, fallback, dropped
+    version: str                    # <name>@<stamp>: .images/<version> on the export
+    storage: str
+    sender: str | None              # udp-receiver's --mcast-rdv-address
+    files: list[MulticastFile]      # in the order they are sent
+    fallback: bool                  # too late: deploy ``version`` by unicast
+    reason: str
+    join: bool                      # (answer to ready) the sender runs
+
+
+class Task(TypedDict, total=False):
+    id: int
+    type: str                       # contract.vocabulary.TaskType
+    state: str
+    disk: str | None                # a disk selector; None: the only fixed disk
+    partition: int | None           # deploy: only this partition
+    after: str                      # reboot or poweroff
+    hostname: str | None
+    host: TaskHost
+    image: TaskImage | None         # None: inventory and the service ops
+    storage: TaskStorage | None
+    options: dict[str, Any] | None  # wipe: {"mode": …}
+    multicast: MulticastSession
+    origin: str                     # admin or menu
