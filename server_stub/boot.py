@@ -57,8 +57,9 @@ class BootService:
         log.info("boot %s → %s", mac, decision)
         return spec
 
-    def tftp_file(self, path: str, client_ip: str) -> bytes | None:
-        """The generated files the TFTP server sends; None: look for ``path`` on disk."""
+    def tftp_file(self, path: str, client_ip: str) -> bytes | Path | None:
+        """The generated files the TFTP server sends, or a file outside its root it sends (the boot files, read
+        block by block, not all at once on the event loop); None: look for ``path`` in the root."""
         if path == "boot.ipxe":
             return bootpolicy.render_chain_script(self.ipxe_base()).encode()
         pxelinux = _PXELINUX_CONFIG.fullmatch(path)
@@ -66,8 +67,7 @@ class BootService:
             base = self.config.public_url or f"http://{self.config.bind}:{self.config.http_port}"
             return bootpolicy.render_pxelinux(self.decide_for_mac(pxelinux.group(1), base)).encode()
         if path in PXELINUX_BOOT_FILES:
-            boot_file = Path(self.config.boot_dir) / path.split("/", 1)[1]
-            return boot_file.read_bytes() if boot_file.exists() else None
+            return Path(self.config.boot_dir) / path.split("/", 1)[1]
         script = _IPXE_SCRIPT.fullmatch(path)
         if script:
             try:

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import struct
+from pathlib import Path
 from typing import Callable
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ MAX_BLKSIZE = 65464
 MAX_WINDOW = 64  # RFC 7440 allows 65535; 64 blocks in flight is plenty and bounds the memory per transfer
 RETRIES = 5
 
-DynamicFiles = Callable[[str, str], bytes | None]
-Address = tuple[str, int]  # (path, client ip) → content, or None to look on disk
+# (path, client ip) → content, a file to send (read block by block, like the root's), or None: look in the root
+DynamicFiles = Callable[[str, str], bytes | Path | None]
+Address = tuple[str, int]
 
 
 def safe_path(root: str, requested: str) -> str | None:
@@ -93,6 +95,8 @@ class TftpServer:
         path = filename.lstrip("/")
         if self.dynamic:
             content = self.dynamic(path, client_ip)
+            if isinstance(content, Path):
+                return open(content, "rb") if content.is_file() else None
             if content is not None:
                 return io.BytesIO(content)
         real = safe_path(self.root, filename)

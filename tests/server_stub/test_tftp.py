@@ -77,6 +77,10 @@ def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
     assert "KERNEL imager/vmlinuz" in config and "INITRD imager/initrd.img" in config
     assert f"imager.task={task['id']}" in config and "imager.token=" in config
     assert tftp_get(server, "imager/initrd.img").stdout == (server["boot"] / "initrd.img").read_bytes()
+    (server["boot"] / "vmlinuz").unlink()  # not built: "file not found", the transfer ends at once
+    missing = tftp_get(server, "imager/vmlinuz")
+    assert missing.returncode != 0 and missing.stdout == b""
+    assert tftp_get(server, "boot/::::::::::::::::.ipxe").returncode != 0  # the pattern of a script, but no MAC
 
 
 @pytest.mark.parametrize("name, source", [("pxelinux.0", "/usr/lib/PXELINUX/pxelinux.0"),
