@@ -6,7 +6,8 @@ No I/O here: the HTTP and TFTP servers look the host and task up, call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 # What a MAC the server does not know gets (imager-server serve --unknown-hosts):
 # "menu" (FOG's default): a short menu whose default entry boots the local disk;
@@ -61,7 +62,7 @@ def _imager(mac: str, ctx: BootContext, *args: str) -> ImagerBoot:
                       cmdline=" ".join(w for w in words if w))
 
 
-def decide(mac: str, host: dict | None, task: dict | None, ctx: BootContext) -> BootSpec:
+def decide(mac: str, host: Mapping[str, Any] | None, task: Mapping[str, Any] | None, ctx: BootContext) -> BootSpec:
     """An active task for this MAC boots the imager; an unknown MAC gets the server's policy for
     unknown hosts; everything else boots the local disk."""
     if host is None:

@@ -31,6 +31,7 @@ from server_stub import udpcast
 from server_stub.config import ServerConfig
 from server_stub.errors import Conflict, Invalid
 from server_stub.store import Store
+from server_stub.store.models import Image, InterruptedSession, Session, StorageNode, Task
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def image_files(manifest: dict) -> list[str]:
         raise Invalid(str(exc)) from None
 
 
-def local_image(store: Store, image: dict) -> tuple[dict, str, str]:
+def local_image(store: Store, image: Image) -> tuple[StorageNode, str, str]:
     """(node, version directory, version) of the image's current version on a node this server reaches as a
     local directory (its --rsync-target): udp-sender reads the files from there."""
     if not image["captured"]:
@@ -144,7 +145,7 @@ class MulticastManager:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    def _kill_orphan(self, row: dict) -> None:
+    def _kill_orphan(self, row: InterruptedSession) -> None:
         """A sender left by a server that died (SIGKILL, power): ours only if its command line names our file."""
         pid = row.get("sender_pid")
         if not pid:
@@ -161,7 +162,7 @@ class MulticastManager:
     # --- commands -----------------------------------------------------------
     async def create(self, image_name: str, hosts: list[str], *, min_receivers: int | None = None,
                      max_wait: int = 300, rate: str | int | None = None, interface: str | None = None,
-                     disk: str | None = None, after: str = "reboot") -> dict:
+                     disk: str | None = None, after: str = "reboot") -> Session:
         image = self.store.image(image_name)
         node, image_dir, version = local_image(self.store, image)
         files = image_files(json.loads(Path(image_dir, MANIFEST).read_text()))
@@ -179,10 +180,10 @@ class MulticastManager:
         self._launch(session["id"])
         return session
 
-    def go(self, session_id: int) -> dict:
+    def go(self, session_id: int) -> Session:
         return self.store.multicast_go(session_id)
 
-    async def cancel(self, session_id: int) -> dict:
+    async def cancel(self, session_id: int) -> Session:
         self.store.multicast_end(session_id, "canceled", "canceled by an admin")
         run = self.runs.get(session_id)
         if run is not None:
@@ -190,18 +191,19 @@ class MulticastManager:
             await asyncio.gather(run, return_exceptions=True)
         return self.store.session(session_id)
 
-    async def checkin(self, task: dict, address: str | None) -> tuple[dict, dict]:
+    async def checkin(self, task: Task, address: str | None) -> tuple[Task, dict[str, Any]]:
         task, answer = self.store.multicast_checkin(task, address)
         answer["sender"] = await self._rdv_address(answer["session"])
         return task, answer
 
-    async def ready(self, task_id: int) -> dict:
+    async def ready(self, task_id: int) -> dict[str, Any]:
         answer = self.store.multicast_ready(task_id)
         answer["sender"] = await self._rdv_address(answer["session"])
         return answer
 
     async def _rdv_address(self, session_id: int) -> str | None:
-        return await interface_address(self.store.session(session_id)["interface"])
+        interface = self.store.session(session_id)["interface"]  # create() always records one
+        return await interface_address(interface) if interface else None
 
     # --- the session --------------------------------------------------------
     def _launch(self, session_id: int) -> None:
@@ -254,7 +256,7 @@ class MulticastManager:
                 return True
             await asyncio.sleep(0.5)
 
-    async def _send(self, session: dict, index: int, name: str, receivers: int, max_wait: int) -> udpcast.SenderResult:
+    async def _send(self, session: Session, index: int, name: str, receivers: int, max_wait: int) -> udpcast.SenderResult:
         options = udpcast.SenderOptions(portbase=session["portbase"] + 2 * index, interface=session["interface"],
                                         min_receivers=max(1, receivers), max_wait=max_wait,
                                         start_timeout=SENDER_START_TIMEOUT, max_bitrate=session["rate"])

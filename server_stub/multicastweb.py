@@ -1,7 +1,7 @@
 """HTTP routes of multicast sessions (admin: create, list, show, go, cancel; client: ready)."""
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -9,6 +9,7 @@ from server_stub.errors import Invalid
 from server_stub.http import (Handler, json_response, optional_int, optional_str, path_id, read_json,
                               require_str, require_str_list)
 from server_stub.multicast import MulticastManager
+from server_stub.store.models import Task
 
 MULTICAST = web.AppKey("multicast", MulticastManager)
 
@@ -45,7 +46,7 @@ async def cancel_session(request: web.Request) -> web.Response:
     return json_response(await request.app[MULTICAST].cancel(path_id(request, "multicast session")))
 
 
-def client_ready(authorized: Callable[[web.Request], dict[str, Any]]) -> Handler:
+def client_ready(authorized: Callable[[web.Request], Task]) -> Handler:
     async def ready(request: web.Request) -> web.Response:
         task = authorized(request)
         return json_response(await request.app[MULTICAST].ready(task["id"]))
@@ -53,7 +54,7 @@ def client_ready(authorized: Callable[[web.Request], dict[str, Any]]) -> Handler
 
 
 def routes(admin_only: Callable[[Handler], Handler],
-           authorized: Callable[[web.Request], dict[str, Any]]) -> list[web.RouteDef]:
+           authorized: Callable[[web.Request], Task]) -> list[web.RouteDef]:
     return [
         web.get("/api/multicast", admin_only(list_sessions)), web.post("/api/multicast", admin_only(create_session)),
         web.get("/api/multicast/{id:\\d+}", admin_only(show_session)),

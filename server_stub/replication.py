@@ -20,10 +20,11 @@ import logging
 import os
 import re
 import tempfile
-from typing import Any, Callable
+from typing import Callable
 
 from contract.versions import version_of_link
 from server_stub.store import Store
+from server_stub.store.models import ReplicationJob
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ async def run_rsync(argv: list[str], on_bytes: Callable[[int], None] | None = No
     return out.decode(errors="replace")
 
 
-async def replicate(job: dict[str, Any], on_progress: Callable[[int, str], None] | None = None) -> tuple[str, int]:
+async def replicate(job: ReplicationJob, on_progress: Callable[[int, str], None] | None = None) -> tuple[str, int]:
     """Copies ``job``'s image to its node and publishes it there; returns (version, bytes copied)."""
     source, target = job["source_target"], job["node_target"]
     if not source or not source.startswith("/"):
@@ -155,7 +156,7 @@ class Replicator:
             log.info("replication %d: image %s from %s to %s", job["id"], job["image"], job["source"], job["node"])
             self.running[job["node_id"]] = asyncio.get_running_loop().create_task(self._run(job))
 
-    async def _run(self, job: dict) -> None:
+    async def _run(self, job: ReplicationJob) -> None:
         loop = asyncio.get_running_loop()
 
         def progress(nbytes: int, version: str) -> None:  # at most one write a second per job

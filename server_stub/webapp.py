@@ -16,12 +16,11 @@ from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
 from server_stub.config import ServerConfig
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
-from server_stub.store import Store
-from server_stub.store.validate import check_name
 from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
                               optional_int, optional_object, optional_str, path_id, read_json, require_str,
                               require_str_list)
 from server_stub.store import Store
+from server_stub.store.models import Task
 from server_stub.store.validate import check_name
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ LIMITER = web.AppKey("register_limiter", RateLimit)
 TRANSLATED_ERRORS: dict[type[Exception], type[ApiError]] = {inventory.InvalidInventory: Invalid}
 
 
-def _public_task(task: dict) -> dict:
+def _public_task(task: Task) -> dict[str, Any]:
     """A task as admins see it: everything but the secret."""
     return {k: v for k, v in task.items() if k != "token"}
 
@@ -170,7 +169,7 @@ async def boot_log(request: web.Request) -> web.Response:
 
 # --- client API (per-task token) -----------------------------------------------
 
-def authorized_task(request: web.Request) -> dict:
+def authorized_task(request: web.Request) -> Task:
     """The task of the path, if the request carries its token; 401 alike for an unknown task or a wrong token."""
     try:
         task = request.app[STORE].task(path_id(request, "task"))

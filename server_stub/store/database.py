@@ -4,11 +4,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from server_stub.store import schema
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 
 class Database:
@@ -60,3 +61,7 @@ class Database:
     def scalar(self, sql: str, *args: Any) -> Any:
         row = self.conn.execute(sql, args).fetchone()
         return row[0] if row else None
+
+    def all_as(self, shape: type[T], sql: str, *args: Any) -> list[T]:
+        """Rows of a known shape (a TypedDict of server_stub.store.models)."""
+        return cast(list[T], self.all(sql, *args))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
+from typing import Any, cast
 
 from server_stub.errors import Conflict, Invalid, NotFound
-from server_stub.store.database import Database, Row
+from server_stub.store.database import Database
+from server_stub.store.models import Image, StorageNode
 from server_stub.store.storage import NODES, Storage
 from server_stub.store.validate import check_image_type, check_name
 
@@ -19,7 +22,7 @@ class Images:
         self.db, self.storage = db, storage
 
     def add_image(self, name: str, storage: str | None = None, description: str = "", type_: str = "resizable",
-                  group: str | None = None) -> Row:
+                  group: str | None = None) -> Image:
         """An image of a group (``storage`` NODE, the older form, means that node's group)."""
         check_name(name, "image")
         check_image_type(type_)
@@ -27,8 +30,8 @@ class Images:
             raise Invalid("give the image's storage group (or, the older form, a storage node)")
         try:
             with self.db.transaction():
-                group_row = self.storage.group(group if group is not None
-                                               else self.storage.storage(str(storage))["group_name"])
+                group_name = group if group is not None else self.storage.storage(str(storage))["group_name"]
+                group_row = self.storage.group(str(group_name))
                 if not group_row["master"]:
                     raise Conflict(f"storage group {group_row['name']} has no node yet; add one first")
                 home = self.storage.storage(group_row["master"])
@@ -39,28 +42,22 @@ class Images:
             raise Conflict(f"image {name} exists already") from exc
         return self.image(name)
 
-    def image(self, name: str) -> Row:
+    def image(self, name: str) -> Image:
         row = self.db.one(IMAGES + "WHERE i.name = ?", name)
         if not row:
             raise NotFound(f"no image {name!r}")
         row["replicas"] = [n["name"] for n in self.serving_nodes(row)]
-        return row
+        return cast(Image, row)
 
-    def image_by_id(self, image_id: int) -> Row:
-        row = self.db.one("SELECT name FROM images WHERE id = ?", image_id)
-        if not row:
-            raise NotFound(f"no image {image_id}")
-        return self.image(row["name"])
-
-    def images(self) -> list[Row]:
+    def images(self) -> list[Image]:
         return [self.image(r["name"]) for r in self.db.all("SELECT name FROM images ORDER BY name")]
 
-    def serving_nodes(self, image: Row) -> list[Row]:
+    def serving_nodes(self, image: Mapping[str, Any]) -> list[StorageNode]:
         """Nodes that hold the image's current version whole: its home, and every node whose replication
         started after that version was published and finished."""
         if not image["captured"]:
             return []
-        return self.db.all(NODES + "WHERE s.id = ? OR s.id IN (SELECT node_id FROM replication_jobs "
+        return self.db.all_as(StorageNode, NODES + "WHERE s.id = ? OR s.id IN (SELECT node_id FROM replication_jobs "
                            "WHERE image_id = ? AND state = 'done' AND started >= ?) ORDER BY s.name",
                            image["storage_id"], image["id"], image["captured"])
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from contract.vocabulary import ACTIVE_STATES, TaskState
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
+from server_stub.store.models import Image, InterruptedSession, Session, SessionClient, Task
 from server_stub.store.tasks import Tasks
 from server_stub.store.validate import check_after
 
@@ -43,9 +44,9 @@ class MulticastRecords:
     def __init__(self, db: Database, hosts: Hosts, tasks: Tasks) -> None:
         self.db, self.hosts, self.tasks = db, hosts, tasks
 
-    def add_session(self, image: Row, hosts: list[str], *, min_receivers: int | None, max_wait: int,
+    def add_session(self, image: Image, hosts: list[str], *, min_receivers: int | None, max_wait: int,
                     rate: int | None, interface: str | None, image_dir: str, version: str, files: list[str],
-                    storage_id: int, disk: str | None = None, after: str = "reboot") -> Row:
+                    storage_id: int, disk: str | None = None, after: str = "reboot") -> Session:
         """The session and one queued ``multicast`` task per host, all or none."""
         if not hosts or len(set(hosts)) != len(hosts):
             raise Invalid("give each host once")
@@ -76,19 +77,19 @@ class MulticastRecords:
                                 "VALUES (?, ?, 'queued', ?)", task_id, session_id, now)
         return self.session(session_id)
 
-    def session(self, session_id: int) -> Row:
+    def session(self, session_id: int) -> Session:
         row = self.db.one(_SESSIONS + "WHERE m.id = ?", session_id)
         if not row:
             raise NotFound(f"no multicast session {session_id}")
         row["files"] = json.loads(row["files"])
         row["clients"] = [_client(c) for c in self.db.all(_CLIENTS + "WHERE c.session_id = ? ORDER BY h.name",
                                                           session_id)]
-        return row
+        return cast(Session, row)
 
-    def sessions(self) -> list[Row]:
+    def sessions(self) -> list[Session]:
         return [self.session(r["id"]) for r in self.db.all("SELECT id FROM multicast_sessions ORDER BY id")]
 
-    def session_of_task(self, task_id: int) -> Row | None:
+    def session_of_task(self, task_id: int) -> Session | None:
         row = self.db.one("SELECT session_id FROM multicast_clients WHERE task_id = ?", task_id)
         return self.session(row["session_id"]) if row else None
 
@@ -98,7 +99,7 @@ class MulticastRecords:
                         state, reason, address, time.time(), task_id)
 
     # --- what clients do ---------------------------------------------------
-    def multicast_checkin(self, task: Row, address: str | None) -> tuple[Row, dict[str, Any]]:
+    def multicast_checkin(self, task: Task, address: str | None) -> tuple[Task, dict[str, Any]]:
         """(task now running, the session's answer). While the session waits the client joins it and takes no
         storage slot (it reads the manifest and tables only); once it sends, the client falls back to a
         unicast deploy from the session's node."""
@@ -141,7 +142,7 @@ class MulticastRecords:
                 self._set_client(task_id, "fallback", reason=_late(session))
         return self._answer(self.session(session["id"]), task_id)
 
-    def _answer(self, session: Row, task_id: int) -> dict[str, Any]:
+    def _answer(self, session: Session, task_id: int) -> dict[str, Any]:
         client = next(c for c in session["clients"] if c["task_id"] == task_id)
         answer: dict[str, Any] = {"session": session["id"], "state": session["state"], "client": client["state"]}
         if client["state"] == "fallback":
@@ -155,7 +156,7 @@ class MulticastRecords:
         return answer
 
     # --- what the session runner does --------------------------------------
-    def multicast_go(self, session_id: int) -> Row:
+    def multicast_go(self, session_id: int) -> Session:
         with self.db.transaction():
             cur = self.db.execute("UPDATE multicast_sessions SET go = 1 WHERE id = ? AND state = 'waiting'",
                                   session_id)
@@ -163,7 +164,7 @@ class MulticastRecords:
                 raise Conflict(f"multicast session {session_id} is {self.session(session_id)['state']}, not waiting")
         return self.session(session_id)
 
-    def multicast_sending(self, session_id: int) -> list[Row]:
+    def multicast_sending(self, session_id: int) -> list[SessionClient]:
         """waiting → sending; the ready clients are the receivers; returns them."""
         with self.db.transaction():
             cur = self.db.execute("UPDATE multicast_sessions SET state = 'sending', started = ? "
@@ -186,7 +187,7 @@ class MulticastRecords:
                             "WHERE session_id = ? AND address = ? AND state = 'receiving'",
                             reason, time.time(), session_id, address)
 
-    def multicast_end(self, session_id: int, state: str, error: str | None = None) -> Row:
+    def multicast_end(self, session_id: int, state: str, error: str | None = None) -> Session:
         """The session ends; on cancel, its clients' active tasks are canceled too (they stop at their next
         call to the server)."""
         if state not in ("done", "failed", "canceled"):
@@ -205,11 +206,11 @@ class MulticastRecords:
                     self.tasks.transition(row["id"], TaskState.CANCELED, error=why)
         return self.session(session_id)
 
-    def multicast_interrupted(self) -> list[Row]:
+    def multicast_interrupted(self) -> list[InterruptedSession]:
         """At server start: a session that was sending cannot resume (its receivers time out), so it failed;
         its receiving clients' tasks fail with the reason, its queued ones will fall back at check-in.
         Returns those sessions (with the sender PID they recorded)."""
-        rows = self.db.all("SELECT id, sender_pid, files, image_dir, current FROM multicast_sessions "
+        rows = self.db.all_as(InterruptedSession, "SELECT id, sender_pid, files, image_dir, current FROM multicast_sessions "
                            "WHERE state = 'sending'")
         reason = "the server restarted during the multicast transfer"
         why = json.dumps({"code": "multicast_interrupted", "message": reason})
@@ -227,13 +228,13 @@ class MulticastRecords:
         return [r["id"] for r in self.db.all("SELECT id FROM multicast_sessions WHERE state = 'waiting' ORDER BY id")]
 
 
-def _late(session: Row) -> str:
+def _late(session: Session) -> str:
     return f"multicast session {session['id']} is {session['state']} already: deploying by unicast instead"
 
 
-def _client(row: Row) -> Row:
-    error = json.loads(row.pop("task_error")) if row.get("task_error") else None
-    progress = json.loads(row.pop("task_progress")) if row.get("task_progress") else None
+def _client(row: Row) -> SessionClient:
+    error = json.loads(row.pop("task_error") or "null")
+    progress = json.loads(row.pop("task_progress") or "null")
     row["error"] = (error or {}).get("message")
     row["stage"] = (progress or {}).get("stage")
-    return row
+    return cast(SessionClient, row)

@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 
 from server_stub.errors import StorageBusy
-from server_stub.store.database import Database, Row
+from server_stub.store.database import Database
 from server_stub.store.images import Images
+from server_stub.store.models import StorageNode, Task
 from server_stub.store.storage import Storage
 
 # A client that asked within this many seconds is still in the queue (it asks again every 5 s).
@@ -16,7 +17,7 @@ WAITING_FRESH_S = 30
 
 @dataclass(frozen=True)
 class Placement:
-    node: Row | None              # None: the task reads or writes no image
+    node: StorageNode | None         # None: the task reads or writes no image
     busy: StorageBusy | None = None  # every candidate full: the client waits (recorded on the task)
 
 
@@ -24,13 +25,13 @@ class Placer:
     def __init__(self, db: Database, storage: Storage, images: Images) -> None:
         self.db, self.storage, self.images = db, storage, images
 
-    def place(self, task: Row) -> Placement:
+    def place(self, task: Task) -> Placement:
         """A capture goes to the group's master, a deploy to the least loaded node holding the image
         (running / max_clients, then fewer running, then name). The caller's transaction keeps what is
         recorded here (the waiting mark, the queue position) even when it reports busy."""
         if task["image_id"] is None:
             return Placement(None)
-        image = self.images.image(task["image"])
+        image = self.images.image(str(task["image"]))
         if task["type"] == "capture":
             candidates = self.storage.masters(image["group_id"])
         else:

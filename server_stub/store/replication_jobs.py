@@ -3,10 +3,12 @@ failed``. What runs them (rsync in the event loop) is server_stub/replication.py
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from server_stub.errors import Conflict, NotFound
-from server_stub.store.database import Database, Row
+from server_stub.store.database import Database
 from server_stub.store.images import Images
+from server_stub.store.models import ReplicationJob
 
 JOB_STATES = ("queued", "running", "done", "failed")
 
@@ -44,24 +46,24 @@ class ReplicationJobs:
                 added.append(cur.lastrowid)
         return added
 
-    def queue_replication(self, image: str) -> list[Row]:
+    def queue_replication(self, image: str) -> list[ReplicationJob]:
         row = self.images.image(image)
         if not row["captured"]:
             raise Conflict(f"image {image} has never been captured; nothing to replicate")
         return [self.replication_job(i) for i in self.queue_for(row["id"])]
 
-    def replication_job(self, job_id: int) -> Row:
+    def replication_job(self, job_id: int) -> ReplicationJob:
         row = self.db.one(JOBS + "WHERE j.id = ?", job_id)
         if not row:
             raise NotFound(f"no replication job {job_id}")
-        return row
+        return cast(ReplicationJob, row)
 
-    def replication_jobs(self, image: str | None = None) -> list[Row]:
+    def replication_jobs(self, image: str | None = None) -> list[ReplicationJob]:
         if image is not None:
-            return self.db.all(JOBS + "WHERE i.name = ? ORDER BY j.id", image)
-        return self.db.all(JOBS + "ORDER BY j.id")
+            return self.db.all_as(ReplicationJob, JOBS + "WHERE i.name = ? ORDER BY j.id", image)
+        return self.db.all_as(ReplicationJob, JOBS + "ORDER BY j.id")
 
-    def claim_replication(self, busy_nodes: set[int]) -> Row | None:
+    def claim_replication(self, busy_nodes: set[int]) -> ReplicationJob | None:
         """The oldest queued job for a node that is not copying already, now running."""
         marks = ",".join("?" * len(busy_nodes))
         exclude = f"AND node_id NOT IN ({marks}) " if busy_nodes else ""
@@ -79,7 +81,7 @@ class ReplicationJobs:
             self.db.execute("UPDATE replication_jobs SET bytes = ?, version = COALESCE(?, version) WHERE id = ?",
                             nbytes, version, job_id)
 
-    def end_replication(self, job_id: int, state: str, nbytes: int | None = None, error: str | None = None) -> Row:
+    def end_replication(self, job_id: int, state: str, nbytes: int | None = None, error: str | None = None) -> ReplicationJob:
         if state not in ("done", "failed"):
             raise ValueError(f"a replication job ends done or failed, not {state}")
         with self.db.transaction():

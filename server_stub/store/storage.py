@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import cast
 
 from server_stub.errors import Conflict, NotFound
-from server_stub.store.database import Database, Row
+from server_stub.store.database import Database
+from server_stub.store.models import StorageGroup, StorageNode
 from server_stub.store.validate import (check_export, check_max_clients, check_mount_options, check_name,
                                         check_rsync_target)
 
@@ -26,7 +28,7 @@ class Storage:
         self.db = db
 
     # --- groups ------------------------------------------------------------
-    def add_group(self, name: str) -> Row:
+    def add_group(self, name: str) -> StorageGroup:
         check_name(name, "storage group")
         try:
             with self.db.transaction():
@@ -35,20 +37,20 @@ class Storage:
             raise Conflict(f"storage group {name} exists already") from exc
         return self.group(name)
 
-    def group(self, name: str) -> Row:
+    def group(self, name: str) -> StorageGroup:
         row = self.db.one("SELECT g.*, (SELECT name FROM storage_nodes WHERE group_id = g.id AND master = 1) AS master, "
                           "(SELECT COUNT(*) FROM storage_nodes WHERE group_id = g.id) AS nodes "
                           "FROM storage_groups g WHERE g.name = ?", name)
         if not row:
             raise NotFound(f"no storage group {name!r}")
-        return row
+        return cast(StorageGroup, row)
 
-    def groups(self) -> list[Row]:
+    def groups(self) -> list[StorageGroup]:
         return [self.group(r["name"]) for r in self.db.all("SELECT name FROM storage_groups ORDER BY name")]
 
     # --- nodes -------------------------------------------------------------
     def add_storage(self, name: str, export: str, options: str = "vers=4.1", group: str | None = None,
-                    master: bool = False, max_clients: int | None = None, rsync_target: str | None = None) -> Row:
+                    master: bool = False, max_clients: int | None = None, rsync_target: str | None = None) -> StorageNode:
         """A node joins a group (``default`` when none is named; only that one is created on the fly, so a
         mistyped group is an error). The first node of a group is its master; ``master`` makes this one it."""
         check_name(name, "storage node")
@@ -74,17 +76,17 @@ class Storage:
             raise Conflict(f"storage node {name} exists already") from exc
         return self.storage(name)
 
-    def storage(self, name: str) -> Row:
+    def storage(self, name: str) -> StorageNode:
         row = self.db.one(NODES + "WHERE s.name = ?", name)
         if not row:
             raise NotFound(f"no storage node {name!r}")
-        return row
+        return cast(StorageNode, row)
 
-    def storage_nodes(self) -> list[Row]:
-        return self.db.all(NODES + "ORDER BY g.name, s.name")
+    def storage_nodes(self) -> list[StorageNode]:
+        return self.db.all_as(StorageNode, NODES + "ORDER BY g.name, s.name")
 
     def set_storage(self, name: str, max_clients: int | None = None, master: bool = False,
-                    rsync_target: str | None = None) -> Row:
+                    rsync_target: str | None = None) -> StorageNode:
         self.storage(name)
         if max_clients is not None:
             check_max_clients(max_clients)
@@ -100,5 +102,5 @@ class Storage:
                 self.db.execute("UPDATE storage_nodes SET master = 1 WHERE id = ?", node["id"])
         return self.storage(name)
 
-    def masters(self, group_id: int) -> list[Row]:
-        return self.db.all(NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)
+    def masters(self, group_id: int | None) -> list[StorageNode]:
+        return self.db.all_as(StorageNode, NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)

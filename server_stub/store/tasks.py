@@ -9,13 +9,14 @@ import json
 import secrets
 import sqlite3
 import time
-from typing import Any
+from typing import Any, cast
 
 from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TaskState
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
+from server_stub.store.models import Host, Task
 from server_stub.store.placement import Placer
 from server_stub.store.replication_jobs import ReplicationJobs
 from server_stub.store.validate import (check_after, check_disk_selector, check_origin, check_partition,
@@ -40,7 +41,7 @@ class Tasks:
         self.db, self.hosts, self.images, self.placer, self.jobs = db, hosts, images, placer, jobs
 
     # --- the state machine -------------------------------------------------
-    def transition(self, task_id: int, state: str, **fields: Any) -> Row:
+    def transition(self, task_id: int, state: str, **fields: Any) -> Task:
         """``task_id`` becomes ``state`` if TRANSITIONS allows it from its current state (checked in the same
         UPDATE, so two callers racing cannot both win), with its timestamp and ``fields``; else Conflict."""
         sources = [s for s, targets in TRANSITIONS.items() if state in targets]
@@ -62,7 +63,7 @@ class Tasks:
         return self.task(task_id)
 
     # --- creating ----------------------------------------------------------
-    def create(self, host: Row, type_: str, image_id: int | None, disk: str | None = None,
+    def create(self, host: Host, type_: str, image_id: int | None, disk: str | None = None,
                after: str = "reboot", partition: int | None = None, options: str | None = None,
                origin: str = "admin") -> int:
         """A queued task (checked by the caller); a host with an active task already: Conflict."""
@@ -80,7 +81,7 @@ class Tasks:
 
     def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
                  after: str = "reboot", partition: int | None = None, options: dict[str, Any] | None = None,
-                 origin: str = "admin") -> Row:
+                 origin: str = "admin") -> Task:
         check_task_type(type_)
         stored_options = check_task_options(type_, options)
         check_origin(origin)
@@ -99,7 +100,7 @@ class Tasks:
             image_id = image_row["id"]
         return self.task(self.create(host_row, type_, image_id, disk, after, partition, stored_options, origin))
 
-    def add_tasks(self, hosts: list[str], type_: str, image: str | None, **options: Any) -> list[Row]:
+    def add_tasks(self, hosts: list[str], type_: str, image: str | None, **options: Any) -> list[Task]:
         """The same task for several hosts, all or none (deploy a room in one command)."""
         if not hosts or len(set(hosts)) != len(hosts):
             raise Invalid("give each host once")
@@ -107,22 +108,22 @@ class Tasks:
             return [self.add_task(host, type_, image, **options) for host in hosts]
 
     # --- reading -----------------------------------------------------------
-    def task(self, task_id: int) -> Row:
+    def task(self, task_id: int) -> Task:
         row = self.db.one(TASKS + "WHERE t.id = ?", task_id)
         if not row:
             raise NotFound(f"no task {task_id}")
         return _decode(row)
 
-    def tasks(self, include_finished: bool = True) -> list[Row]:
+    def tasks(self, include_finished: bool = True) -> list[Task]:
         where = "" if include_finished else "WHERE t.state IN ('queued', 'running') "
         return [_decode(r) for r in self.db.all(TASKS + where + "ORDER BY t.id")]
 
-    def active_task_for_mac(self, mac: str) -> Row | None:
+    def active_task_for_mac(self, mac: str) -> Task | None:
         row = self.db.one(TASKS + "WHERE h.mac = ? AND t.state IN ('queued', 'running')", normalize_mac(mac))
         return _decode(row) if row else None
 
     # --- what clients report -----------------------------------------------
-    def start_task(self, task_id: int) -> Row:
+    def start_task(self, task_id: int) -> Task:
         """queued → running on the node chosen now (recorded on the task, so a restart keeps it and the
         node's count stays right); no free slot: StorageBusy (FOG's queue), its place in the queue kept."""
         with self.db.transaction():
@@ -149,29 +150,30 @@ class Tasks:
             if cur.rowcount != 1:
                 raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; stop")
 
-    def finish_task(self, task_id: int, result: dict[str, Any], inventory: dict[str, Any] | None = None) -> Row:
+    def finish_task(self, task_id: int, result: dict[str, Any], inventory: dict[str, Any] | None = None) -> Task:
         """running → done; an inventory sent with the result is stored for the task's host in the same
         transaction, so a completed inventory task always has its inventory."""
         with self.db.transaction():
             task = self.transition(task_id, TaskState.DONE, result=json.dumps(result))
             if inventory is not None:
                 self.hosts.store_inventory(task["host_id"], inventory, task_id)
-            if task["type"] == "capture":
+            image_id = task["image_id"]
+            if task["type"] == "capture" and image_id is not None:  # a capture always names its image
                 # The node the capture wrote to holds the new version; the group's other nodes copy it.
-                self.images.captured(task["image_id"], result.get("stored_bytes"), task["storage_id"])
-                self.jobs.queue_for(task["image_id"])
+                self.images.captured(image_id, result.get("stored_bytes"), task["storage_id"])
+                self.jobs.queue_for(image_id)
         return task
 
-    def fail_task(self, task_id: int, error: dict[str, Any], log: str) -> Row:
+    def fail_task(self, task_id: int, error: dict[str, Any], log: str) -> Task:
         return self.transition(task_id, TaskState.FAILED, error=json.dumps(error), log=log[-LOG_KEEP:])
 
-    def cancel_task(self, task_id: int) -> Row:
+    def cancel_task(self, task_id: int) -> Task:
         return self.transition(task_id, TaskState.CANCELED)
 
 
-def _decode(row: Row) -> Row:
+def _decode(row: Row) -> Task:
     for key in ("progress", "error", "result", "options"):
         if row.get(key):
             row[key] = json.loads(row[key])
-    return row
+    return cast(Task, row)
 
