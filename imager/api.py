@@ -17,6 +17,7 @@ import requests
 
 from imager.errors import RegistrationRefused, ServerError, TaskCanceled
 from imager.pinning import identity_error, session_for
+from contract.errorcodes import ErrorReport
 from contract.task import MulticastSession, Task
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class TaskClient:
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})
 
-    def failed(self, error: Any, log_tail: str, attempts: int | None = None) -> None:
+    def failed(self, error: ErrorReport, log_tail: str, attempts: int | None = None) -> None:
         self._post("failed", {"error": error, "log": log_tail}, attempts=attempts)
 
     def _post(self, what: str, body: dict[str, Any], attempts: int | None = None) -> dict[str, Any]:

@@ -17,12 +17,15 @@ from typing import Any, cast
 import imager
 from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
 from imager.errors import UnsupportedDisk
+from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.context import OpContext
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
 from imager.progress import Progress
+from contract.manifest import PartitionEntry, VolumeEntry
 from contract.vocabulary import IMAGE_TYPES
 
 log = logging.getLogger(__name__)
+Files = dict[str, FileEntry]   # the image's files and their checksums, as the manifest lists them
 
 
 # FOG's types: 1 single disk resizable, 2 multiple partitions single disk (exact layout),
@@ -50,10 +53,11 @@ def capture_image(disk_spec: str | None, root: str, name: str, progress: Progres
 
     staging = imagestore.Staging(root, name)
     try:
-        entries, files = [], {}
+        entries: list[DiskEntry] = []
+        files: Files = {}
         for index, disk in enumerate(sources, 1):
-            entry = capture_disk(disk, index, staging.path, progress, resizable=image_type == "resizable")
-            files.update(entry.pop("files"))
+            entry, disk_files = capture_disk(disk, index, staging.path, progress, resizable=image_type == "resizable")
+            files.update(disk_files)
             entries.append(entry)
         image = build_manifest(name, image_type, sources[0], entries, files)
         manifest.write(staging.path, image)
@@ -62,7 +66,7 @@ def capture_image(disk_spec: str | None, root: str, name: str, progress: Progres
         staging.discard()
         raise
     elapsed = time.monotonic() - started
-    parts = [p for entry in entries for p in entry["partitions"]]
+    parts = [p for entry in entries for p in entry.get("partitions", [])]
     raw = sum(p["raw_bytes"] for p in parts)
     stored = sum(meta["size"] for meta in files.values())
     log.info("image %s published: %s of partclone data stored in %s, %.1f s", link, _size(raw), _size(stored), elapsed)
@@ -70,7 +74,8 @@ def capture_image(disk_spec: str | None, root: str, name: str, progress: Progres
             "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(entries)}
 
 
-def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progress, resizable: bool) -> dict[str, Any]:
+def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progress,
+                 resizable: bool) -> tuple[DiskEntry, Files]:
     """One disk of the image (``d<index>.*`` files): its table, boot area and every partition."""
     layout = read_layout(disk.path)
     disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
@@ -79,7 +84,7 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
     prefix = f"d{index}"
     table_files = save_table(disk.path, layout, image_dir, prefix=prefix)
     files = {f: _file_entry(image_dir, f) for f in table_files.values()}
-    parts = []
+    parts: list[PartitionEntry] = []
     shrinking: AbstractContextManager[dict[int, int]] = (
         resize.shrunk_filesystems(disk.path, layout) if resizable else nullcontext({}))
     with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
@@ -92,16 +97,16 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
             stage = f"{'disk %d, ' % index if index > 1 else ''}partition {i}/{len(layout.partitions)}"
             group = volume_group_to_split(disk.path, part)
             if group:
-                entry = capture_volume_group(disk.path, part, group, image_dir, progress, stage, prefix)
+                entry, part_files = capture_volume_group(disk.path, part, group, image_dir, progress, stage, prefix)
             else:
-                entry = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix)
-                entry["fs_bytes"] = fs_bytes.get(part.number)
+                entry, part_files = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix)
+                entry["fs_bytes"] = fs_bytes.get(part.number)  # type: ignore[typeddict-item]  # None: not shrunk
                 if resizable and part.fstype in filesystems.GROW_ONLY:  # needs its whole partition, may grow
                     entry["fs_bytes"] = part.sectors * layout.sector_size
-            files.update(entry.pop("files"))
+            files.update(part_files)
             parts.append(entry)
     return {"index": index, "mode": "partitions", "source": disk.to_dict(), "layout": layout.to_dict(),
-            "table_files": table_files, "partitions": parts, "files": files}
+            "table_files": table_files, "partitions": parts}, files
 
 
 def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress) -> dict[str, Any]:
@@ -111,8 +116,8 @@ def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress)
     try:
         progress.set_stage(f"whole disk {disk.path}", total=disk.size_bytes)
         result = stream_device_to_file(disk.path, partclone.RAW, os.path.join(staging.path, "d1.raw.zst"), progress)
-        files = {"d1.raw.zst": {"size": result.stored_bytes, "sha256": result.sha256}}
-        entry = {"index": 1, "mode": "raw", "file": "d1.raw.zst", "size_bytes": disk.size_bytes,
+        files: Files = {"d1.raw.zst": {"size": result.stored_bytes, "sha256": result.sha256}}
+        entry: DiskEntry = {"index": 1, "mode": "raw", "file": "d1.raw.zst", "size_bytes": disk.size_bytes,
                  "sector_size": disk.logical_sector_size, "raw_bytes": result.raw_bytes}
         image = build_manifest(name, "raw", disk, [entry], files)
         manifest.write(staging.path, image)
@@ -125,7 +130,7 @@ def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress)
 
 
 def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str,
-                      progress: Progress, stage: str, prefix: str = "d1") -> dict[str, Any]:
+                      progress: Progress, stage: str, prefix: str = "d1") -> tuple[PartitionEntry, Files]:
     device = disks.partition_path(disk_path, part.number)
     filename = f"{prefix}p{part.number}.pcl.zst"
     fstype = part.fstype
@@ -133,9 +138,9 @@ def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str
     result = stream_device_to_file(device, tool, os.path.join(image_dir, filename), progress)
     progress.flush()
     log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
-    return {"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
-            "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes,
-            "files": {filename: {"size": result.stored_bytes, "sha256": result.sha256}}}
+    return ({"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
+             "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes},
+            {filename: {"size": result.stored_bytes, "sha256": result.sha256}})
 
 
 def volume_group_to_split(disk_path: str, part: Partition) -> lvm.VolumeGroup | None:
@@ -151,31 +156,31 @@ def volume_group_to_split(disk_path: str, part: Partition) -> lvm.VolumeGroup | 
 
 
 def capture_volume_group(disk_path: str, part: Partition, group: lvm.VolumeGroup, image_dir: str,
-                         progress: Progress, stage: str, prefix: str = "d1") -> dict[str, Any]:
+                         progress: Progress, stage: str, prefix: str = "d1") -> tuple[PartitionEntry, Files]:
     """An LVM physical volume: the group's metadata, then each logical volume through its own partclone."""
     metadata = f"{prefix}p{part.number}.lvm"
     lvm.save_metadata(group, os.path.join(image_dir, metadata))
     files = {metadata: _file_entry(image_dir, metadata)}
     with lvm.activated(group.name):
-        volumes = lvm.probe_volumes(group)
+        volumes = cast(list[VolumeEntry], lvm.probe_volumes(group))
         for vol in volumes:
-            vol.update(file=None, raw_bytes=0, stored_bytes=0)
+            vol["file"], vol["raw_bytes"], vol["stored_bytes"] = None, 0, 0
             if vol["tool"] == filesystems.SWAP:  # recreated at deploy, like a swap partition
                 continue
-            vol["file"] = f"{prefix}p{part.number}.lv{vol['index']}.pcl.zst"
+            file = vol["file"] = f"{prefix}p{part.number}.lv{vol['index']}.pcl.zst"
             device = group.device_of(vol["name"])
             progress.set_stage(f"{stage}: {group.name}/{vol['name']} ({vol['fstype'] or 'raw'})", total=vol["size_bytes"])
-            result = stream_device_to_file(device, vol["tool"], os.path.join(image_dir, vol["file"]), progress)
+            result = stream_device_to_file(device, vol["tool"], os.path.join(image_dir, file), progress)
             progress.flush()
-            vol.update(raw_bytes=result.raw_bytes, stored_bytes=result.stored_bytes)
-            files[vol["file"]] = {"size": result.stored_bytes, "sha256": result.sha256}
-            log.info("%s/%s: %s → %s (%s)", group.name, vol["name"], _size(result.raw_bytes), vol["file"],
+            vol["raw_bytes"], vol["stored_bytes"] = result.raw_bytes, result.stored_bytes
+            files[file] = {"size": result.stored_bytes, "sha256": result.sha256}
+            log.info("%s/%s: %s → %s (%s)", group.name, vol["name"], _size(result.raw_bytes), file,
                      _size(result.stored_bytes))
     return {"number": part.number, "fstype": part.fstype, "tool": lvm.TOOL, "file": None, "uuid": part.uuid,
-            "label": part.label, "raw_bytes": sum(v["raw_bytes"] for v in volumes),
-            "stored_bytes": sum(v["stored_bytes"] for v in volumes), "files": files,
+            "label": part.label, "raw_bytes": sum(v.get("raw_bytes", 0) for v in volumes),
+            "stored_bytes": sum(v.get("stored_bytes", 0) for v in volumes),
             "lvm": {"vg": group.name, "vg_uuid": group.uuid, "pv_uuid": group.pv_uuid, "metadata": metadata,
-                    "volumes": volumes}}
+                    "volumes": volumes}}, files
 
 
 def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress) -> datapath.StreamResult:
@@ -198,8 +203,8 @@ def stream_device_to_file(device: str, tool: str, dest: str, progress: Progress)
     return result
 
 
-def build_manifest(name: str, image_type: str, disk: disks.Disk, disk_entries: list[dict],
-                   files: dict[str, dict]) -> dict[str, Any]:
+def build_manifest(name: str, image_type: str, disk: disks.Disk, disk_entries: list[DiskEntry],
+                   files: Files) -> Manifest:
     return {
         "format": manifest.FORMAT,
         "version": manifest.VERSION,
@@ -236,7 +241,7 @@ def tool_versions() -> dict[str, str]:
     }
 
 
-def _file_entry(image_dir: str, filename: str) -> dict[str, Any]:
+def _file_entry(image_dir: str, filename: str) -> FileEntry:
     size, sha = datapath.hash_file(os.path.join(image_dir, filename))
     return {"size": size, "sha256": sha}
 

@@ -6,6 +6,9 @@ shrink their last resizable partition) â€” all before a single byte is written â
 then restore the partition table and boot area, stream each partition back
 through zstd and partclone verifying checksums as we go, and grow the
 filesystems that were captured shrunk.
+
+``restore_disk`` is the one restore engine: its streams come from a source, the
+image's files here (``ImageFiles``), udp-receiver in a multicast deploy.
 """
 from __future__ import annotations
 

@@ -36,3 +36,26 @@ def test_waiting_ends_with_join_or_fallback(monkeypatch):
     assert multicast.wait_for_start(lambda: late, Progress())["fallback"] is True
     with pytest.raises(MulticastFailed, match="canceled"):
         multicast.wait_for_start(lambda: {"state": "canceled", "session": 1}, Progress())
+
+
+def test_a_raw_target_is_refused_as_a_deploy_refuses_it():
+    """One check for both paths: too small is disk_too_small, another sector size sector_size_mismatch."""
+    from imager.disks import Disk
+    from imager.errors import DiskTooSmall, SectorSizeMismatch
+    entry = {"mode": "raw", "file": "d1.img.zst", "size_bytes": 100 * 2**20, "sector_size": 512, "raw_bytes": 1}
+    disk = Disk(path="/dev/vdb", name="vdb", size_bytes=100 * 2**20, logical_sector_size=512, removable=False,
+                bus="virtio", model="", serial="")
+    multicast.unicast.check_raw_target(entry, disk)
+    with pytest.raises(DiskTooSmall) as small:
+        multicast.unicast.check_raw_target(entry, Disk(**{**disk.__dict__, "size_bytes": 99 * 2**20}))
+    with pytest.raises(SectorSizeMismatch) as sectors:
+        multicast.unicast.check_raw_target(entry, Disk(**{**disk.__dict__, "logical_sector_size": 4096}))
+    assert (small.value.code, sectors.value.code) == ("disk_too_small", "sector_size_mismatch")
+
+
+def test_a_multicast_task_without_its_session_or_server_is_invalid():
+    from imager.ops.context import OpContext
+    with pytest.raises(InvalidTask, match="its session and the server"):
+        multicast.multicast_deploy(OpContext({"id": 1, "type": "multicast", "multicast": {"session": 1}}))
+    with pytest.raises(InvalidTask, match="its session and the server"):
+        multicast.multicast_deploy(OpContext({"id": 1, "type": "multicast"}, client=object()))
