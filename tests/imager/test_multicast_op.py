@@ -59,3 +59,14 @@ def test_a_multicast_task_without_its_session_or_server_is_invalid():
         multicast.multicast_deploy(OpContext({"id": 1, "type": "multicast", "multicast": {"session": 1}}))
     with pytest.raises(InvalidTask, match="its session and the server"):
         multicast.multicast_deploy(OpContext({"id": 1, "type": "multicast"}, client=object()))
+
+
+def test_a_bad_hostname_fails_either_deploy_before_anything_is_read_or_written(tmp_path):
+    from imager.ops.context import OpContext
+    from imager.ops.deploy import deploy_image
+    with pytest.raises(InvalidTask, match="not a valid hostname") as unicast:
+        deploy_image(str(tmp_path), "/dev/null", Progress(), hostname="pc_42!")
+    task = {"id": 1, "type": "multicast", "hostname": "pc_42!", "multicast": {"session": 1, "version": "x"}}
+    with pytest.raises(InvalidTask, match="not a valid hostname") as by_multicast:
+        multicast.multicast_deploy(OpContext(task, client=object(), storage=str(tmp_path)))
+    assert unicast.value.code == by_multicast.value.code == "invalid_task"
