@@ -86,5 +86,6 @@ class Hosts:
 
     def boot_log(self, mac: str | None = None, limit: int = 100) -> list[BootLogEntry]:
         if mac:
-            return self.db.all_as(BootLogEntry, "SELECT * FROM boot_log WHERE mac = ? ORDER BY id DESC LIMIT ?", normalize_mac(mac), limit)
+            return self.db.all_as(BootLogEntry, "SELECT * FROM boot_log WHERE mac = ? ORDER BY id DESC LIMIT ?",
+                                  normalize_mac(mac), limit)
         return self.db.all_as(BootLogEntry, "SELECT * FROM boot_log ORDER BY id DESC LIMIT ?", limit)

@@ -210,8 +210,8 @@ class MulticastRecords:
         """At server start: a session that was sending cannot resume (its receivers time out), so it failed;
         its receiving clients' tasks fail with the reason, its queued ones will fall back at check-in.
         Returns those sessions (with the sender PID they recorded)."""
-        rows = self.db.all_as(InterruptedSession, "SELECT id, sender_pid, files, image_dir, current FROM multicast_sessions "
-                           "WHERE state = 'sending'")
+        rows = self.db.all_as(InterruptedSession, "SELECT id, sender_pid, files, image_dir, current "
+                              "FROM multicast_sessions WHERE state = 'sending'")
         reason = "the server restarted during the multicast transfer"
         why = json.dumps({"code": "multicast_interrupted", "message": reason})
         for row in rows:

@@ -36,8 +36,8 @@ class ReplicationJobs:
             added = []
             for node in self.db.all("SELECT id FROM storage_nodes WHERE group_id = ? AND id != ? ORDER BY name",
                                     image["group_id"], image["storage_id"]):
-                if self.db.one("SELECT id FROM replication_jobs WHERE image_id = ? AND node_id = ? AND state = 'queued'",
-                               image_id, node["id"]):
+                if self.db.one("SELECT id FROM replication_jobs WHERE image_id = ? AND node_id = ? "
+                               "AND state = 'queued'", image_id, node["id"]):
                     continue
                 cur = self.db.execute("INSERT INTO replication_jobs(image_id, source_id, node_id, state, created) "
                                       "VALUES (?, ?, ?, 'queued', ?)",
@@ -81,7 +81,8 @@ class ReplicationJobs:
             self.db.execute("UPDATE replication_jobs SET bytes = ?, version = COALESCE(?, version) WHERE id = ?",
                             nbytes, version, job_id)
 
-    def end_replication(self, job_id: int, state: str, nbytes: int | None = None, error: str | None = None) -> ReplicationJob:
+    def end_replication(self, job_id: int, state: str, nbytes: int | None = None,
+                        error: str | None = None) -> ReplicationJob:
         if state not in ("done", "failed"):
             raise ValueError(f"a replication job ends done or failed, not {state}")
         with self.db.transaction():

@@ -38,7 +38,8 @@ class Storage:
         return self.group(name)
 
     def group(self, name: str) -> StorageGroup:
-        row = self.db.one("SELECT g.*, (SELECT name FROM storage_nodes WHERE group_id = g.id AND master = 1) AS master, "
+        row = self.db.one("SELECT g.*, "
+                          "(SELECT name FROM storage_nodes WHERE group_id = g.id AND master = 1) AS master, "
                           "(SELECT COUNT(*) FROM storage_nodes WHERE group_id = g.id) AS nodes "
                           "FROM storage_groups g WHERE g.name = ?", name)
         if not row:
@@ -50,7 +51,8 @@ class Storage:
 
     # --- nodes -------------------------------------------------------------
     def add_storage(self, name: str, export: str, options: str = "vers=4.1", group: str | None = None,
-                    master: bool = False, max_clients: int | None = None, rsync_target: str | None = None) -> StorageNode:
+                    master: bool = False, max_clients: int | None = None,
+                    rsync_target: str | None = None) -> StorageNode:
         """A node joins a group (``default`` when none is named; only that one is created on the fly, so a
         mistyped group is an error). The first node of a group is its master; ``master`` makes this one it."""
         check_name(name, "storage node")
