@@ -78,6 +78,7 @@ def test_no_request_makes_the_server_answer_5xx(server):
                         tried += 1
     assert tried > 1000
     assert requests.get(server["url"] + "/boot.ipxe", timeout=10).status_code == 200, "still serving"
+    assert "Traceback" not in (server["data"].parent / "server.log").read_text(), "no exception, even a handled one"
 
 
 def running_task(server):
