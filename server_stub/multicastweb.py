@@ -53,13 +53,14 @@ def client_ready(authorized: Callable[[web.Request], Task]) -> Handler:
     return ready
 
 
-def routes(admin_only: Callable[[Handler], Handler],
+def routes(staff: Callable[[Handler], Handler],
            authorized: Callable[[web.Request], Task]) -> list[web.RouteDef]:
+    """``staff``: who may run sessions (a technician starts, goes and cancels them like any task)."""
     return [
-        web.get("/api/multicast", admin_only(list_sessions)), web.post("/api/multicast", admin_only(create_session)),
-        web.get("/api/multicast/{id:\\d+}", admin_only(show_session)),
-        web.post("/api/multicast/{id:\\d+}/go", admin_only(go_session)),
-        web.post("/api/multicast/{id:\\d+}/cancel", admin_only(cancel_session)),
+        web.get("/api/multicast", staff(list_sessions)), web.post("/api/multicast", staff(create_session)),
+        web.get("/api/multicast/{id:\\d+}", staff(show_session)),
+        web.post("/api/multicast/{id:\\d+}/go", staff(go_session)),
+        web.post("/api/multicast/{id:\\d+}/cancel", staff(cancel_session)),
         # A machine, with its task token: its disk is ready; the answer says wait, join or fall back.
         web.post("/api/tasks/{id:\\d+}/ready", client_ready(authorized)),
     ]

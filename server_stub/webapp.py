@@ -14,6 +14,7 @@ from aiohttp import web
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
+from server_stub.accounts import AUTH, Authenticator, require
 from server_stub.config import ServerConfig
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
 from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
@@ -271,14 +272,10 @@ async def client_failed(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
-def admin_only(handler: Handler) -> Handler:
-    """Admin calls carry the token from <data-dir>/admin.token (created at first start)."""
-    async def checked(request: web.Request) -> web.StreamResponse:
-        given = bearer_token(request)
-        if not given or not hmac.compare_digest(given, request.app[CONFIG].admin_token):
-            raise Unauthorized("admin credential missing or wrong (see <data-dir>/admin.token)")
-        return await handler(request)
-    return checked
+# Admin calls: the admin token (Bearer) or a console session (server_stub/accounts.py). A technician sees
+# everything and queues, starts and cancels tasks; deletions, users, storage and settings need an admin.
+admin_only = require("admin")
+technician = require("technician")
 
 
 def make_app(store: Store, config: ServerConfig) -> web.Application:
@@ -289,6 +286,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
     app[STORE] = store
     app[CONFIG] = config
     app[BOOT] = boot.BootService(store, config)
+    app[AUTH] = Authenticator(store, config.admin_token, secure_cookies=config.tls is not None)
     app[LIMITER] = RateLimit(config.register_rate)
     app[REPLICATOR] = replication.Replicator(store)
     app[menuapi.MENU] = menuapi.MenuState(store, config)
@@ -306,25 +304,25 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.get("/boot/{mac}.ipxe", boot_script),
         web.get("/files/{name}", boot_file),
         web.get("/api/openapi.yaml", apidoc.openapi_yaml),  # public: no secrets in it
-        web.get("/api/hosts", admin_only(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
-        web.get("/api/hosts/{key}", admin_only(show_host)),
-        web.get("/api/hosts/{key}/inventory", admin_only(host_inventory)),
-        web.get("/api/storage", admin_only(list_storage)), web.post("/api/storage", admin_only(add_storage)),
+        web.get("/api/hosts", technician(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
+        web.get("/api/hosts/{key}", technician(show_host)),
+        web.get("/api/hosts/{key}/inventory", technician(host_inventory)),
+        web.get("/api/storage", technician(list_storage)), web.post("/api/storage", admin_only(add_storage)),
         web.post("/api/storage/{name}", admin_only(set_storage)),
-        web.get("/api/storage-groups", admin_only(list_groups)), web.post("/api/storage-groups", admin_only(add_group)),
-        web.get("/api/images", admin_only(list_images)), web.post("/api/images", admin_only(add_image)),
+        web.get("/api/storage-groups", technician(list_groups)), web.post("/api/storage-groups", admin_only(add_group)),
+        web.get("/api/images", technician(list_images)), web.post("/api/images", admin_only(add_image)),
         web.post("/api/images/{name}/replicate", admin_only(replicate_image)),
-        web.get("/api/replication", admin_only(list_replication)),
-        web.get("/api/tasks", admin_only(list_tasks)), web.post("/api/tasks", admin_only(add_task)),
-        web.get("/api/tasks/{id:\\d+}", admin_only(get_task)),
-        web.post("/api/tasks/{id:\\d+}/cancel", admin_only(cancel_task)),
-        web.get("/api/boot-log", admin_only(boot_log)),
+        web.get("/api/replication", technician(list_replication)),
+        web.get("/api/tasks", technician(list_tasks)), web.post("/api/tasks", technician(add_task)),
+        web.get("/api/tasks/{id:\\d+}", technician(get_task)),
+        web.post("/api/tasks/{id:\\d+}/cancel", technician(cancel_task)),
+        web.get("/api/boot-log", technician(boot_log)),
         # Machines: the per-task token, checked in each handler.
         web.post("/api/tasks/{id:\\d+}/checkin", client_checkin),
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),
         web.post("/api/tasks/{id:\\d+}/failed", client_failed),
-        *multicastweb.routes(admin_only, authorized_task),
+        *multicastweb.routes(technician, authorized_task),
         # Unknown machines: no token exists yet; unknown MACs only, rate-limited, every field checked.
         web.post("/api/register", client_register),
         # The technician's menu: a session from the technician password or admin token (menuapi.py).

@@ -5,6 +5,7 @@ attributes for code that wants one subject (``store.tasks_repo.transition``).
 """
 from __future__ import annotations
 
+from server_stub.store.accounts import Accounts
 from server_stub.store.database import Database
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
@@ -14,6 +15,7 @@ from server_stub.store.placement import Placer
 from server_stub.store.replication_jobs import ReplicationJobs
 from server_stub.store.storage import Storage
 from server_stub.store.tasks import Tasks
+from server_stub.store.versions import ImageVersions
 
 
 class Store:
@@ -27,6 +29,7 @@ class Store:
                                 Placer(self.db, self.storage_repo, self.images_repo), self.jobs_repo)
         self.multicast_repo = MulticastRecords(self.db, self.hosts_repo, self.tasks_repo)
         self.menu_repo = MenuSettings(self.db)
+        self.accounts = Accounts(self.db)  # console users, their sessions, the audit log
 
         # hosts
         self.add_host = self.hosts_repo.add_host
@@ -85,6 +88,22 @@ class Store:
         # the technician's menu
         self.technician_password = self.menu_repo.technician_password
         self.set_technician_password = self.menu_repo.set_technician_password
+        # the console's lists, edits and removals (issue 12)
+        self.versions_repo = ImageVersions(self.db, self.images_repo)
+        self.hosts_page = self.hosts_repo.hosts_page
+        self.edit_host = self.hosts_repo.edit_host
+        self.remove_host = self.hosts_repo.remove_host
+        self.tasks_page = self.tasks_repo.tasks_page
+        self.remove_image = self.images_repo.remove_image
+        self.image_source_host = self.images_repo.source_host
+        self.image_versions = self.versions_repo.image_versions
+        self.remove_image_version = self.versions_repo.remove_image_version
+        self.rename_group = self.storage_repo.rename_group
+        self.remove_group = self.storage_repo.remove_group
+        self.remove_storage = self.storage_repo.remove_storage
+        self.unknown_hosts = self.menu_repo.unknown_hosts
+        self.set_unknown_hosts = self.menu_repo.set_unknown_hosts
+        self.settings = self.menu_repo.settings
 
     def close(self) -> None:
         self.db.close()

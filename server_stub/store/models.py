@@ -160,3 +160,51 @@ class InterruptedSession(TypedDict):
     files: str              # JSON, as stored
     image_dir: str
     current: str | None
+
+
+class User(TypedDict):
+    id: int
+    name: str
+    role: str               # admin | technician
+    created: float
+    password_changed: float
+
+
+class WebSession(TypedDict):
+    token_hash: str
+    user_id: int | None     # None: signed in with the admin token
+    actor: str
+    role: str
+    csrf: str
+    address: str | None
+    created: float
+    expires: float
+
+
+class AuditEntry(TypedDict):
+    id: int
+    time: float
+    actor: str
+    role: str
+    via: str                # token | session
+    action: str             # "POST /api/tasks", "console: cancel task"
+    target: str
+    outcome: str            # the HTTP status, or the error's code
+    address: str | None
+
+
+class HostRow(Host):
+    """A host in a page of the hosts list, with its active task (None: nothing to do)."""
+    task_id: int | None
+    task_type: str | None
+    task_state: str | None
+
+
+class ImageVersion(TypedDict):
+    """A version directory ``.images/<name>@<stamp>`` on a node this server reaches as a local directory."""
+    version: str
+    node: str
+    current: bool           # what the node's ``<name>`` symlink points at
+    created: float          # the directory's modification time
+    stored_bytes: int       # bytes of its files
+    raw_bytes: int | None   # the data the image holds, uncompressed (from its manifest)

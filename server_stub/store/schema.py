@@ -84,6 +84,35 @@ ALTER TABLE tasks ADD COLUMN options TEXT;
 ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'admin';
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """,
+    # 5: the web console's accounts, their sessions, and the audit log (store/accounts.py).
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+        created REAL NOT NULL, password_changed REAL NOT NULL);
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY, user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
+        actor TEXT NOT NULL, role TEXT NOT NULL, csrf TEXT NOT NULL, address TEXT, created REAL NOT NULL,
+        expires REAL NOT NULL);
+    CREATE INDEX web_sessions_by_expiry ON web_sessions(expires);
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, via TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', outcome TEXT NOT NULL, address TEXT);
+    CREATE INDEX audit_by_time ON audit_log(time);
+""",
+    # 6: the console's lists: hosts and tasks sorted, filtered and paged in SQL (store/hosts.py hosts_page,
+    # store/tasks.py tasks_page); a deleted image's name kept on the tasks that used it.
+    """
+    CREATE INDEX hosts_by_created ON hosts(created);
+    CREATE INDEX hosts_by_group ON hosts(group_name);
+    CREATE INDEX hosts_by_image ON hosts(image_id);
+    CREATE INDEX hosts_by_registered ON hosts(registered);
+    CREATE INDEX tasks_by_host ON tasks(host_id, id);
+    CREATE INDEX tasks_by_state ON tasks(state, id);
+    CREATE INDEX tasks_by_type ON tasks(type, id);
+    CREATE INDEX tasks_by_image ON tasks(image_id, id);
+    CREATE INDEX boot_log_by_mac ON boot_log(mac, id);
+    ALTER TABLE tasks ADD COLUMN image_name TEXT;
+""",
 ]
 
 

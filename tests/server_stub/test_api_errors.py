@@ -116,7 +116,7 @@ def test_a_failure_report_with_a_known_code_is_stored(server):
 def test_refusals_carry_a_code(server):
     answer = requests.get(server["url"] + "/api/hosts", timeout=10)
     assert answer.status_code == 401 and answer.json() == {
-        "error": "admin credential missing or wrong (see <data-dir>/admin.token)", "code": "unauthorized"}
+        "error": "admin credential missing or wrong (see <data-dir>/admin.token, or sign in)", "code": "unauthorized"}
     answer = admin(server, "GET", "/api/tasks/12345")
     assert answer.status_code == 404 and answer.json() == {"error": "no task 12345", "code": "not_found"}
     answer = admin(server, "POST", "/api/hosts", mac="zz", name="x")
