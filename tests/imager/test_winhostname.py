@@ -77,7 +77,8 @@ def test_windows_names(hostname, netbios, dns):
 
 @pytest.mark.parametrize("bad", ["", "-lead", "under_score", "dot.ted", "ünï", "x" * 64])
 def test_names_windows_would_refuse_are_refused(bad):
-    with pytest.raises(ValueError):
+    from imager.errors import InvalidTask
+    with pytest.raises(InvalidTask, match="not a valid hostname"):  # the task's hostname is wrong
         winhostname.windows_names(bad)
 
 
