@@ -2,6 +2,8 @@
 
     python3 bench/multicast.py                 (as root; about 11 minutes on the 2-core build machine)
     python3 bench/multicast.py --quick         (64 MiB, N = 1 and 4: a smoke run)
+    python3 bench/multicast.py --drop-stalls   (only how long a dead receiver stalls the others, per
+                                                --retries-until-drop 10, 30, 200: about 5 minutes)
 
 A private switched LAN made of network namespaces, all named imgmc-<pid>-*:
 
@@ -339,9 +341,14 @@ def main() -> int:
     ap.add_argument("--extras-size", type=int, default=64, help="MiB for the mode comparison and failure cases")
     ap.add_argument("--no-extras", action="store_true", help="skip the mode comparison and the failure cases")
     ap.add_argument("--quick", action="store_true", help="64 MiB, N = 1,4, no extras")
+    ap.add_argument("--drop-stalls", action="store_true",
+                    help="only the stall a receiver killed mid-transfer causes, per --drop-retries (extras size)")
+    ap.add_argument("--drop-retries", default="10,30,200", help="--retries-until-drop values (default 10,30,200)")
     args = ap.parse_args()
     if args.quick:
         args.size, args.counts, args.no_extras = 64, "1,4", True
+    if args.drop_stalls:
+        args.size, args.counts = args.extras_size, "4"
     counts = [int(c) for c in args.counts.split(",")]
 
     if os.geteuid() != 0:
@@ -376,6 +383,10 @@ def main() -> int:
         print("sender:   " + " ".join(sender_argv(dataclasses.replace(snd, min_receivers=counts[-1]), payload)))
         print("receiver: " + " ".join(receiver_argv(rcv)) + " | openssl dgst -sha256", flush=True)
 
+        if args.drop_stalls:
+            drop_stalls(lab, payload, expected, snd, rcv, [int(r) for r in args.drop_retries.split(",")])
+            print(f"bench took {time.monotonic() - began:.0f} s")
+            return 0
         results = [best_of(args.runs, lambda n=n: transfer(lab, n, payload, expected, snd, rcv)) for n in counts]
         table(f"no loss ({args.size} MiB, {args.rate} Mbit/s links)", results, args.size, args.rate)
         lossy: list[Result] = []
@@ -448,6 +459,22 @@ def extras(lab: Lab, payload: Path, expected: str, snd: SenderOptions, rcv: Rece
     print(f"one receiver killed (SIGKILL) a third of the way: {r.transfer_s:.2f} s, {r.exact}/4 exact, "
           f"dropped {r.dropped} (--retries-until-drop {snd.retries_until_drop}), {r.sender_status}"
           + "".join(f"\n      {f}" for f in r.failed), flush=True)
+
+
+
+def drop_stalls(lab: Lab, payload: Path, expected: str, snd: SenderOptions, rcv: ReceiverOptions,
+                retries: list[int]) -> None:
+    """How long one receiver of 4, SIGKILLed a third of the way, holds the other three up until udp-sender
+    drops it: the transfer's time with the kill minus its time without (docs/multicast.md's table)."""
+    size = round(payload.stat().st_size / 2**20)
+    print(f"\na receiver killed (SIGKILL) a third of the way ({size} MiB, N = 4): stall = time(kill) - time(no kill)")
+    base = transfer(lab, 4, payload, expected, snd, rcv)
+    print(f"no kill: {base.transfer_s:.2f} s, {base.exact}/4 exact", flush=True)
+    for n in retries:
+        opts = dataclasses.replace(snd, retries_until_drop=n)
+        r = transfer(lab, 4, payload, expected, opts, rcv, kill_receiver_after=base.transfer_s / 3, timeout=900)
+        print(f"--retries-until-drop {n:>3}: stall {r.transfer_s - base.transfer_s:6.1f} s ({r.transfer_s:.2f} s), "
+              f"{r.exact}/3 exact, dropped {r.dropped}, {r.sender_status}", flush=True)
 
 
 if __name__ == "__main__":
