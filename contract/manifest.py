@@ -50,7 +50,7 @@ class PartitionEntry(TypedDict):
     label: NotRequired[str | None]
     raw_bytes: NotRequired[int]
     stored_bytes: NotRequired[int]
-    fs_bytes: NotRequired[int]
+    fs_bytes: NotRequired[int | None]   # None: captured at its full size (not shrunk)
     lvm: NotRequired[LvmEntry | None]
 
 

@@ -100,7 +100,7 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
                 entry, part_files = capture_volume_group(disk.path, part, group, image_dir, progress, stage, prefix)
             else:
                 entry, part_files = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix)
-                entry["fs_bytes"] = fs_bytes.get(part.number)  # type: ignore[typeddict-item]  # None: not shrunk
+                entry["fs_bytes"] = fs_bytes.get(part.number)  # None: not shrunk
                 if resizable and part.fstype in filesystems.GROW_ONLY:  # needs its whole partition, may grow
                     entry["fs_bytes"] = part.sectors * layout.sector_size
             files.update(part_files)

@@ -128,7 +128,8 @@ def plan_disk(image: Manifest, entry: DiskEntry, target: disks.Disk) -> Layout:
 
 def shrunk_sizes(entry: DiskEntry) -> dict[int, int]:
     """Partitions captured with their filesystem shrunk, and that size."""
-    return {p["number"]: p["fs_bytes"] for p in entry.get("partitions", []) if p.get("fs_bytes")}
+    sizes = {p["number"]: p.get("fs_bytes") for p in entry.get("partitions", [])}
+    return {number: size for number, size in sizes.items() if size}
 
 
 def write_disk_table(image_dir: str, image: Manifest, entry: DiskEntry, target: disks.Disk,
