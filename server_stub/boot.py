@@ -31,10 +31,12 @@ class BootService:
                                                unknown_hosts=config.unknown_hosts, menu_timeout=config.menu_timeout)
 
     def context(self, base_url: str) -> bootpolicy.BootContext:
-        """With serve --tls-cert the imaging environment calls the API over https and pins the certificate."""
+        """With serve --tls-cert the imaging environment calls the API over https and pins the certificate.
+        The unknown-host policy is the stored setting, read at each boot (serve --unknown-hosts while unset)."""
+        unknown_hosts = self.store.unknown_hosts(self.config.unknown_hosts)
         if self.config.tls is None:
-            return dataclasses.replace(self._context, base_url=base_url)
-        return dataclasses.replace(self._context, base_url=base_url,
+            return dataclasses.replace(self._context, base_url=base_url, unknown_hosts=unknown_hosts)
+        return dataclasses.replace(self._context, base_url=base_url, unknown_hosts=unknown_hosts,
                                    api_url=tls.api_url(base_url, self.config.tls.https_port),
                                    server_fp=self.config.tls.fingerprint)
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
-from server_stub import apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
+from server_stub import adminapi, apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
 from server_stub.accounts import AUTH, Authenticator, require
 from server_stub.config import ServerConfig
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
@@ -104,7 +104,8 @@ async def set_storage(request: web.Request) -> web.Response:
     body = await read_json(request)
     return json_response(request.app[STORE].set_storage(
         request.match_info["name"], max_clients=optional_int(body, "max_clients"),
-        master=optional_bool(body, "master"), rsync_target=optional_str(body, "rsync_target")))
+        master=optional_bool(body, "master"), rsync_target=optional_str(body, "rsync_target"),
+        new_name=optional_str(body, "name"), export=optional_str(body, "export"), options=optional_str(body, "options")))
 
 
 async def list_groups(request: web.Request) -> web.Response:
@@ -230,8 +231,9 @@ async def client_done(request: web.Request) -> web.Response:
 async def client_register(request: web.Request) -> web.Response:
     """An unknown machine registers itself (no task, so no token): see docs/task-json.md for the limits."""
     config = request.app[CONFIG]
-    if config.unknown_hosts == "local":
-        raise Forbidden("registration is disabled on this server (--unknown-hosts local)")
+    if request.app[STORE].unknown_hosts(config.unknown_hosts) == "local":  # the setting, at each request
+        raise Forbidden("registration is disabled on this server (unknown hosts boot locally: imager-server "
+                        "settings set unknown-hosts menu|register)")
     request.app[LIMITER].take("too many registrations; try again shortly", retry_after=10)
     body = await read_json(request, inventory.MAX_BODY)
     unknown = sorted(set(body) - {"mac", "inventory", "hostname", "image", "group"})
@@ -327,5 +329,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.post("/api/register", client_register),
         # The technician's menu: a session from the technician password or admin token (menuapi.py).
         *menuapi.routes(admin_only),
+        # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
+        *adminapi.AdminApi(store, config).routes(admin_only),
     ])
     return app

@@ -4,15 +4,24 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
 from server_stub.store.images import Images
-from server_stub.store.models import BootLogEntry, Host, Inventory
-from server_stub.store.validate import check_name, normalize_mac
+from server_stub.store.models import BootLogEntry, Host, HostRow, Inventory
+from server_stub.store.validate import check_name, check_page, like_pattern, normalize_mac
 
 HOSTS = "SELECT h.*, i.name AS image FROM hosts h LEFT JOIN images i ON i.id = h.image_id "
+# hosts_page: each sort key and its column (only these reach the SQL); ties go by name, which is unique.
+HOST_SORTS = {"name": "h.name", "mac": "h.mac", "created": "h.created", "registered": "h.registered",
+              "group": "h.group_name", "image": "i.name", "task": "t.state"}
+_PAGE_FROM = ("FROM hosts h LEFT JOIN images i ON i.id = h.image_id "
+              "LEFT JOIN tasks t ON t.host_id = h.id AND t.state IN ('queued', 'running') ")
+_SEARCH = r"WHERE (h.name LIKE ? ESCAPE '\' OR h.mac LIKE ? ESCAPE '\' OR h.group_name LIKE ? ESCAPE '\' " \
+          r"OR i.name LIKE ? ESCAPE '\') "
+EDITABLE = ("name", "mac", "image", "group")
 
 
 class Hosts:
@@ -43,6 +52,67 @@ class Hosts:
 
     def hosts(self) -> list[Host]:
         return self.db.all_as(Host, HOSTS + "ORDER BY h.name")
+
+    def hosts_page(self, query: str = "", sort: str = "name", descending: bool = False, offset: int = 0,
+                   limit: int | None = 50) -> tuple[list[HostRow], int]:
+        """One page of the hosts whose name, MAC, group or image contains ``query`` (any case), sorted by
+        ``sort`` (a HOST_SORTS key), with each one's active task; and how many match in all."""
+        if sort not in HOST_SORTS:
+            raise Invalid(f"sort by one of {', '.join(HOST_SORTS)}", field="sort")
+        offset, limit = check_page(offset, limit)
+        where, args = (_SEARCH, [like_pattern(query)] * 4) if query else ("", [])
+        total = self.db.scalar("SELECT COUNT(*) FROM hosts h LEFT JOIN images i ON i.id = h.image_id " + where,
+                               *args)
+        order = f"{HOST_SORTS[sort]} {'DESC' if descending else 'ASC'}, h.name {'DESC' if descending else 'ASC'}"
+        rows = self.db.all_as(HostRow, "SELECT h.*, i.name AS image, t.id AS task_id, t.type AS task_type, "
+                              "t.state AS task_state " + _PAGE_FROM + where + f"ORDER BY {order} LIMIT ? OFFSET ?",
+                              *args, -1 if limit is None else limit, offset)
+        return rows, int(total)
+
+    def edit_host(self, key: str, changes: Mapping[str, str | None]) -> Host:
+        """Change a host's name, MAC, assigned image or group (keys of ``changes``; None clears image or group)."""
+        unknown = sorted(set(changes) - set(EDITABLE))
+        if unknown:
+            raise Invalid(f"a host has no field {', '.join(unknown)} to change (only {', '.join(EDITABLE)})")
+        sets: dict[str, Any] = {}
+        if "name" in changes:
+            sets["name"] = _checked("name", lambda: check_name(changes["name"], "host"))
+        if "mac" in changes:
+            sets["mac"] = _checked("mac", lambda: normalize_mac(str(changes["mac"] or "")))
+        if "group" in changes:
+            group = changes["group"]
+            sets["group_name"] = None if group in (None, "") else _checked("group", lambda: check_name(group, "group"))
+        with self.db.transaction():
+            host = self.host(key)
+            if "image" in changes:
+                image = changes["image"]
+                sets["image_id"] = None if image in (None, "") else _checked(
+                    "image", lambda: self.images.image(str(image))["id"])
+            for column, what in (("name", "name"), ("mac", "MAC")):
+                if column in sets and self.db.one(f"SELECT id FROM hosts WHERE {column} = ? AND id != ?",
+                                                  sets[column], host["id"]):
+                    raise Conflict(f"another host has the {what} {sets[column]} already", field=column)
+            if sets:
+                self.db.execute(f"UPDATE hosts SET {', '.join(f'{c} = ?' for c in sets)} WHERE id = ?",
+                                *sets.values(), host["id"])
+        return self.host(str(sets.get("mac", host["mac"])))
+
+    def remove_host(self, key: str) -> Host:
+        """Forget a host, its inventory and its finished tasks (its boot log stays, by MAC); refused while
+        it has a task to do."""
+        with self.db.transaction():
+            host = self.host(key)
+            active = self.db.one("SELECT id, type, state FROM tasks WHERE host_id = ? AND state IN "
+                                 "('queued', 'running')", host["id"])
+            if active:
+                raise Conflict(f"host {host['name']} has a {active['state']} {active['type']} task "
+                               f"({active['id']}); cancel it first")
+            self.db.execute("DELETE FROM multicast_clients WHERE task_id IN (SELECT id FROM tasks WHERE host_id = ?)",
+                            host["id"])
+            self.db.execute("DELETE FROM tasks WHERE host_id = ?", host["id"])
+            self.db.execute("DELETE FROM host_inventory WHERE host_id = ?", host["id"])
+            self.db.execute("DELETE FROM hosts WHERE id = ?", host["id"])
+        return host
 
     def register_host(self, mac: str, inventory: dict[str, Any], name: str | None = None, image: str | None = None,
                       group: str | None = None, prefix: str = "mac") -> Host:
@@ -89,3 +159,12 @@ class Hosts:
             return self.db.all_as(BootLogEntry, "SELECT * FROM boot_log WHERE mac = ? ORDER BY id DESC LIMIT ?",
                                   normalize_mac(mac), limit)
         return self.db.all_as(BootLogEntry, "SELECT * FROM boot_log ORDER BY id DESC LIMIT ?", limit)
+
+
+def _checked(field: str, check: Any) -> Any:
+    """``check()``, its refusal naming the form field it is about."""
+    try:
+        return check()
+    except (Invalid, NotFound) as exc:
+        exc.details.setdefault("field", field)
+        raise

@@ -52,6 +52,35 @@ class Images:
     def images(self) -> list[Image]:
         return [self.image(r["name"]) for r in self.db.all("SELECT name FROM images ORDER BY name")]
 
+    def remove_image(self, name: str) -> Image:
+        """Forget an image (its files stay on the nodes: remove its versions first to free them). Refused
+        while a task, a multicast session or a replication uses it; finished tasks keep its name."""
+        with self.db.transaction():
+            image = self.image(name)
+            busy = self.db.one("SELECT id, type, state FROM tasks WHERE image_id = ? AND state IN ('queued', "
+                               "'running')", image["id"])
+            if busy:
+                raise Conflict(f"image {name} is used by {busy['state']} {busy['type']} task {busy['id']}; "
+                               "wait for it or cancel it first")
+            if self.db.one("SELECT id FROM multicast_sessions WHERE image_id = ? AND state IN ('waiting', 'sending')", image["id"]):
+                raise Conflict(f"image {name} is being sent by a multicast session; cancel it first")
+            if self.db.one("SELECT id FROM replication_jobs WHERE image_id = ? AND state = 'running'", image["id"]):
+                raise Conflict(f"image {name} is being copied to another node; try again when that ends")
+            self.db.execute("UPDATE tasks SET image_name = ?, image_id = NULL WHERE image_id = ?", name, image["id"])
+            self.db.execute("UPDATE hosts SET image_id = NULL WHERE image_id = ?", image["id"])
+            self.db.execute("DELETE FROM multicast_clients WHERE session_id IN "
+                            "(SELECT id FROM multicast_sessions WHERE image_id = ?)", image["id"])
+            self.db.execute("DELETE FROM multicast_sessions WHERE image_id = ?", image["id"])
+            self.db.execute("DELETE FROM replication_jobs WHERE image_id = ?", image["id"])
+            self.db.execute("DELETE FROM images WHERE id = ?", image["id"])
+        return image
+
+    def source_host(self, image_id: int) -> str | None:
+        """The host whose capture made the image's current version."""
+        return cast(str | None, self.db.scalar(
+            "SELECT h.name FROM tasks t JOIN hosts h ON h.id = t.host_id WHERE t.image_id = ? AND t.type = 'capture' "
+            "AND t.state = 'done' ORDER BY t.finished DESC LIMIT 1", image_id))
+
     def serving_nodes(self, image: Mapping[str, Any]) -> list[StorageNode]:
         """Nodes that hold the image's current version whole: its home, and every node whose replication
         started after that version was published and finished."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import cast
+from typing import Any, Callable, cast
 
-from server_stub.errors import Conflict, NotFound
+from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
 from server_stub.store.models import StorageGroup, StorageNode
 from server_stub.store.validate import (check_export, check_max_clients, check_mount_options, check_name,
@@ -45,6 +45,28 @@ class Storage:
         if not row:
             raise NotFound(f"no storage group {name!r}")
         return cast(StorageGroup, row)
+
+    def rename_group(self, name: str, new_name: str) -> StorageGroup:
+        _checked_name(new_name, "storage group")
+        with self.db.transaction():
+            group = self.group(name)
+            if new_name != name and self.db.one("SELECT id FROM storage_groups WHERE name = ?", new_name):
+                raise Conflict(f"storage group {new_name} exists already", field="name")
+            self.db.execute("UPDATE storage_groups SET name = ? WHERE id = ?", new_name, group["id"])
+        return self.group(new_name)
+
+    def remove_group(self, name: str) -> StorageGroup:
+        """Only an empty group goes: its nodes and images would lose their place."""
+        with self.db.transaction():
+            group = self.group(name)
+            if group["nodes"]:
+                raise Conflict(f"storage group {name} still has {group['nodes']} node(s); remove them first")
+            images = [r["name"] for r in self.db.all("SELECT name FROM images WHERE group_id = ? ORDER BY name",
+                                                     group["id"])]
+            if images:
+                raise Conflict(f"storage group {name} still holds images {', '.join(images[:5])}; remove them first")
+            self.db.execute("DELETE FROM storage_groups WHERE id = ?", group["id"])
+        return group
 
     def groups(self) -> list[StorageGroup]:
         return [self.group(r["name"]) for r in self.db.all("SELECT name FROM storage_groups ORDER BY name")]
@@ -88,13 +110,32 @@ class Storage:
         return self.db.all_as(StorageNode, NODES + "ORDER BY g.name, s.name")
 
     def set_storage(self, name: str, max_clients: int | None = None, master: bool = False,
-                    rsync_target: str | None = None) -> StorageNode:
+                    rsync_target: str | None = None, new_name: str | None = None, export: str | None = None,
+                    options: str | None = None) -> StorageNode:
+        """Change what is given (None: unchanged); ``rsync_target`` "" clears it."""
         self.storage(name)
         if max_clients is not None:
-            check_max_clients(max_clients)
-        target = check_rsync_target(rsync_target) if rsync_target else None
+            _checked(check_max_clients, max_clients, "max_clients")
+        target = _checked(check_rsync_target, rsync_target, "rsync_target") if rsync_target else None
+        if new_name is not None:
+            _checked_name(new_name, "storage node")
+        if export is not None:
+            _checked(check_export, export, "export")
+        if options is not None:
+            _checked(check_mount_options, options, "options")
         with self.db.transaction():
             node = self.storage(name)
+            if new_name is not None and new_name != name:
+                if self.db.one("SELECT id FROM storage_nodes WHERE name = ?", new_name):
+                    raise Conflict(f"storage node {new_name} exists already", field="name")
+                self.db.execute("UPDATE storage_nodes SET name = ? WHERE id = ?", new_name, node["id"])
+                name = new_name
+            if export is not None:
+                self.db.execute("UPDATE storage_nodes SET export = ? WHERE id = ?", export, node["id"])
+            if options is not None:
+                self.db.execute("UPDATE storage_nodes SET options = ? WHERE id = ?", options, node["id"])
+            if rsync_target == "":
+                self.db.execute("UPDATE storage_nodes SET rsync_target = NULL WHERE id = ?", node["id"])
             if max_clients is not None:
                 self.db.execute("UPDATE storage_nodes SET max_clients = ? WHERE id = ?", max_clients, node["id"])
             if target is not None:
@@ -104,5 +145,49 @@ class Storage:
                 self.db.execute("UPDATE storage_nodes SET master = 1 WHERE id = ?", node["id"])
         return self.storage(name)
 
+    def remove_storage(self, name: str) -> StorageNode:
+        """Forget a node. Refused while it is the home of images, a task or multicast session uses it, a
+        replication copies to or from it, or it is the master of a group with other nodes."""
+        with self.db.transaction():
+            node = self.storage(name)
+            homes = [r["name"] for r in self.db.all("SELECT name FROM images WHERE storage_id = ? ORDER BY name",
+                                                    node["id"])]
+            if homes:
+                raise Conflict(f"storage node {name} is the home of images {', '.join(homes[:5])}; capture them "
+                               "to another node or remove them first")
+            task = self.db.one("SELECT id, state FROM tasks WHERE storage_id = ? AND state IN ('queued', 'running')",
+                               node["id"])
+            if task:
+                raise Conflict(f"storage node {name} serves {task['state']} task {task['id']}; wait for it or "
+                               "cancel it first")
+            if self.db.one("SELECT id FROM multicast_sessions WHERE storage_id = ? AND state IN ('waiting', "
+                           "'sending')", node["id"]):
+                raise Conflict(f"storage node {name} serves a multicast session; cancel it first")
+            if self.db.one("SELECT id FROM replication_jobs WHERE (node_id = ? OR source_id = ?) AND state IN "
+                           "('queued', 'running')", node["id"], node["id"]):
+                raise Conflict(f"a replication copies to or from storage node {name}; try again when it ends")
+            if node["master"] and self.db.scalar("SELECT COUNT(*) FROM storage_nodes WHERE group_id = ?",
+                                                 node["group_id"]) > 1:
+                raise Conflict(f"storage node {name} is the master of group {node['group_name']}; make another "
+                               "node its master first")
+            self.db.execute("UPDATE tasks SET storage_id = NULL WHERE storage_id = ?", node["id"])
+            self.db.execute("UPDATE multicast_sessions SET storage_id = NULL WHERE storage_id = ?", node["id"])
+            self.db.execute("DELETE FROM replication_jobs WHERE node_id = ? OR source_id = ?", node["id"], node["id"])
+            self.db.execute("DELETE FROM storage_nodes WHERE id = ?", node["id"])
+        return node
+
     def masters(self, group_id: int | None) -> list[StorageNode]:
         return self.db.all_as(StorageNode, NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)
+
+
+def _checked(check: Callable[[Any], Any], value: Any, field: str) -> Any:
+    """``check(value)``, its refusal naming the form field it is about."""
+    try:
+        return check(value)
+    except Invalid as exc:
+        exc.details.setdefault("field", field)
+        raise
+
+
+def _checked_name(name: Any, what: str) -> str:
+    return str(_checked(lambda v: check_name(v, what), name, "name"))

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from typing import Any, cast
 
-from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TaskState
+from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TASK_STATES, TaskState, TaskType
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
@@ -19,7 +19,7 @@ from server_stub.store.images import Images
 from server_stub.store.models import Host, Task
 from server_stub.store.placement import Placer
 from server_stub.store.replication_jobs import ReplicationJobs
-from server_stub.store.validate import (check_after, check_disk_selector, check_origin, check_partition,
+from server_stub.store.validate import (check_after, check_disk_selector, check_origin, check_page, check_partition,
                                         check_task_options, check_task_type, normalize_mac)
 
 # The only legal moves: from each state, the states it may become.
@@ -30,9 +30,13 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 # Columns a transition may set besides the state and its timestamp.
 _TRANSITION_FIELDS = frozenset({"storage_id", "result", "error", "log"})
 
-TASKS = ("SELECT t.*, h.mac, h.name AS host, i.name AS image, s.name AS storage FROM tasks t "
+TASKS = ("SELECT t.*, h.mac, h.name AS host, COALESCE(i.name, t.image_name) AS image, s.name AS storage FROM tasks t "
          "JOIN hosts h ON h.id = t.host_id LEFT JOIN images i ON i.id = t.image_id "
          "LEFT JOIN storage_nodes s ON s.id = t.storage_id ")
+# tasks_page: each sort key and its column (only these reach the SQL); ties go by id.
+TASK_SORTS = {"id": "t.id", "created": "t.created", "started": "t.started", "finished": "t.finished",
+              "state": "t.state", "type": "t.type", "host": "h.name", "image": "image"}
+TASK_TYPES = tuple(t.value for t in TaskType)
 LOG_KEEP = 20000  # characters of a failed task's log kept (its end)
 
 
@@ -117,6 +121,42 @@ class Tasks:
     def tasks(self, include_finished: bool = True) -> list[Task]:
         where = "" if include_finished else "WHERE t.state IN ('queued', 'running') "
         return [_decode(r) for r in self.db.all(TASKS + where + "ORDER BY t.id")]
+
+    def tasks_page(self, state: str | None = None, type_: str | None = None, host: str | None = None,
+                   image: str | None = None, sort: str = "id", descending: bool = True, offset: int = 0,
+                   limit: int | None = 50) -> tuple[list[Task], int]:
+        """One page of the tasks of that state ("active": queued or running), type, host (name or MAC) and
+        image (a deleted one's too), newest first by default; and how many match in all."""
+        if sort not in TASK_SORTS:
+            raise Invalid(f"sort by one of {', '.join(TASK_SORTS)}", field="sort")
+        offset, limit = check_page(offset, limit)
+        where: list[str] = []
+        args: list[Any] = []
+        if state == "active":
+            where.append("t.state IN ('queued', 'running')")
+        elif state:
+            if state not in TASK_STATES:
+                raise Invalid(f"state must be active or one of {', '.join(TASK_STATES)}", field="state")
+            where.append("t.state = ?")
+            args.append(state)
+        if type_:
+            where.append("t.type = ?")
+            if type_ not in TASK_TYPES:
+                raise Invalid(f"task type must be one of {', '.join(TASK_TYPES)}", field="type")
+            args.append(type_)
+        if host:
+            where.append("t.host_id = ?")
+            args.append(self.hosts.host(host)["id"])
+        if image:
+            row = self.db.one("SELECT id FROM images WHERE name = ?", image)
+            where.append("t.image_id = ?" if row else "t.image_name = ?")
+            args.append(row["id"] if row else image)
+        clause = ("WHERE " + " AND ".join(where) + " ") if where else ""
+        total = self.db.scalar("SELECT COUNT(*) FROM tasks t " + clause, *args)
+        direction = "DESC" if descending else "ASC"
+        rows = self.db.all(TASKS + clause + f"ORDER BY {TASK_SORTS[sort]} {direction}, t.id {direction} "
+                           "LIMIT ? OFFSET ?", *args, -1 if limit is None else limit, offset)
+        return [_decode(r) for r in rows], int(total)
 
     def active_task_for_mac(self, mac: str) -> Task | None:
         row = self.db.one(TASKS + "WHERE h.mac = ? AND t.state IN ('queued', 'running')", normalize_mac(mac))

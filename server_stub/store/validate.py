@@ -120,3 +120,20 @@ def check_technician_password(password: Any) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD or not password.isprintable():
         raise Invalid(f"the technician password must be at least {MIN_PASSWORD} printable characters")
     return password
+
+
+MAX_PAGE = 1000
+
+
+def check_page(offset: Any, limit: Any) -> tuple[int, int | None]:
+    """A page's start and size (None: all rows, for the CLI's full lists)."""
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**63:
+        raise Invalid("offset must be a number ≥ 0", field="offset")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE):
+        raise Invalid(f"limit must be a number from 1 to {MAX_PAGE}", field="limit")
+    return offset, limit
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for LIKE … ESCAPE '\\': the user's % and _ are letters, not wildcards."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
