@@ -13,8 +13,9 @@ from aiohttp import web
 
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
-from server_stub import adminapi, apidoc, boot, bootpolicy, menuapi, multicast, multicastweb, replication, tls
+from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub.accounts import AUTH, Authenticator, require
+from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
 from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
@@ -26,8 +27,6 @@ from server_stub.store.validate import check_name
 
 log = logging.getLogger(__name__)
 
-STORE = web.AppKey("store", Store)
-CONFIG = web.AppKey("config", ServerConfig)
 REPLICATOR = web.AppKey("replicator", replication.Replicator)
 BOOT = web.AppKey("boot", boot.BootService)
 LIMITER = web.AppKey("register_limiter", RateLimit)
@@ -329,6 +328,8 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.post("/api/register", client_register),
         # The technician's menu: a session from the technician password or admin token (menuapi.py).
         *menuapi.routes(admin_only),
+        # The web console: pages for people (server_stub/console/).
+        *console.routes(),
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
         *adminapi.AdminApi(store, config).routes(admin_only),
     ])
