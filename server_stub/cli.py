@@ -2,23 +2,29 @@
 
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
                         [--tls-cert FILE --tls-key FILE [--https-port N]]
-    imager-server host add MAC NAME | host list | host show NAME | host inventory NAME
-    imager-server storage group add NAME | storage group list
+    imager-server host add MAC NAME | host list [--search Q] [--sort KEY] [--desc] | host show NAME
+    imager-server host set NAME [--name N] [--mac M] [--image I] [--group G] | host remove NAME
+    imager-server host inventory NAME
+    imager-server storage group add NAME | storage group list | storage group rename NAME NEW
+    imager-server storage group remove NAME | storage remove NAME
     imager-server storage add NAME HOST:/EXPORT [--group G] [--master] [--max-clients N] [--rsync-target T]
-    imager-server storage set NAME [--max-clients N] [--master] [--rsync-target T] | storage list
+    imager-server storage set NAME [--max-clients N] [--master] [--rsync-target T] [--rename N] [--export E]
+                              [--options O] | storage list
     imager-server image add NAME --group G [--type resizable|multipart|alldisks|raw] | image list
+    imager-server image show NAME | image versions NAME | image remove NAME | image remove-version NAME VERSION
     imager-server image replicate NAME | replication list [--image NAME]
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task inventory HOST[,HOST…] [--after reboot|poweroff]
-    imager-server task list [--active] | task show ID | task cancel ID
+    imager-server task list [--active|--state S] [--host H] [--type T] [--image I] | task show ID | task cancel ID
     imager-server multicast start IMAGE --hosts pc1,pc2,pc3 [--min-receivers N] [--max-wait S] [--rate 200m]
                             [--interface IF] | multicast list | multicast show|go|cancel ID
     imager-server boot-log [--mac MAC]
+    imager-server settings show | settings set unknown-hosts menu|register|local
 
-Unknown machines (serve --unknown-hosts): "menu" (default, like FOG) shows a 3-second iPXE menu whose
-default boots the local disk, with "Quick registration and inventory" and "Imager menu"; "register"
-registers every unknown machine that PXE-boots, without asking; "local" boots their disk and refuses
-registration.
+Unknown machines (settings set unknown-hosts; serve --unknown-hosts until set): "menu" (default, like
+FOG) shows a 3-second iPXE menu whose default boots the local disk, with "Quick registration and
+inventory" and "Imager menu"; "register" registers every unknown machine that PXE-boots, without asking;
+"local" boots their disk and refuses registration.
 
 Admin commands talk to --server (default $IMAGER_SERVER or http://127.0.0.1:8080) with the admin
 credential the server created at first start in <data-dir>/admin.token (--token-file, $IMAGER_ADMIN_TOKEN).
@@ -214,11 +220,13 @@ def _host_text(host: dict) -> str:
 
 def _admin(args: argparse.Namespace) -> object:
     s = args.server
+    from server_stub import admincli
+    done = admincli.run(args, s, _call, _table)
+    if done is not NotImplemented:
+        return done
     match args.command, getattr(args, "action", None):
         case "host", "add":
             return _call(s, "POST", "/api/hosts", {"mac": args.mac, "name": args.name})
-        case "host", "list":
-            return _table(_call(s, "GET", "/api/hosts"), ["id", "mac", "name", "registered", "image", "group_name"])
         case "host", "show":
             return _host_text(_call(s, "GET", f"/api/hosts/{urllib.parse.quote(args.name, safe='')}"))
         case "host", "inventory":
@@ -233,7 +241,8 @@ def _admin(args: argparse.Namespace) -> object:
                 "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target})
         case "storage", "set":
             return _call(s, "POST", f"/api/storage/{urllib.parse.quote(args.name, safe='')}",
-                         {"max_clients": args.max_clients, "master": args.master, "rsync_target": args.rsync_target})
+                         {"max_clients": args.max_clients, "master": args.master, "rsync_target": args.rsync_target,
+                          "name": args.rename, "export": args.export, "options": args.options})
         case "storage", "list":
             nodes = _call(s, "GET", "/api/storage")
             for n in nodes:
@@ -285,7 +294,7 @@ def _admin(args: argparse.Namespace) -> object:
                 "technician password (typed at the imager menu): ")
             return _call(s, "POST", "/api/technician-password", {"password": password})
         case "task", "list":
-            tasks = _call(s, "GET", f"/api/tasks?all={0 if args.active else 1}")
+            tasks = admincli.list_tasks(args, s, _call)
             return _table(_task_rows(tasks), ["id", "host", "type", "image", "storage", "state", "progress_",
                                               "error_"])
         case "task", "show":
@@ -314,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="certificate(s) to trust for an https --server, e.g. the server's own "
                              "--tls-cert (default: $IMAGER_CACERT, else the system's CAs)")
     sub = parser.add_subparsers(dest="command", required=True)
+    from server_stub import admincli
 
     p = sub.add_parser("serve", help="run HTTP + TFTP")
     p.add_argument("--bind", default="0.0.0.0")
@@ -341,7 +351,8 @@ def _parser() -> argparse.ArgumentParser:
     p = host.add_parser("add")
     p.add_argument("mac")
     p.add_argument("name")
-    host.add_parser("list")
+    admincli.add_host_list_options(host.add_parser("list"))
+    admincli.add_host_actions(host)
     host.add_parser("show", help="a host and its latest inventory").add_argument("name", help="name or MAC")
     host.add_parser("inventory", help="the latest inventory as JSON").add_argument("name", help="name or MAC")
 
@@ -350,6 +361,7 @@ def _parser() -> argparse.ArgumentParser:
         .add_subparsers(dest="group_action", required=True)
     group_actions.add_parser("add").add_argument("name")
     group_actions.add_parser("list")
+    admincli.add_group_actions(group_actions)
     rsync_help = ("where the server's rsync reaches this node's export: a directory on this server (required for "
                   "a master whose images replicate), rsync://host/module/path (rsync daemon) or user@host:/path (ssh)")
     p = storage.add_parser("add", help="an NFS node in a group (default: group 'default', created on first use); "
@@ -368,6 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--master", action="store_true")
     p.add_argument("--rsync-target", default=None, help=rsync_help)
     storage.add_parser("list")
+    admincli.add_storage_actions(storage, p)
 
     image = sub.add_parser("image").add_subparsers(dest="action", required=True)
     p = image.add_parser("add")
@@ -381,6 +394,7 @@ def _parser() -> argparse.ArgumentParser:
                         "multipart: exact layout (FOG type 2); alldisks: every fixed disk, exact layouts (FOG type 3); "
                         "raw: every byte of the disk (FOG type 4)")
     image.add_parser("list")
+    admincli.add_image_actions(image)
     image.add_parser("replicate", help="copy the image from its home node to the group's other nodes "
                                        "(also done after every capture)").add_argument("name")
 
@@ -414,13 +428,13 @@ def _parser() -> argparse.ArgumentParser:
         if kind == "wipe":
             p.add_argument("--mode", required=True, choices=("fast", "normal", "full"))
         p.add_argument("--after", default="reboot", choices=AFTER_VALUES)
-    p = task.add_parser("list")
-    p.add_argument("--active", action="store_true")
+    admincli.add_task_list_options(task.add_parser("list", help="tasks, filtered"))
     for action in ("show", "cancel"):
         task.add_parser(action).add_argument("id", type=int)
 
     from server_stub import multicastcli
     multicastcli.add_parser(sub)
+    admincli.add_settings_parser(sub)
 
     tech = sub.add_parser("technician", help="the password technicians type at the imager menu")
     p = tech.add_subparsers(dest="action", required=True).add_parser(
