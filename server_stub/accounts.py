@@ -58,6 +58,7 @@ class Principal:
 
 
 PRINCIPAL_KEY = "imager.principal"  # request[PRINCIPAL_KEY]: the caller, once checked
+AUDIT_TARGET = "imager.audit_target"  # request[AUDIT_TARGET]: what a handler acted on, when the path does not say
 
 
 def check_password(password: object) -> str:
@@ -208,6 +209,14 @@ def allows(principal: Principal, role: Role) -> bool:
     return _RANK[principal.role] >= _RANK[role]
 
 
+def audit_target(request: web.Request) -> str:
+    """What the audit log names as acted on: the handler's word, else the path's name (or key, or id)."""
+    named = request.get(AUDIT_TARGET)
+    if named:
+        return str(named)
+    return next((request.match_info[k] for k in ("name", "key", "id") if k in request.match_info), "")
+
+
 def require(role: Role) -> Callable[[Handler], Handler]:
     """API handlers: 401 without a caller, 403 for a lower role or a forged session request; state-changing
     calls are audited with their outcome."""
@@ -223,13 +232,13 @@ def require(role: Role) -> Callable[[Handler], Handler]:
             request[PRINCIPAL_KEY] = principal
             if request.method in _SAFE_METHODS:
                 return await handler(request)
-            action, target = f"{request.method} {request.path}", request.match_info.get("name", "")
+            action = f"{request.method} {request.path}"
             try:
                 response = await handler(request)
             except ApiError as exc:
-                auth.audit(request, principal, action, target, f"{exc.status} {exc.code}")
+                auth.audit(request, principal, action, audit_target(request), f"{exc.status} {exc.code}")
                 raise
-            auth.audit(request, principal, action, target, str(response.status))
+            auth.audit(request, principal, action, audit_target(request), str(response.status))
             return response
         return checked
     return wrap

@@ -14,6 +14,7 @@ from aiohttp import web
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
+from server_stub import usersapi
 from server_stub.accounts import AUTH, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
@@ -332,5 +333,6 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         *console.routes(),
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
         *adminapi.AdminApi(store, config).routes(admin_only),
+        *usersapi.routes(admin_only),  # console accounts and the audit log
     ])
     return app

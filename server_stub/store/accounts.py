@@ -15,6 +15,25 @@ from server_stub.store.validate import check_choice, check_name
 
 ROLES = ("admin", "technician")
 AUDIT_PAGE_MAX = 500
+TOKEN_NAME = "admin"  # the admin token signs in under this name: no account may take it (the log would blur)
+
+
+def _check_user_name(name: object) -> str:
+    try:
+        check_name(name, "user")
+    except Invalid as exc:
+        raise Invalid(exc.message, field="name") from None
+    if str(name).lower() == TOKEN_NAME:
+        raise Invalid(f"the name {TOKEN_NAME} is the admin token's (it signs in with it): choose another",
+                      field="name")
+    return str(name)
+
+
+def _check_role(role: object) -> str:
+    try:
+        return check_choice(role, ROLES, "role")
+    except Invalid as exc:
+        raise Invalid(exc.message, field="role") from None
 
 
 def token_hash(token: str) -> str:
@@ -26,13 +45,18 @@ class Accounts:
         self.db = db
 
     # --- users -------------------------------------------------------------------------------------
+    def check_new_name(self, name: str) -> str:
+        """A name a new user may take: well-formed, not the token's, not taken (in any letter case)."""
+        _check_user_name(name)
+        if self.db.one("SELECT id FROM users WHERE name = ? COLLATE NOCASE", name):
+            raise Conflict(f"user {name} exists already", field="name")
+        return name
+
     def add_user(self, name: str, role: str, password_hash: str) -> User:
-        check_name(name, "user")
-        check_choice(role, ROLES, "role")
+        _check_role(role)
         now = time.time()
         with self.db.transaction():
-            if self.db.one("SELECT id FROM users WHERE name = ?", name):
-                raise Conflict(f"user {name} exists already", field="name")
+            self.check_new_name(name)
             self.db.execute("INSERT INTO users(name, role, password_hash, created, password_changed) "
                             "VALUES (?, ?, ?, ?, ?)", name, role, password_hash, now, now)
         return self.user(name)
@@ -60,11 +84,11 @@ class Accounts:
         return self.user(name)
 
     def set_role(self, name: str, role: str) -> User:
-        check_choice(role, ROLES, "role")
+        _check_role(role)
         with self.db.transaction():
             user = self.user(name)
             if user["role"] == "admin" and role != "admin":
-                self._keep_one_admin(user["id"])
+                self._keep_one_admin(user["id"], field="role")
             self.db.execute("UPDATE users SET role = ? WHERE id = ?", role, user["id"])
             self.db.execute("UPDATE web_sessions SET role = ? WHERE user_id = ?", role, user["id"])
         return self.user(name)
@@ -77,10 +101,11 @@ class Accounts:
             self.db.execute("DELETE FROM web_sessions WHERE user_id = ?", user["id"])
             self.db.execute("DELETE FROM users WHERE id = ?", user["id"])
 
-    def _keep_one_admin(self, user_id: int) -> None:
+    def _keep_one_admin(self, user_id: int, field: str = "") -> None:
         others = self.db.scalar("SELECT COUNT(*) FROM users WHERE role = 'admin' AND id != ?", user_id)
         if not others:
-            raise Conflict("the last admin account cannot be removed or demoted (the admin token still signs in)")
+            raise Conflict("the last admin account cannot be removed or demoted (the admin token still signs in)",
+                           field=field)
 
     # --- sessions ----------------------------------------------------------------------------------
     def open_session(self, token: str, csrf: str, actor: str, role: str, user_id: int | None, address: str | None,
