@@ -1,0 +1,196 @@
+"""Real-browser tests of the web console: a real `imager-server serve` process on loopback and headless
+Chromium driven by selenium (Debian's chromium, chromium-driver, python3-selenium; `make setup`).
+
+One server and one browser per test module (the machine is small); each test signs in as it needs. A module
+may define ``prepare_store(store)``: it runs on the server's store before the server starts (bulk data)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TECH_NAME, TECH_PASSWORD = "tech", "technician-password-1"
+WAIT_S = 10.0
+
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+    HAVE_SELENIUM = True
+except ImportError:  # pragma: no cover - make setup installs python3-selenium
+    HAVE_SELENIUM = False
+
+
+def missing_browser() -> str:
+    """Why the browser tests cannot run here ('' when they can)."""
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if not HAVE_SELENIUM:
+        missing.append("python3-selenium")
+    return ", ".join(missing)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = missing_browser()
+    if reason:
+        skip = pytest.mark.skip(reason=f"real-browser tests need Chromium, its driver and selenium "
+                                       f"(make setup); missing: {reason}")
+        here = Path(__file__).parent
+        for item in items:
+            if here in Path(str(item.fspath)).parents:
+                item.add_marker(skip)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ConsoleServer:
+    """A running `imager-server serve`: its URL, data dir and admin token, and JSON API calls as admin."""
+    url: str
+    data: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+    admin_token: str = ""
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def api(self, method: str, path: str, expect: int | None = None, **body: Any) -> Any:
+        r = self.session.request(method, self.url + path, json=body or None, timeout=10,
+                                 headers={"Authorization": f"Bearer {self.admin_token}"})
+        if expect is not None:
+            assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def task_token(self, mac: str) -> str:
+        """The per-task token the boot script hands the client (how a real client gets it)."""
+        script = requests.get(f"{self.url}/boot/{mac}.ipxe", timeout=10).text
+        return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+
+
+def start_server(base: Path, prepare: Callable[[Any], None] | None = None) -> ConsoleServer:
+    """Seed the store (a technician account, then ``prepare``), start the server, wait until it answers."""
+    import argon2
+
+    from server_stub.store import Store
+
+    data, boot = base / "data", base / "boot"
+    data.mkdir(parents=True)
+    boot.mkdir()
+    (boot / "vmlinuz").write_bytes(b"\0" * 4096)
+    (boot / "initrd.img").write_bytes(b"\0" * 4096)
+    store = Store(str(data / "imager.sqlite3"))
+    try:
+        store.accounts.add_user(TECH_NAME, "technician", argon2.PasswordHasher().hash(TECH_PASSWORD))
+        if prepare is not None:
+            prepare(store)
+    finally:
+        store.close()
+    port = free_port()
+    log = base / "server.log"
+    argv = [sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1", "--http-port", str(port),
+            "--tftp-port", str(free_port()), "--data-dir", str(data), "--boot-dir", str(boot)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    server = ConsoleServer(f"http://127.0.0.1:{port}", data, proc, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"imager-server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            requests.get(server.url + "/signin", timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        stop_server(server)
+        raise RuntimeError("imager-server did not answer within 30 s")
+    server.admin_token = (data / "admin.token").read_text().strip()
+    return server
+
+
+def stop_server(server: ConsoleServer) -> None:
+    if server.proc.poll() is None:
+        server.proc.terminate()
+        try:
+            server.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(10)
+    server.session.close()
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    running = start_server(tmp_path_factory.mktemp("console"), getattr(request.module, "prepare_store", None))
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def new_browser(width: int = 1280, height: int = 800) -> "WebDriver":
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},{height}", "--lang=en-GB"):
+        options.add_argument(arg)
+    service = Service(CHROMEDRIVER)
+    driver = webdriver.Chrome(service=service, options=options)
+    driver.set_page_load_timeout(15)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["WebDriver"]:
+    driver = new_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()  # also ends chromedriver, the process selenium started
+
+
+def wait_for(driver: "WebDriver", condition: Callable[["WebDriver"], Any], timeout: float = WAIT_S,
+             message: str = "") -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+
+
+def sign_in(driver: "WebDriver", server: ConsoleServer, name: str = "admin", password: str | None = None,
+            path: str = "/") -> None:
+    """Sign in through the form, as a person would (any earlier session is dropped first)."""
+    driver.get(server.url + "/signin")
+    driver.delete_all_cookies()
+    driver.get(server.url + "/signin?next=" + path)
+    driver.find_element(By.ID, "name").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(server.admin_token if password is None else password)
+    driver.find_element(By.CSS_SELECTOR, "form[action='/signin'] button[type=submit]").click()
+    wait_for(driver, lambda d: "/signin" not in d.current_url, message=f"sign-in as {name} did not leave /signin: "
+             + (d_text(driver)))
+
+
+def sign_in_technician(driver: "WebDriver", server: ConsoleServer, path: str = "/") -> None:
+    sign_in(driver, server, TECH_NAME, TECH_PASSWORD, path)
+
+
+def d_text(driver: "WebDriver") -> str:
+    try:
+        return str(driver.find_element(By.TAG_NAME, "body").text)[:500]
+    except WebDriverException:  # the page may be mid-navigation; this is only for a failure message
+        return "(no page text)"
+
+
+def csrf_of(driver: "WebDriver") -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, "input[name=csrf]").get_attribute("value"))
