@@ -5,7 +5,6 @@ One server and one browser per test module (the machine is small); each test sig
 may define ``prepare_store(store)``: it runs on the server's store before the server starts (bulk data)."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -17,28 +16,13 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-TECH_NAME, TECH_PASSWORD = "tech", "technician-password-1"
-WAIT_S = 10.0
+from tests.browser.chrome import missing_browser, new_browser, sign_in_with, wait_for  # noqa: F401 (for tests)
 
-try:
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
+if not missing_browser():
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.ui import WebDriverWait
-    HAVE_SELENIUM = True
-except ImportError:  # pragma: no cover - make setup installs python3-selenium
-    HAVE_SELENIUM = False
 
-
-def missing_browser() -> str:
-    """Why the browser tests cannot run here ('' when they can)."""
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if not HAVE_SELENIUM:
-        missing.append("python3-selenium")
-    return ", ".join(missing)
+TECH_NAME, TECH_PASSWORD = "tech", "technician-password-1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -142,18 +126,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         stop_server(running)
 
 
-def new_browser(width: int = 1280, height: int = 800) -> "WebDriver":
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--lang=en-GB"):
-        options.add_argument(arg)
-    service = Service(CHROMEDRIVER)
-    driver = webdriver.Chrome(service=service, options=options)
-    driver.set_page_load_timeout(15)
-    return driver
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator["WebDriver"]:
     driver = new_browser()
@@ -163,33 +135,13 @@ def browser() -> Iterator["WebDriver"]:
         driver.quit()  # also ends chromedriver, the process selenium started
 
 
-def wait_for(driver: "WebDriver", condition: Callable[["WebDriver"], Any], timeout: float = WAIT_S,
-             message: str = "") -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
-
-
 def sign_in(driver: "WebDriver", server: ConsoleServer, name: str = "admin", password: str | None = None,
             path: str = "/") -> None:
-    """Sign in through the form, as a person would (any earlier session is dropped first)."""
-    driver.get(server.url + "/signin")
-    driver.delete_all_cookies()
-    driver.get(server.url + "/signin?next=" + path)
-    driver.find_element(By.ID, "name").send_keys(name)
-    driver.find_element(By.ID, "password").send_keys(server.admin_token if password is None else password)
-    driver.find_element(By.CSS_SELECTOR, "form[action='/signin'] button[type=submit]").click()
-    wait_for(driver, lambda d: "/signin" not in d.current_url, message=f"sign-in as {name} did not leave /signin: "
-             + (d_text(driver)))
+    sign_in_with(driver, server.url, name, server.admin_token if password is None else password, path)
 
 
 def sign_in_technician(driver: "WebDriver", server: ConsoleServer, path: str = "/") -> None:
     sign_in(driver, server, TECH_NAME, TECH_PASSWORD, path)
-
-
-def d_text(driver: "WebDriver") -> str:
-    try:
-        return str(driver.find_element(By.TAG_NAME, "body").text)[:500]
-    except WebDriverException:  # the page may be mid-navigation; this is only for a failure message
-        return "(no page text)"
 
 
 def csrf_of(driver: "WebDriver") -> str:
