@@ -51,9 +51,9 @@ class ImageVersions:
     def remove_image_version(self, name: str, version: str) -> list[ImageVersion]:
         """Delete an old version from every local node holding it; what was removed. The current version of
         a node, or one a multicast session, replication or running deploy may read, is refused."""
+        image = self.images.image(name)
         if not is_version(version, name):
             raise Invalid(f"{version!r} is not a version of image {name} ({name}@<stamp>)", field="version")
-        image = self.images.image(name)
         held = [v for v in self.image_versions(name) if v["version"] == version]
         if not held:
             raise NotFound(f"no version {version} of image {name} on a node this server reaches")

@@ -1,4 +1,4 @@
-"""Reading FOG and Clonezilla images' metadata: pure parsing, no root. Deploying them is test_legacy_images.py."""
+"""Reading FOG and Clonezilla images' metadata: pure parsing, no root. Deploying them is test_legacy_on_loop_devices.py."""
 from __future__ import annotations
 
 import pytest

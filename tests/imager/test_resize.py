@@ -1,5 +1,5 @@
 """resize.plan and resize.sfdisk_script: the new layout for a target disk, worked out by hand (no disks, no root).
-Shrinking and growing real filesystems is in test_resizable_on_loop_devices.py."""
+Shrinking and growing real filesystems is in ops/test_deploy_resizable_on_loop_devices.py."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,5 @@
 """disktest's logic without a disk: the surface scan against reads that fail where the test says, and the
-verdicts from smartctl's JSON. A real scan of a loop device is in test_service_ops_on_loop_devices.py."""
+verdicts from smartctl's JSON. A real scan of a loop device is in test_wipe_disktest_debug_on_loop_devices.py."""
 from __future__ import annotations
 
 import os

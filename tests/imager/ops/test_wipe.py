@@ -2,7 +2,7 @@
 
 This host has no NVMe drive, so the sanitize branch runs against a stand-in ``nvme`` program on PATH: it
 records its argv and answers with JSON shaped like Debian 12's nvme-cli 2.3 prints. Wiping real disks
-(write passes on loop devices) is in test_service_ops_on_loop_devices.py.
+(write passes on loop devices) is in test_wipe_disktest_debug_on_loop_devices.py.
 """
 from __future__ import annotations
 

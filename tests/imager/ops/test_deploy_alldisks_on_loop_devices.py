@@ -13,7 +13,7 @@ from imager.errors import DiskNotFound, DiskTooSmall
 from imager.ops.capture import capture_image
 from imager.ops.deploy import deploy_image
 from imager.progress import Progress
-from tests.imager.test_ops_on_loop_devices import blank, make_disk
+from tests.imager.ops.test_capture_deploy_on_loop_devices import blank, make_disk
 from tests.qemu.lab import attached, read_disk
 
 pytestmark = pytest.mark.root

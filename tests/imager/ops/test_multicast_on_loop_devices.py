@@ -20,7 +20,7 @@ from imager.ops.capture import capture_image
 from imager.progress import Progress
 from server_stub.udpcast import SenderOptions, SenderProcess, sender_argv
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
-from tests.imager.test_resizable_on_loop_devices import fs_size
+from tests.imager.ops.test_deploy_resizable_on_loop_devices import fs_size
 from tests.server_stub.test_udpcast import NEEDS, lan  # noqa: F401  (the namespaces fixture)
 from contract.manifest import multicast_streams
 
