@@ -20,6 +20,9 @@
                             [--interface IF] | multicast list | multicast show|go|cancel ID
     imager-server boot-log [--mac MAC]
     imager-server settings show | settings set unknown-hosts menu|register|local
+    imager-server user add NAME [--role admin|technician] [--password-stdin] | user list
+    imager-server user passwd NAME [--password-stdin] | user role NAME ROLE | user remove NAME
+    imager-server audit list [--actor A] [--limit N] [--offset N]
 
 Unknown machines (settings set unknown-hosts; serve --unknown-hosts until set): "menu" (default, like
 FOG) shows a 3-second iPXE menu whose default boots the local disk, with "Quick registration and
@@ -224,6 +227,12 @@ def _admin(args: argparse.Namespace) -> object:
     done = admincli.run(args, s, _call, _table)
     if done is not NotImplemented:
         return done
+    if args.command in ("user", "audit"):
+        from server_stub import cli_users
+        try:
+            return cli_users.run(args, s, _call, _table)
+        except cli_users.PasswordNotGiven as exc:
+            raise AdminCallFailed(str(exc)) from exc
     match args.command, getattr(args, "action", None):
         case "host", "add":
             return _call(s, "POST", "/api/hosts", {"mac": args.mac, "name": args.name})
@@ -435,6 +444,8 @@ def _parser() -> argparse.ArgumentParser:
     from server_stub import multicastcli
     multicastcli.add_parser(sub)
     admincli.add_settings_parser(sub)
+    from server_stub import cli_users
+    cli_users.add_parsers(sub)
 
     tech = sub.add_parser("technician", help="the password technicians type at the imager menu")
     p = tech.add_subparsers(dest="action", required=True).add_parser(

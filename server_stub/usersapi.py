@@ -13,6 +13,7 @@ from server_stub.appkeys import STORE
 from server_stub.errors import Invalid
 from server_stub.http import Handler, json_response, optional_str, read_json, require_str
 from server_stub.store.accounts import AUDIT_PAGE_MAX
+from server_stub.store.models import User
 
 Wrap = Callable[[Handler], Handler]
 
@@ -31,37 +32,48 @@ async def list_users(request: web.Request) -> web.Response:
     return json_response(request.app[STORE].accounts.users())
 
 
+async def create_user(app: web.Application, name: str, role: object, password: str) -> User:
+    """The one way an account is made (API and console): the checks, then the Argon2id hash, then the row."""
+    role_ = check_role(role)
+    accounts = app[STORE].accounts
+    accounts.check_new_name(name)  # before the hash: a taken name answers at once
+    return accounts.add_user(name, role_, await app[AUTH].hash_password(password))
+
+
+async def change_user(app: web.Application, name: str, role: object | None = None,
+                      password: str | None = None) -> User:
+    """A new role and/or password (API and console); a new password signs the user out everywhere."""
+    accounts = app[STORE].accounts
+    accounts.user(name)  # 404 before any work
+    if role is not None:
+        check_role(role)
+    password_hash = await app[AUTH].hash_password(password) if password is not None else None
+    if role is not None:
+        accounts.set_role(name, str(role))
+    if password_hash is not None:
+        accounts.set_password(name, password_hash)
+    return accounts.user(name)
+
+
 async def add_user(request: web.Request) -> web.Response:
     """{"name", "password", "role" (default technician)}: the new user, 201."""
     body = await read_json(request)
     name = require_str(body, "name")
     request[AUDIT_TARGET] = name[:100]
-    role = check_role(optional_str(body, "role", "technician"))
-    accounts = request.app[STORE].accounts
-    accounts.check_new_name(name)  # before the hash: a taken name answers at once
-    password_hash = await request.app[AUTH].hash_password(require_str(body, "password"))
-    return json_response(accounts.add_user(name, role, password_hash), 201)
+    user = await create_user(request.app, name, optional_str(body, "role", "technician"),
+                             require_str(body, "password"))
+    return json_response(user, 201)
 
 
-async def change_user(request: web.Request) -> web.Response:
-    """{"password"?, "role"?}: the fields present change; a new password signs the user out everywhere."""
-    name = request.match_info["name"]
+async def edit_user(request: web.Request) -> web.Response:
+    """{"password"?, "role"?}: the fields present change."""
     body = await read_json(request)
     unknown = sorted(set(body) - {"password", "role"})
     if unknown or not body:
         raise Invalid("give password and/or role", field=unknown[0] if unknown else "")
-    accounts = request.app[STORE].accounts
-    accounts.user(name)  # 404 before any work
-    if "role" in body:
-        check_role(body["role"])
-    password_hash = None
-    if "password" in body:
-        password_hash = await request.app[AUTH].hash_password(require_str(body, "password"))
-    if "role" in body:
-        accounts.set_role(name, body["role"])
-    if password_hash is not None:
-        accounts.set_password(name, password_hash)
-    return json_response(accounts.user(name))
+    role = require_str(body, "role") if "role" in body else None
+    password = require_str(body, "password") if "password" in body else None
+    return json_response(await change_user(request.app, request.match_info["name"], role, password))
 
 
 async def remove_user(request: web.Request) -> web.Response:
@@ -85,7 +97,7 @@ def routes(admin_only: Wrap) -> list[web.RouteDef]:
     return [
         web.get("/api/users", admin_only(list_users)),
         web.post("/api/users", admin_only(add_user)),
-        web.post("/api/users/{name}", admin_only(change_user)),
+        web.post("/api/users/{name}", admin_only(edit_user)),
         web.delete("/api/users/{name}", admin_only(remove_user)),
         web.get("/api/audit", admin_only(audit_page)),
     ]

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import jinja2
 from aiohttp import web
 
-from server_stub.accounts import AUTH, PRINCIPAL_KEY, Principal, Role, allows
+from server_stub.accounts import AUDIT_TARGET, AUTH, PRINCIPAL_KEY, Principal, Role, allows
 from server_stub.errors import ApiError
 
 HERE = Path(__file__).resolve().parent
@@ -130,10 +130,10 @@ def action(role: Role = "admin", what: str = "") -> Callable[[Page], Page]:
             try:
                 response = await handler(request)
             except ApiError as exc:
-                auth.audit(request, allowed, label, target, f"{exc.status} {exc.code}")
+                auth.audit(request, allowed, label, request.get(AUDIT_TARGET) or target, f"{exc.status} {exc.code}")
                 return render(request, "error.html", exc.status, title="Not done", message=exc.message,
                               back=request.headers.get("Referer", "/"))
-            auth.audit(request, allowed, label, target, str(response.status))
+            auth.audit(request, allowed, label, request.get(AUDIT_TARGET) or target, str(response.status))
             return response
         return checked
     return wrap

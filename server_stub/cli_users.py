@@ -1,0 +1,102 @@
+"""``imager-server user …`` and ``audit list``: console accounts and the audit log, over the HTTP API of
+server_stub/usersapi.py (the console's Settings and Audit pages call the same routes' store methods).
+
+A password is asked twice on the terminal (not echoed), or read from the first line of stdin with
+``--password-stdin`` (scripts); it never goes on the command line, where ``ps`` would show it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import sys
+import urllib.parse
+from typing import Any, Callable
+
+from server_stub.store.accounts import ROLES
+
+Call = Callable[..., Any]
+Table = Callable[[list[dict], list[str]], str]
+
+
+class PasswordNotGiven(Exception):
+    """The password was not typed the same twice, or stdin had none."""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    user = sub.add_parser("user", help="console accounts: admins and technicians")
+    actions = user.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("add", help="a new account (password asked twice, or --password-stdin)")
+    p.add_argument("name")
+    p.add_argument("--role", choices=ROLES, default="technician",
+                   help="admin: everything; technician: sees all, queues/starts/cancels tasks (default)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    actions.add_parser("list")
+    p = actions.add_parser("passwd", help="set a new password (signs the user out everywhere)")
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    p = actions.add_parser("role", help="make a user an admin or a technician")
+    p.add_argument("name")
+    p.add_argument("role", choices=ROLES)
+    actions.add_parser("remove", help="remove an account (not the last admin)").add_argument("name")
+
+    audit = sub.add_parser("audit", help="who did what, when (every state-changing call)")
+    p = audit.add_subparsers(dest="action", required=True).add_parser("list", help="newest first, local times")
+    p.add_argument("--actor", default=None, help="only this user's actions ('admin': the admin token)")
+    p.add_argument("--limit", type=int, default=50, help="how many entries (1-500, default 50)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many of the newest first")
+
+
+def read_password(from_stdin: bool, name: str) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise PasswordNotGiven("no password on stdin")
+        return line
+    first = getpass.getpass(f"new password for {name}: ")
+    if getpass.getpass("the same again: ") != first:
+        raise PasswordNotGiven("the two passwords differ; nothing changed")
+    return first
+
+
+def _local(timestamp: float | None) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).isoformat(" ", "seconds") if timestamp else ""
+
+
+def _path(name: str) -> str:
+    return f"/api/users/{urllib.parse.quote(name, safe='')}"
+
+
+def run(args: argparse.Namespace, server: str, call: Call, table: Table) -> object:
+    match args.command, args.action:
+        case "user", "add":
+            password = read_password(args.password_stdin, args.name)
+            user = call(server, "POST", "/api/users", {"name": args.name, "role": args.role, "password": password})
+            return f"added {user['name']} ({user['role']})"
+        case "user", "list":
+            users = call(server, "GET", "/api/users")
+            for u in users:
+                u["created_"], u["password_changed_"] = _local(u["created"]), _local(u["password_changed"])
+            return table(users, ["name", "role", "created_", "password_changed_"]) if users else \
+                "no accounts yet (the admin token signs in as admin): imager-server user add NAME --role admin"
+        case "user", "passwd":
+            password = read_password(args.password_stdin, args.name)
+            call(server, "POST", _path(args.name), {"password": password})
+            return f"new password for {args.name}; their sessions are signed out"
+        case "user", "role":
+            user = call(server, "POST", _path(args.name), {"role": args.role})
+            return f"{user['name']} is now a {user['role']}"
+        case "user", "remove":
+            call(server, "DELETE", _path(args.name))
+            return f"removed {args.name}"
+        case "audit", "list":
+            query = {"offset": args.offset, "limit": args.limit, **({"actor": args.actor} if args.actor else {})}
+            found = call(server, "GET", "/api/audit?" + urllib.parse.urlencode(query))
+            rows = found["rows"]
+            for r in rows:
+                r["time_"], r["who"] = _local(r["time"]), f"{r['actor']} ({r['role']}, {r['via']})"
+            if not rows:
+                return "no audit entries" + (f" by {args.actor}" if args.actor else "")
+            shown = table(rows, ["time_", "who", "action", "target", "outcome", "address"])
+            return shown + f"\n{args.offset + 1}-{args.offset + len(rows)} of {found['total']}, newest first"
+    raise ValueError(args.action)
