@@ -349,7 +349,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unknown-hosts", default="menu", choices=get_args(UnknownHosts),
                    help="what a MAC the server does not know boots: menu (default, like FOG: local disk after "
                         "--menu-timeout s, or registration, or the imager menu), register (quick registration "
-                        "without asking), local (the local disk; registration refused)")
+                        "without asking), local (the local disk; registration refused); the value until "
+                        "'settings set unknown-hosts' stores one")
     p.add_argument("--menu-timeout", type=int, default=3, help="seconds the unknown-host menu waits (default 3)")
     p.add_argument("--register-prefix", default="mac",
                    help="quick registration names a host PREFIX + MAC digits, e.g. mac525400123456")
