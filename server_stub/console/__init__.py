@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server_stub.console import dashboard, signin
+from server_stub.console import images, multicast, storage
 from server_stub.console.render import STATIC_DIR
 
 
@@ -18,5 +19,6 @@ def routes() -> list[web.AbstractRouteDef]:
     return [
         *signin.routes(),
         *dashboard.routes(),
+        *images.routes(), *multicast.routes(), *storage.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]
