@@ -12,6 +12,7 @@ from aiohttp import web
 
 from server_stub.console import dashboard, signin
 from server_stub.console import images, multicast, storage
+from server_stub.console import hosts, tasks
 from server_stub.console.render import STATIC_DIR
 
 
@@ -20,5 +21,6 @@ def routes() -> list[web.AbstractRouteDef]:
         *signin.routes(),
         *dashboard.routes(),
         *images.routes(), *multicast.routes(), *storage.routes(),
+        *hosts.routes(), *tasks.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]
