@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.render_screens            # print them
     .venv/bin/python -m tests.render_screens --readme   # write them into README.md
 
-tests/imager/test_progress_screen.py checks that the README shows what this renders now.
+tests/imager/ui/test_progress_screen.py checks that the README shows what this renders now.
 
 The menu is the real one: dialog run by imager.ui.screens on a pseudo-terminal (TERM=vt100), its
 output read back through tests/vt100.py. The progress screen is imager.ui.progress_screen's layout.

@@ -27,7 +27,7 @@ from contract.manifest import multicast_streams
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240),
               pytest.mark.skipif(bool(NEEDS), reason=f"missing {NEEDS}")]
 MiB = 1024 * 1024
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SENDER_IP = "10.232.0.1"   # the lan fixture's host "s"
 PORTBASE = 9300
 
