@@ -18,6 +18,7 @@ from server_stub import usersapi
 from server_stub.accounts import AUTH, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
+from server_stub.console.live import LIVE, LiveHub
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
 from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
                               optional_int, optional_object, optional_str, path_id, read_json, require_str,
@@ -299,6 +300,8 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         await app[REPLICATOR].close()
 
     app.cleanup_ctx.append(replicator_life)
+    app[LIVE] = LiveHub(store)  # the console's live updates (server_stub/console/live.py)
+    app.on_shutdown.append(app[LIVE].close)
     app[multicastweb.MULTICAST] = multicast.MulticastManager(store, config)
     app.cleanup_ctx.append(multicastweb.lifecycle)
     app.add_routes([

@@ -71,6 +71,9 @@ class Store:
         self.finish_task = self.tasks_repo.finish_task
         self.fail_task = self.tasks_repo.fail_task
         self.cancel_task = self.tasks_repo.cancel_task
+        self.tasks_by_id = self.tasks_repo.tasks_by_id
+        # ("task", id) / ("session", id) after each change, whoever made it (the console's live updates)
+        self.on_change = self.tasks_repo.listeners.append
         # multicast sessions
         self.add_session = self.multicast_repo.add_session
         self.session = self.multicast_repo.session
@@ -85,6 +88,7 @@ class Store:
         self.multicast_end = self.multicast_repo.multicast_end
         self.multicast_interrupted = self.multicast_repo.multicast_interrupted
         self.waiting_sessions = self.multicast_repo.waiting_sessions
+        self.active_sessions = self.multicast_repo.active_sessions
         # the technician's menu
         self.technician_password = self.menu_repo.technician_password
         self.set_technician_password = self.menu_repo.set_technician_password

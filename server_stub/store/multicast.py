@@ -75,6 +75,7 @@ class MulticastRecords:
                 task_id = self.tasks.create(self.hosts.host(key), "multicast", image["id"], disk, after)
                 self.db.execute("INSERT INTO multicast_clients(task_id, session_id, state, updated) "
                                 "VALUES (?, ?, 'queued', ?)", task_id, session_id, now)
+        self.tasks.changed("session", session_id)
         return self.session(session_id)
 
     def session(self, session_id: int) -> Session:
@@ -88,6 +89,11 @@ class MulticastRecords:
 
     def sessions(self) -> list[Session]:
         return [self.session(r["id"]) for r in self.db.all("SELECT id FROM multicast_sessions ORDER BY id")]
+
+    def active_sessions(self) -> list[Session]:
+        """Sessions waiting or sending, oldest first."""
+        return [self.session(r["id"]) for r in self.db.all("SELECT id FROM multicast_sessions WHERE state IN "
+                                                            "('waiting', 'sending') ORDER BY id")]
 
     def session_of_task(self, task_id: int) -> Session | None:
         row = self.db.one("SELECT session_id FROM multicast_clients WHERE task_id = ?", task_id)
@@ -121,6 +127,7 @@ class MulticastRecords:
                 self._set_client(task["id"], "joined", address=address)
             elif client["state"] != "fallback":
                 self._set_client(task["id"], "fallback", reason=_late(session), address=address)
+        self.tasks.changed("session", session["id"])
         return task, self._answer(self.session(session["id"]), task["id"])
 
     def multicast_ready(self, task_id: int) -> dict[str, Any]:
@@ -140,6 +147,7 @@ class MulticastRecords:
             elif session["state"] != "waiting" and client["state"] not in ("receiving", "fallback"):
                 self.tasks.set_node(task_id, session["storage_id"])
                 self._set_client(task_id, "fallback", reason=_late(session))
+        self.tasks.changed("session", session["id"])
         return self._answer(self.session(session["id"]), task_id)
 
     def _answer(self, session: Session, task_id: int) -> dict[str, Any]:
@@ -162,6 +170,7 @@ class MulticastRecords:
                                   session_id)
             if cur.rowcount != 1:
                 raise Conflict(f"multicast session {session_id} is {self.session(session_id)['state']}, not waiting")
+        self.tasks.changed("session", session_id)
         return self.session(session_id)
 
     def multicast_sending(self, session_id: int) -> list[SessionClient]:
@@ -174,18 +183,21 @@ class MulticastRecords:
             self.db.execute("UPDATE multicast_clients SET state = 'receiving', updated = ? WHERE session_id = ? "
                             "AND state = 'ready' AND task_id IN (SELECT id FROM tasks WHERE state = 'running')",
                             time.time(), session_id)
+        self.tasks.changed("session", session_id)
         return [c for c in self.session(session_id)["clients"] if c["state"] == "receiving"]
 
     def multicast_sender(self, session_id: int, file: str | None, pid: int | None, detail: str = "") -> None:
         with self.db.transaction():
             self.db.execute("UPDATE multicast_sessions SET current = ?, sender_pid = ?, detail = ? WHERE id = ?",
                             file, pid, detail, session_id)
+        self.tasks.changed("session", session_id)
 
     def multicast_drop(self, session_id: int, address: str, reason: str) -> None:
         with self.db.transaction():
             self.db.execute("UPDATE multicast_clients SET state = 'dropped', reason = ?, updated = ? "
                             "WHERE session_id = ? AND address = ? AND state = 'receiving'",
                             reason, time.time(), session_id, address)
+        self.tasks.changed("session", session_id)
 
     def multicast_end(self, session_id: int, state: str, error: str | None = None) -> Session:
         """The session ends; on cancel, its clients' active tasks are canceled too (they stop at their next
@@ -204,6 +216,7 @@ class MulticastRecords:
                                        "WHERE c.session_id = ? AND c.state != 'fallback' "
                                        "AND t.state IN ('queued', 'running')", session_id):
                     self.tasks.transition(row["id"], TaskState.CANCELED, error=why)
+        self.tasks.changed("session", session_id)
         return self.session(session_id)
 
     def multicast_interrupted(self) -> list[InterruptedSession]:
@@ -222,6 +235,7 @@ class MulticastRecords:
                     self.tasks.transition(task["id"], TaskState.FAILED, error=why)
                 self.db.execute("UPDATE multicast_sessions SET state = 'failed', finished = ?, error = ?, "
                                 "sender_pid = NULL WHERE id = ?", time.time(), reason, row["id"])
+            self.tasks.changed("session", row["id"])
         return rows
 
     def waiting_sessions(self) -> list[int]:

@@ -9,7 +9,7 @@ import json
 import secrets
 import sqlite3
 import time
-from typing import Any, cast
+from typing import Any, Callable, cast
 
 from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TASK_STATES, TaskState, TaskType
 from server_stub.errors import Conflict, Invalid, NotFound
@@ -38,11 +38,18 @@ TASK_SORTS = {"id": "t.id", "created": "t.created", "started": "t.started", "fin
               "state": "t.state", "type": "t.type", "host": "h.name", "image": "image"}
 TASK_TYPES = tuple(t.value for t in TaskType)
 LOG_KEEP = 20000  # characters of a failed task's log kept (its end)
+# Told ("task", id) or ("session", id) after a change (the console's live updates); must be quick, never raise.
+ChangeListener = Callable[[str, int], None]
 
 
 class Tasks:
     def __init__(self, db: Database, hosts: Hosts, images: Images, placer: Placer, jobs: ReplicationJobs) -> None:
         self.db, self.hosts, self.images, self.placer, self.jobs = db, hosts, images, placer, jobs
+        self.listeners: list[ChangeListener] = []
+
+    def changed(self, kind: str, item_id: int) -> None:
+        for listener in self.listeners:
+            listener(kind, item_id)
 
     # --- the state machine -------------------------------------------------
     def transition(self, task_id: int, state: str, **fields: Any) -> Task:
@@ -64,6 +71,7 @@ class Tasks:
                                   state, *fields.values(), task_id, *sources)
             if cur.rowcount != 1:
                 raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; it cannot become {state}")
+        self.changed("task", task_id)
         return self.task(task_id)
 
     # --- creating ----------------------------------------------------------
@@ -158,6 +166,15 @@ class Tasks:
                            "LIMIT ? OFFSET ?", *args, -1 if limit is None else limit, offset)
         return [_decode(r) for r in rows], int(total)
 
+    def tasks_by_id(self, ids: list[int]) -> list[Task]:
+        """These tasks (the missing skipped), in one query per 500."""
+        found: list[Task] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found += [_decode(r) for r in self.db.all(TASKS + f"WHERE t.id IN ({','.join('?' * len(chunk))}) "
+                                                      "ORDER BY t.id", *chunk)]
+        return found
+
     def active_task_for_mac(self, mac: str) -> Task | None:
         row = self.db.one(TASKS + "WHERE h.mac = ? AND t.state IN ('queued', 'running')", normalize_mac(mac))
         return _decode(row) if row else None
@@ -189,6 +206,7 @@ class Tasks:
                                   json.dumps(progress), task_id)
             if cur.rowcount != 1:
                 raise Conflict(f"task {task_id} is {self.task(task_id)['state']}; stop")
+        self.changed("task", task_id)
 
     def finish_task(self, task_id: int, result: dict[str, Any], inventory: dict[str, Any] | None = None) -> Task:
         """running → done; an inventory sent with the result is stored for the task's host in the same
