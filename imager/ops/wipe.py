@@ -35,6 +35,7 @@ EDGE = 1024 * 1024            # zeroed at both ends of the disk in every mode
 CHUNK = 4 * 1024 * 1024
 _SANITIZE = ((0x1, 4, "crypto erase"), (0x2, 2, "block erase"), (0x4, 3, "overwrite"))  # SANICAP bit, action
 SANITIZE_POLL_S = 2.0         # between reads of the drive's sanitize log
+SANITIZE_LIMIT_S = 6 * 3600   # a drive whose log never says "done" (or stays "never sanitized") fails the wipe
 
 
 def wipe(ctx: OpContext) -> dict[str, Any]:
@@ -157,6 +158,7 @@ def nvme_erase(disk_path: str, plan: dict[str, Any], progress: Progress) -> None
         raise SanitizeFailed(f"nvme {plan['command']} of {disk_path} failed with exit status {refused.returncode}: "
                              f"{(refused.stderr or refused.stdout).decode(errors='replace').strip()[-400:]}")
     if plan["command"] == "sanitize":  # runs in the background on the drive: follow its progress log
+        deadline = time.monotonic() + SANITIZE_LIMIT_S
         while True:
             status, fraction = sanitize_status(process.run(["nvme", "sanitize-log", plan["device"], "-o", "json"]).text)
             progress.done = int(fraction * 100)
@@ -165,6 +167,9 @@ def nvme_erase(disk_path: str, plan: dict[str, Any], progress: Progress) -> None
                 break
             if status == 3:
                 raise SanitizeFailed(f"the drive reports its sanitize of {disk_path} failed")
+            if time.monotonic() > deadline:
+                raise SanitizeFailed(f"the sanitize of {disk_path} did not finish within {SANITIZE_LIMIT_S // 3600} h "
+                                     f"(its log says status {status}, {fraction:.0%})")
             time.sleep(SANITIZE_POLL_S)
     progress.done = 100
     progress.flush()

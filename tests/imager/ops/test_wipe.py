@@ -170,3 +170,13 @@ def test_a_drive_that_refuses_id_ctrl_is_wiped_by_writing(nvme):
 ])
 def test_the_sanitize_log_is_read_in_both_nvme_cli_spellings(text, status):
     assert wipe.sanitize_status(text) == status
+
+
+def test_a_sanitize_whose_log_never_completes_fails_at_the_limit(nvme, monkeypatch):
+    (nvme / "id-ctrl.json").write_text(json.dumps(ID_CTRL))
+    (nvme / "sanitize-log.1").write_text(sanitize_log(0, 0, "Never sanitized"))  # the only answer, forever
+    monkeypatch.setattr(wipe, "SANITIZE_LIMIT_S", 0)
+    plan = wipe.nvme_erase_plan("/dev/nvme0n1")
+    with pytest.raises(SanitizeFailed, match="did not finish") as failure:
+        wipe.nvme_erase("/dev/nvme0n1", plan, Percentages())
+    assert failure.value.code == "sanitize_failed"
