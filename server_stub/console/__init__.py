@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server_stub.console import dashboard, live, signin
+from server_stub.console import audit, settings
 from server_stub.console import images, multicast, storage
 from server_stub.console import hosts, tasks
 from server_stub.console.render import STATIC_DIR
@@ -22,6 +23,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *dashboard.routes(),
         *images.routes(), *multicast.routes(), *storage.routes(),
         *hosts.routes(), *tasks.routes(),
+        *settings.routes(), *audit.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]
