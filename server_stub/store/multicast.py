@@ -21,7 +21,7 @@ from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
 from server_stub.store.models import Image, InterruptedSession, Session, SessionClient, Task
 from server_stub.store.tasks import Tasks
-from server_stub.store.validate import check_after
+from server_stub.store.validate import check_after, check_disk_selector
 
 SESSION_STATES = ("waiting", "sending", "done", "failed", "canceled")
 SESSION_ACTIVE = ("waiting", "sending")
@@ -57,6 +57,7 @@ class MulticastRecords:
         if not isinstance(max_wait, int) or max_wait < 0:
             raise Invalid("max_wait is whole seconds ≥ 0")
         check_after(after)
+        check_disk_selector(disk)  # as a deploy task's: a typo is refused now, not at the machines
         if not files or len(files) > PORTS_PER_SESSION // 2:
             raise Invalid(f"a session sends 1…{PORTS_PER_SESSION // 2} files; this image has {len(files)}")
         now = time.time()
