@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, server: str, call: Call, table: Table) -> obje
             return f"new password for {args.name}; their sessions are signed out"
         case "user", "role":
             user = call(server, "POST", _path(args.name), {"role": args.role})
-            return f"{user['name']} is now a {user['role']}"
+            return f"{user['name']} is now {'an admin' if user['role'] == 'admin' else 'a technician'}"
         case "user", "remove":
             call(server, "DELETE", _path(args.name))
             return f"removed {args.name}"

@@ -118,7 +118,7 @@ async def set_user_role(request: web.Request) -> web.StreamResponse:
     principal: Principal = request[PRINCIPAL_KEY]
     # Demoting oneself leaves this page out of reach: go where a technician can.
     target = "/" if principal.actor == name and user["role"] != "admin" else "/settings"
-    return redirect_after_post(target, f"{name} is now a {user['role']}.")
+    return redirect_after_post(target, f"{name} is now {'an admin' if user['role'] == 'admin' else 'a technician'}.")
 
 
 @action("admin", "remove user")
