@@ -1,5 +1,6 @@
 """The Images pages: sizes (data against stored bytes), versions on the nodes, copies per node, the capture
 that made the image; adding, deleting (an old version, the image) and replicating, admin only."""
+import asyncio
 import json
 import os
 
@@ -20,13 +21,14 @@ def version_dir(root, version, raw_bytes, stored):
 
 @pytest.fixture
 def captured(console, tmp_path):
-    """Image win on node a (a local directory), captured from pc1, with an old and a current version; node b
-    (remote) in the same group."""
+    """Image win on node a, captured from pc1, with an old and a current version; node b in the same group
+    (both local directories, so a replication is a real rsync between them and never leaves this machine)."""
     store = console.store
     root = tmp_path / "images"
     root.mkdir()
     store.add_storage("a", "10.0.0.1:/images", rsync_target=str(root))
-    store.add_storage("b", "10.0.0.2:/images", rsync_target="rsync://10.0.0.2/images")
+    (tmp_path / "b").mkdir()
+    store.add_storage("b", "10.0.0.2:/images", rsync_target=str(tmp_path / "b"))
     store.add_image("win", group="default", description="lab PCs")
     store.add_host("52:54:00:00:00:01", "pc1")
     task = store.add_task("pc1", "capture", "win")
@@ -107,15 +109,23 @@ def test_add_image_with_errors_next_to_fields(console):
     assert [i["name"] for i in console.store.images()] == ["lab"]
 
 
-def test_replicate_now(console, captured):
+def test_replicate_now(console, captured, tmp_path):
     store = console.store
     store.db.execute("UPDATE replication_jobs SET state = 'failed', error = 'host unreachable'")
     page = console.get("/images/win")
     assert "host unreachable" in page.by_id("replica-b").text
     done = console.post("/images/win/replicate")
     assert done.status == 303 and done.notice == "Image win: copies to b queued."
-    assert [j["state"] for j in store.replication_jobs("win")][0] == "failed"
-    assert len(store.replication_jobs("win")) == 2
+    old, new = store.replication_jobs("win")
+    assert old["state"] == "failed"
+    for _ in range(100):  # the replicator was woken: rsync copies a to b in the app's loop
+        if store.replication_job(new["id"])["state"] in ("done", "failed"):
+            break
+        console.harness.run(asyncio.sleep(0.1))
+    assert store.replication_job(new["id"])["state"] == "done"
+    assert (tmp_path / "b" / ".images" / NEW / "d1p1.pcl.zst").stat().st_size == 2 * 2**20
+    copies = {r[0]: r for r in console.get("/images/win").by_id("image-replicas").rows()}
+    assert copies["b"][1] == "yes" and copies["b"][2] == f"#{new['id']} done"
     store.add_image("empty", group="default")
     refused = console.post("/images/empty/replicate")
     assert refused.status == 409 and "never been captured" in refused.by_id("image-error").text
