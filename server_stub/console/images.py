@@ -3,6 +3,8 @@ are and how their replication went, and which capture made it. Everyone signed i
 removing (an image, an old version) and replicating need an admin."""
 from __future__ import annotations
 
+import calendar
+import time
 from typing import Any, Mapping
 
 from aiohttp import web
@@ -24,6 +26,16 @@ def ratio(stored: int | None, raw: int | None) -> float | None:
     return stored / raw if stored is not None and raw else None
 
 
+def captured_at(version: str) -> float | None:
+    """When a version was captured, from its stamp (``name@YYYYmmddTHHMMSS-xxxxxx``, UTC, contract/versions.py);
+    None for a stamp of another form."""
+    try:
+        stamp = version.rsplit("@", 1)[1][:15]
+        return calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%S"))
+    except (IndexError, ValueError):
+        return None
+
+
 def _current_version(versions: list[ImageVersion], image: Image) -> ImageVersion | None:
     current = sorted((v for v in versions if v["current"]), key=lambda v: v["node"] != image["storage"])
     return current[0] if current else None  # the home node's, else another node's
@@ -36,6 +48,9 @@ def _summary(store: Store, image: Image) -> dict[str, Any]:
     stored = image["stored_bytes"]
     if stored is None and current is not None:
         stored = current["stored_bytes"]
+    for version in versions:
+        version["created"] = captured_at(version["version"]) or version["created"]
+    versions.sort(key=lambda v: (-v["created"], v["node"]))  # newest capture first
     return {"image": image, "versions": versions, "current": current, "raw": raw, "stored": stored,
             "ratio": ratio(stored, raw), "version_names": sorted({v["version"] for v in versions})}
 

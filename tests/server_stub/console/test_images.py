@@ -58,6 +58,7 @@ def test_image_page_shows_capture_versions_and_copies(console, captured):
     assert "from pc1" in made.text and made.find("a", href=f"/tasks/{captured['task']['id']}") is not None
     versions = page.by_id("image-versions").rows()
     assert [v[0] for v in versions] == [f"{NEW} current", OLD]
+    assert versions[0][2] == "2026-02-01 00:00 UTC"  # the capture time its stamp says
     assert page.doc.has_id(f"remove-version-a-{OLD}") and not page.doc.has_id(f"remove-version-a-{NEW}")
     copies = {r[0]: r for r in page.by_id("image-replicas").rows()}
     assert copies["a (home)"][1] == "yes" and copies["b"][1] == "no"
