@@ -9,6 +9,8 @@ from aiohttp import web
 from server_stub.console.render import field_errors
 from server_stub.errors import ApiError, Invalid
 
+MAX_INTEGER = 2**63 - 1  # SQLite's largest: a bigger number would fail in the store, not be refused
+
 
 async def form_text(request: web.Request) -> dict[str, str]:
     """Every text field of the form, stripped (files are not posted on these pages)."""
@@ -21,9 +23,12 @@ def whole_number(text: str, field: str, what: str) -> int | None:
     if text == "":
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise Invalid(f"{what} must be a whole number, not {text!r}", field=field) from None
+    if abs(value) > MAX_INTEGER:
+        raise Invalid(f"{what} {text} is far too large", field=field)
+    return value
 
 
 def errors_by_field(error: ApiError, hints: Mapping[str, str]) -> dict[str, str]:

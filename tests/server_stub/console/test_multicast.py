@@ -68,6 +68,7 @@ def test_start_list_show_go_cancel(console, ready):
     ({"min_receivers": "3"}, "min_receivers", "min_receivers must be 1…2", 400),
     ({"min_receivers": "two"}, "min_receivers", "whole number", 400),
     ({"max_wait": "-1"}, "max_wait", "max_wait is whole seconds", 400),
+    ({"max_wait": "9" * 30}, "max_wait", "far too large", 400),
     ({"rate": "fast"}, "rate", "rate 'fast'", 400),
     ({"interface": "eth0;reboot"}, "interface", "not a network interface name", 400),
     ({"disk": "sda"}, "disk", "not a disk selector", 400),

@@ -43,6 +43,8 @@ def test_add_node_and_group_and_refusals_next_to_the_field(console):
     assert bad.form("add-node-form").form_values()["name"] == "n2"  # what was typed stays
     bad = console.post("/storage/nodes", {"name": "n2", "export": "10.0.0.9:/img", "max_clients": "many"})
     assert bad.status == 400 and "whole number" in bad.by_id("add-node-form-max_clients-error").text
+    bad = console.post("/storage/nodes", {"name": "n2", "export": "10.0.0.9:/img", "max_clients": "9" * 30})
+    assert bad.status == 400 and "far too large" in bad.by_id("add-node-form-max_clients-error").text
     bad = console.post("/storage/nodes", {"name": "n1", "export": "10.0.0.9:/img"})
     assert bad.status == 409 and "exists already" in bad.by_id("add-node-form-name-error").text
     bad = console.post("/storage/groups", {"name": "lab"})
