@@ -59,5 +59,10 @@ bench: setup
 bench-server: setup
 	$(VENV)/bin/python bench/server.py
 
+# The README's pictures of the web console (docs/img/): headless Chromium against a server with demo data.
+.PHONY: screenshots
+screenshots: setup
+	$(VENV)/bin/python -m tests.browser.screenshots --out docs/img
+
 # The production boot image (issue 7): make kernel, kernel-config-check, buildroot, buildroot-check.
 include mk/bootimage.mk

@@ -7,7 +7,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from imager.api import TaskClient
-from tests.browser.conftest import ConsoleServer, sign_in, wait_for
+from tests.browser.conftest import sign_in, wait_for
+from tests.browser.serverproc import ConsoleServer
 from tests.browser.watch import mark_page
 
 IMAGE = "web-image"
