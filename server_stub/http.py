@@ -109,7 +109,9 @@ def optional_str(body: Mapping[str, Any], key: str, default: str | None = None) 
 def optional_int(body: Mapping[str, Any], key: str, default: int | None = None) -> int | None:
     value = body.get(key, default)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise Invalid(f"{key} must be a whole number")
+        raise Invalid(f"{key} must be a whole number", field=key)
+    if value is not None and not -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID:  # SQLite's integers: the store's limit
+        raise Invalid(f"{key} {value} is out of range", field=key)
     return value
 
 

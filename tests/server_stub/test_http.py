@@ -147,3 +147,12 @@ def test_rate_limit_window():
     limit.times[0] -= 61  # the oldest event leaves the 60 s window
     limit.take("x", retry_after=1)
     assert len(limit.times) == 2
+
+
+def test_whole_numbers_beyond_sqlite_are_refused_naming_the_field():
+    from server_stub.http import optional_int
+    assert optional_int({"n": 2**63 - 1}, "n") == 2**63 - 1
+    for value in (2**63, -(2**63) - 1, 10**30):
+        with pytest.raises(Invalid, match="out of range") as refused:
+            optional_int({"n": value}, "n")
+        assert refused.value.details == {"field": "n"}
