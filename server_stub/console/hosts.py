@@ -12,6 +12,7 @@ from aiohttp import web
 from server_stub.appkeys import STORE
 from server_stub.console import taskform
 from server_stub.console.formdata import errors_by_field, form_text
+from server_stub.console.live import task_text
 from server_stub.console.render import action, page, redirect_after_post, render
 from server_stub.errors import ApiError, Invalid, NotFound
 from server_stub.store.hosts import HOST_SORTS
@@ -104,13 +105,14 @@ def render_host(request: web.Request, status: int = 200, **values: Any) -> web.R
     except NotFound as exc:
         return render(request, "error.html", 404, title="No such host", message=exc.message, back="/hosts")
     tasks, task_total = store.tasks_page(host=host["mac"], limit=HOST_TASKS)
+    active = store.active_task_for_mac(host["mac"])
     defaults: dict[str, Any] = {
         "edit_form": {"name": host["name"], "mac": host["mac"], "image": host["image"] or "",
                       "group": host["group_name"] or ""},
         "edit_errors": {}, "delete_error": "", "task_form": dict(taskform.EMPTY_FORM), "task_errors": {}}
     return render(request, "hosts_detail.html", status, title=f"Host {host['name']}", host=host,
                   inventory=store.inventory(host["mac"]), tasks=tasks, task_total=task_total,
-                  active=store.active_task_for_mac(host["mac"]), boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
+                  active=active, active_text=task_text(active) if active else {}, boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
                   images=store.images(), groups=store.groups(), task_choices=taskform.choices(store),
                   url=host_url(host["name"]), notice=request.query.get("notice", ""), **{**defaults, **values})
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from contract.vocabulary import QUEUEABLE_TASK_TYPES, TASK_STATES, TaskType
 from server_stub.appkeys import STORE
 from server_stub.console import taskform
+from server_stub.console.live import task_text
 from server_stub.console.render import action, page, redirect_after_post, render, safe_next
 from server_stub.errors import ApiError, Invalid, NotFound
 
@@ -51,7 +52,7 @@ async def tasks_list(request: web.Request) -> web.StreamResponse:
     pages = max(1, -(-total // PAGE_SIZE))
     return render(request, "tasks_list.html", status, title="Tasks", rows=rows, total=total, pages=pages,
                   params=params, error=error, states=("active", *TASK_STATES), types=TYPES,
-                  images=store.images(), link=lambda **c: list_link(params, **c), now=time.time(),
+                  images=store.images(), link=lambda **c: list_link(params, **c), now=time.time(), text_of=task_text,
                   notice=request.query.get("notice", ""))
 
 
@@ -98,6 +99,7 @@ def render_task(request: web.Request, status: int = 200, **values: Any) -> web.R
     took = ended - task["started"] if task["started"] and ended else None
     return render(request, "tasks_detail.html", status, title=f"Task {task['id']}", task=task,
                   log_lines=log_lines, took=took, progress=task["progress"] or {}, error=task["error"] or {},
+                  text=task_text(task),
                   notice=request.query.get("notice", ""), **{"cancel_error": "", **values})
 
 

@@ -115,7 +115,7 @@ def test_the_task_page_shows_progress(lab):
     assert page.by_id("task-state").text == "running"
     assert page.by_id("task-percent").text == "25.0 %"
     assert page.by_id("task-stage").text == "partition 2 of 3"
-    assert page.by_id("task-bytes").text == "3.0 GiB of 12.0 GiB"
+    assert page.by_id("task-bytes").text == "3.0 GiB / 12.0 GiB"
     assert page.by_id("task-rate").text == "110.0 MiB/s"
     assert page.by_id("task-eta").text == "1 min 24 s"
     assert page.doc.has_id(f"cancel-{task['id']}")
@@ -189,3 +189,19 @@ def test_queue_and_cancel_need_the_anti_forgery_token(lab):
 def test_signed_out_browsers_are_sent_to_sign_in(anonymous):
     page = anonymous.get("/tasks")
     assert page.status == 302 and page.location == "/signin?next=/tasks"
+
+
+def test_task_figures_carry_the_live_update_hooks(lab):
+    """console.js updates [data-task=ID] .state/.percent/.stage/… in place (server_stub/console/live.py)."""
+    store = lab.store
+    task = store.add_task("pc1", "inventory", None)
+    store.start_task(task["id"])
+    store.record_progress(task["id"], {"stage": "disks", "percent": 40.0})
+    for path in (f"/tasks/{task['id']}", "/tasks", "/hosts/pc1"):
+        page = lab.get(path)
+        assert page.by_id("main").get("data-live") == "/events", path
+        live = page.doc.find(data_task=str(task["id"]))
+        assert live is not None and live.get("data-state") == "running", path
+        assert live.find(class_="state").text == "running", path
+        assert live.find(class_="percent").text == "40.0 %", path
+        assert live.find(class_="stage").text == "disks", path
