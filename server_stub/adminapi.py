@@ -38,6 +38,15 @@ def _query_bool(request: web.Request, key: str) -> bool:
     return text in ("1", "true")
 
 
+def _field_str(body: dict[str, Any], key: str) -> str | None:
+    """A string or null, its refusal naming the form field."""
+    try:
+        return optional_str(body, key)
+    except Invalid as exc:
+        exc.details.setdefault("field", key)
+        raise
+
+
 def _page(rows: list[Any], total: int, offset: int, limit: int | None) -> web.Response:
     return json_response({"rows": rows, "total": total, "offset": offset, "limit": limit})
 
@@ -57,7 +66,7 @@ class AdminApi:
     async def edit_host(self, request: web.Request) -> web.Response:
         """Only the fields present change; image or group null (or "") clears it."""
         body = await read_json(request)
-        changes = {key: optional_str(body, key) for key in body}
+        changes = {key: _field_str(body, key) for key in body}
         return json_response(self.store.edit_host(request.match_info["key"], changes))
 
     async def remove_host(self, request: web.Request) -> web.Response:

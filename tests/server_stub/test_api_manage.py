@@ -46,7 +46,8 @@ def test_a_host_edit_that_clashes_or_is_bad_names_the_field(server):
         assert (r.status_code, r.json().get("details", {}).get("field")) == (status, field), (body, r.text)
     r = admin(server, "POST", "/api/hosts/pc1", colour="red")
     assert r.status_code == 400 and "colour" in r.json()["error"]
-    assert admin(server, "POST", "/api/hosts/pc1", name=5).status_code == 400
+    r = admin(server, "POST", "/api/hosts/pc1", name=5)
+    assert r.status_code == 400 and r.json()["details"]["field"] == "name"
     assert admin(server, "GET", "/api/hosts/pc1").json()["mac"] == MAC1  # nothing changed
 
 

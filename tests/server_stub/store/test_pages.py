@@ -60,3 +60,16 @@ def test_a_bad_page_request_names_its_field(big, kwargs, field):
     with pytest.raises(Invalid) as refused:
         big.hosts_page(**kwargs)
     assert refused.value.details == {"field": field}
+
+
+def test_a_hosts_task_history_is_a_page_of_many_on_an_index(big):
+    ids = big.db.all("SELECT id FROM hosts WHERE name LIKE 'lab-%' ORDER BY id")
+    with big.db.transaction():  # 20,000 finished tasks, the last 30 of lab-00007
+        big.db.conn.executemany(
+            "INSERT INTO tasks(host_id, type, state, token, created) VALUES (?, 'inventory', 'done', 't', ?)",
+            [(ids[7 if i >= N - 30 else i]["id"], float(i)) for i in range(N)])
+    rows, total = big.tasks_page(host="lab-00007", state="done", limit=10)
+    assert total == 31 and len(rows) == 10 and rows[0]["id"] > rows[-1]["id"]  # newest first
+    plan = " ".join(p["detail"] for p in big.db.all(
+        "EXPLAIN QUERY PLAN SELECT t.id FROM tasks t WHERE t.host_id = ? ORDER BY t.id DESC LIMIT 10", ids[7]["id"]))
+    assert "tasks_by_host" in plan, plan
