@@ -5,6 +5,13 @@ from selenium.webdriver.common.by import By
 
 from tests.browser.conftest import csrf_of, sign_in, sign_in_technician, wait_for
 
+# A POST as a page's script (or another page's forged form) would send it: the browser's cookie, our fields.
+FORGED_POST = """
+const [path, fields, done] = arguments;
+fetch(path, {method: "POST", body: new URLSearchParams(fields), redirect: "manual", credentials: "same-origin"})
+  .then(r => r.text().then(t => done([r.status, t]))).catch(e => done([0, String(e)]));
+"""
+
 
 def test_sign_in_and_out(server, browser):
     browser.delete_all_cookies()
@@ -36,13 +43,12 @@ def test_a_technician_is_refused_an_admin_page(server, browser):
     # The technician may still see what runs.
     browser.get(server.url + "/")
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Dashboard")
+    # An admin's form posted by a technician, with a valid token: refused, nothing added.
+    status, page = browser.execute_async_script(FORGED_POST, "/hosts", {"mac": "52:54:00:0f:0f:0e",
+                                                                       "name": "by-tech", "csrf": csrf_of(browser)})
+    assert status == 403 and "admin role" in page, (status, page[:300])
+    assert all(h["name"] != "by-tech" for h in server.api("GET", "/api/hosts", expect=200))
 
-
-FORGED_POST = """
-const [path, fields, done] = arguments;
-fetch(path, {method: "POST", body: new URLSearchParams(fields), redirect: "manual", credentials: "same-origin"})
-  .then(r => r.text().then(t => done([r.status, t]))).catch(e => done([0, String(e)]));
-"""
 
 
 def test_a_forged_post_without_the_token_is_refused(server, browser):
