@@ -335,7 +335,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         # The web console: pages for people (server_stub/console/).
         *console.routes(),
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
-        *adminapi.AdminApi(store, config).routes(admin_only),
+        *adminapi.AdminApi(store, config).routes(admin_only, read_only=technician),
         *usersapi.routes(admin_only),  # console accounts and the audit log
     ])
     return app
