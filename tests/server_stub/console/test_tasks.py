@@ -205,3 +205,9 @@ def test_task_figures_carry_the_live_update_hooks(lab):
         assert live.find(class_="state").text == "running", path
         assert live.find(class_="percent").text == "40.0 %", path
         assert live.find(class_="stage").text == "disks", path
+
+
+def test_a_done_inventory_task_points_to_the_host_page(lab):
+    task = run_to_done(lab.store, "pc1", "inventory")
+    link = lab.get(f"/tasks/{task['id']}").by_id("task-inventory").find("a")
+    assert link.get("href") == "/hosts/pc1#host-inventory"
