@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.qemu.lab import Lab, file_sha256, make_source_disk, read_disk
+from tests.browser.watch import read_report
+from tests.qemu.lab import REPO, SERVER_URL, VENV_BIN, Lab, file_sha256, make_source_disk, read_disk
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
 
@@ -57,22 +58,45 @@ def test_capture_publishes_a_complete_image(lab, captured):
     assert status == 200 and "sanboot --no-describe --drive 0x80" in script and "kernel " not in script
 
 
-def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios"):
-    """An empty 1 GiB client registered, given a deploy of IMAGE, booted until it powers itself off."""
+def watch_in_browser(lab, task_id: int):
+    """Headless Chromium in the lab's namespace, signed in to the console, watching the task on the
+    dashboard (tests/browser/watch.py); the lab stops it by PID with everything else."""
+    log = lab.dir / f"watch-{task_id}.log"
+    proc = lab.spawn([str(VENV_BIN / "python"), "-m", "tests.browser.watch", "--url", SERVER_URL,
+                      "--token-file", str(lab.dir / "server" / "admin.token"), "--task", str(task_id),
+                      "--timeout", "900"], log=log, env={"PYTHONPATH": str(REPO)})
+    return proc, log
+
+
+def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios", watched: dict | None = None):
+    """An empty 1 GiB client registered, given a deploy of IMAGE, booted until it powers itself off.
+    ``watched``: a browser watches the deploy in the console; its report goes to watched["report"]."""
     target = lab.dir / f"{name}.img"
     with open(target, "wb") as f:
         f.truncate(1024 * 1024 * 1024)
     lab.cli("host", "add", mac, f"pc-{name}")
     task = lab.cli_json("task", "deploy", f"pc-{name}", IMAGE)
+    watcher = watch_in_browser(lab, task["id"]) if watched is not None else None
     vm = lab.boot(name, mac, target, firmware=firmware)
     vm.wait_exit(900)
+    if watcher is not None:
+        proc, log = watcher
+        proc.wait(60)  # it ends once the page says "done"
+        watched["report"] = read_report(log.read_text())
     task = lab.task(task["id"])
     assert task["state"] == "done", task.get("error")
     return target
 
 
 def test_deploy_onto_second_client_restores_table_and_files(lab, captured):
-    target = deploy_to_new_client(lab, "b", MAC_B)
+    """Watched in the console as it runs: the progress moves on the page without a reload, then "done"."""
+    watched: dict = {}
+    target = deploy_to_new_client(lab, "b", MAC_B, watched=watched)
+    report = watched["report"]
+    print(f"watched in the console: {report}")  # shown with -rA: how much of the deploy the page showed
+    assert report.final == "done", report
+    assert not report.reloaded, "live updates changed the page in place"
+    assert len(set(report.progress)) >= 3, f"at least three progress values seen on the page: {report}"
 
     table_a, files_a = read_disk(captured["source"])
     table_b, files_b = read_disk(target)
