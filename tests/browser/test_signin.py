@@ -27,10 +27,16 @@ def test_sign_in_and_out(server, browser):
     sign_in(browser, server)
     assert browser.current_url == server.url + "/"
     assert "admin" in browser.find_element(By.CSS_SELECTOR, "header .who").text
+    session = browser.get_cookie("imager_session")
+    assert session and session["httpOnly"], "the session is an HttpOnly cookie"
     browser.find_element(By.CSS_SELECTOR, "form.signout button[type=submit]").click()
     wait_for(browser, lambda d: "/signin" in d.current_url)
     browser.get(server.url + "/")
-    assert "/signin" in browser.current_url, "signed out: the session cookie no longer opens pages"
+    assert "/signin" in browser.current_url, "signed out: no page without signing in again"
+    # The session ended on the server: a copy of the old cookie opens nothing either.
+    browser.add_cookie({k: session[k] for k in ("name", "value", "path")})
+    browser.get(server.url + "/")
+    assert "/signin" in browser.current_url, "the old session cookie still opened a page"
 
 
 def test_a_technician_is_refused_an_admin_page(server, browser):

@@ -96,6 +96,11 @@ def dashboard_progress(browser, task_id: int) -> tuple[str, str]:
     return row.find_element(By.CSS_SELECTOR, ".percent").text, row.find_element(By.CSS_SELECTOR, ".state").text
 
 
+def bar_value(browser, task_id: int) -> float:
+    bar = browser.find_element(By.CSS_SELECTOR, f'[data-task="{task_id}"] progress')
+    return float(browser.execute_script("return arguments[0].value", bar))
+
+
 def test_a_client_moves_the_progress_without_a_reload(server, browser, captured):
     server.api("POST", "/api/hosts", expect=201, mac="52:54:00:0b:00:04", name="pc-live")
     task = server.api("POST", "/api/tasks", expect=201, host="pc-live", type="deploy", image=captured)
@@ -110,6 +115,7 @@ def test_a_client_moves_the_progress_without_a_reload(server, browser, captured)
                          "bytes_total": int(1e9), "rate_bps": 50_000_000, "eta_s": 20})
         wait_for(browser, lambda d: dashboard_progress(d, task["id"])[0] == f"{percent:.1f} %",
                  message=f"{percent} % shown: {dashboard_progress(browser, task['id'])}")
+        assert bar_value(browser, task["id"]) == percent, "the bar moved with the figure"
     client.done({"stored_bytes": 1, "raw_bytes": 1})
     wait_for(browser, lambda d: dashboard_progress(d, task["id"])[1] == "done", message="done shown")
     assert browser.execute_script("return window.imagerWatchMarker") == 1, "the page was never reloaded"
