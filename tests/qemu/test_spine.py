@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -81,7 +82,10 @@ def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios", watch
     vm.wait_exit(900)
     if watcher is not None:
         proc, log = watcher
-        proc.wait(60)  # it ends once the page says "done"
+        try:
+            proc.wait(60)  # it ends once the page says "done"
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the console did not show the deploy end: {log.read_text()[-1500:]}") from None
         watched["report"] = read_report(log.read_text())
     task = lab.task(task["id"])
     assert task["state"] == "done", task.get("error")
