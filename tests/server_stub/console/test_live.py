@@ -68,6 +68,15 @@ async def open_stream(browser: Browser) -> Stream:
     return Stream(response)
 
 
+async def refusal(browser: Browser, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """(status, text) of a ``GET /events`` expected to be refused; a stream that opens instead is closed
+    at once, so a wrongly granted stream fails the test rather than hanging it."""
+    async with browser.session.get(browser.harness.client.make_url("/events"), headers=headers or {}) as answer:
+        if answer.status == 200:
+            return 200, ""
+        return answer.status, await asyncio.wait_for(answer.text(), 5)
+
+
 async def report(browser: Browser, task: dict[str, Any], percent: float) -> None:
     url = browser.harness.client.make_url(f"/api/tasks/{task['id']}/progress")
     body = {"stage": "partition 1/2", "bytes_done": int(percent * 10**7), "bytes_total": 10**9,
@@ -163,13 +172,10 @@ def test_session_changes_reach_the_page(console: Browser) -> None:
 
 
 def test_only_signed_in_sessions_may_listen(anonymous: Browser) -> None:
-    async def status(headers: dict[str, str]) -> tuple[int, str]:
-        async with anonymous.session.get(anonymous.harness.client.make_url("/events"), headers=headers) as answer:
-            return answer.status, await answer.text()
-    code, text = anonymous.harness.run(status({}))
+    code, text = anonymous.harness.run(refusal(anonymous))
     assert code == 401 and "sign in" in text
     # The admin token is for scripts, which poll the API; a stream is for a console page.
-    code, _ = anonymous.harness.run(status({"Authorization": f"Bearer {ADMIN_TOKEN}"}))
+    code, _ = anonymous.harness.run(refusal(anonymous, {"Authorization": f"Bearer {ADMIN_TOKEN}"}))
     assert code == 401
 
 
@@ -180,11 +186,9 @@ def test_open_streams_are_limited_per_user_and_overall(console: Browser, technic
     async def scenario() -> tuple[int, str, int, int, str]:
         streams = [await open_stream(console), await open_stream(console)]
         try:
-            async with console.session.get(console.harness.client.make_url("/events")) as third:
-                per_user = third.status, await third.text()
+            per_user = await refusal(console)
             streams.append(await open_stream(technician))  # another user still may
-            async with technician.session.get(technician.harness.client.make_url("/events")) as over:
-                overall = over.status, await over.text()
+            overall = await refusal(technician)
             return per_user[0], per_user[1], len(hub.subscribers), overall[0], overall[1]
         finally:
             for stream in streams:
@@ -199,17 +203,24 @@ def test_closed_pages_leave_and_nothing_is_built_without_listeners(console: Brow
     hub = console.app[LIVE]
     task = running_task(console.store)
 
-    async def scenario() -> None:
+    async def scenario() -> tuple[int, list[Any]]:
         stream = await open_stream(console)
         stream.response.close()
         for _ in range(50):  # the server notices the closed connection
             if not hub.subscribers:
                 break
             await asyncio.sleep(0.05)
+        left = len(hub.subscribers)
         await report(console, task, 10.0)
         await asyncio.sleep(1.2)
-    console.harness.run(scenario())
-    assert hub.subscribers == []
+        later = await open_stream(console)  # a page opened later is not sent what changed before it
+        try:
+            return left, await later.updates_until_quiet(1.5)
+        finally:
+            later.response.close()
+    left, updates = console.harness.run(scenario())
+    assert left == 0
+    assert updates == []
     assert hub.events_sent == 0
 
 
