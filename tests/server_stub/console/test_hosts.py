@@ -243,3 +243,11 @@ def test_an_empty_host_page_says_what_to_do(lab):
     assert "queue an inventory task" in page.by_id("host-inventory").text
     assert "Nothing to do" in page.by_id("host-active-task").text
     assert lab.get("/hosts/nobody").status == 404
+
+
+def test_host_changes_are_audited_with_who_and_what(lab):
+    lab.post("/hosts/pc1/edit", {"name": "pc1", "mac": MAC1, "image": "", "group": "room2"})
+    lab.post("/hosts/pc2/delete", {"confirm": "yes"})
+    entries, _ = lab.store.accounts.audit_page(actor="admin")
+    done = [(e["action"], e["target"], e["outcome"]) for e in entries if e["action"].startswith("console:")]
+    assert done[:2] == [("console: remove host", "pc2", "303"), ("console: edit host", "pc1", "303")]
