@@ -112,7 +112,8 @@ def render_host(request: web.Request, status: int = 200, **values: Any) -> web.R
         "edit_errors": {}, "delete_error": "", "task_form": dict(taskform.EMPTY_FORM), "task_errors": {}}
     return render(request, "hosts_detail.html", status, title=f"Host {host['name']}", host=host,
                   inventory=store.inventory(host["mac"]), tasks=tasks, task_total=task_total,
-                  active=active, active_text=task_text(active) if active else {}, boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
+                  active=active, active_text=task_text(active) if active else {},
+                  boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
                   images=store.images(), groups=store.groups(), task_choices=taskform.choices(store),
                   url=host_url(host["name"]), notice=request.query.get("notice", ""), **{**defaults, **values})
 

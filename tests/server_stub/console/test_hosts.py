@@ -205,8 +205,8 @@ def test_the_host_page_shows_registration_inventory_tasks_and_boot_log(lab):
     store = lab.store
     inventory = {"cpu": {"model": "Xeon E-2236", "cores": 6, "threads": 12, "sockets": 1},
                  "memory_bytes": 8 << 30,
-                 "disks": [{"path": "/dev/nvme0n1", "model": "Samsung 980", "serial": "S64DNX0R", "size_bytes": 500107862016,
-                            "removable": False, "rotational": False, "bus": "nvme"}],
+                 "disks": [{"path": "/dev/nvme0n1", "model": "Samsung 980", "serial": "S64DNX0R",
+                            "size_bytes": 500107862016, "removable": False, "rotational": False, "bus": "nvme"}],
                  "nics": [{"name": "eno1", "mac": MAC1, "speed_mbps": 1000, "driver": "e1000e"}],
                  "dmi": {"sys_vendor": "Dell Inc.", "product_serial": "7XK2Q53"}}
     inv = store.add_task("pc1", "inventory", None)
