@@ -57,8 +57,8 @@ class Principal:
     session_token: str | None = None
 
 
-PRINCIPAL_KEY = "imager.principal"  # request[PRINCIPAL_KEY]: the caller, once checked
-AUDIT_TARGET = "imager.audit_target"  # request[AUDIT_TARGET]: what a handler acted on, when the path does not say
+PRINCIPAL_KEY = web.RequestKey("imager.principal", Principal)  # the caller, once checked
+AUDIT_TARGET = web.RequestKey("imager.audit_target", str)  # what a handler acted on, when the path does not say
 
 
 def check_password(password: object) -> str:
