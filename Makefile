@@ -59,6 +59,11 @@ bench: setup
 bench-server: setup
 	$(VENV)/bin/python bench/server.py
 
+# The console at 20,000 hosts / 500 running tasks: page times, and the CPU cost of live updates (bench/console.py).
+.PHONY: bench-console
+bench-console: setup
+	$(VENV)/bin/python bench/console.py
+
 # The README's pictures of the web console (docs/img/): headless Chromium against a server with demo data.
 .PHONY: screenshots
 screenshots: setup
