@@ -68,3 +68,17 @@ def test_audit_list_shows_who_did_what_in_local_time(server):
     assert re.search(r"POST /api/users\s+alice\s+201", lines[2]) and lines[-1] == "1-2 of 2, newest first"
     assert "no audit entries by nobody" in cli(server, "audit", "list", "--actor", "nobody").stdout
     assert len(cli(server, "audit", "list", "--limit", "1").stdout.splitlines()) == 3
+
+
+def test_on_a_terminal_the_password_is_asked_twice_and_must_match(monkeypatch):
+    import pytest
+
+    from server_stub import cli_users
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    typed = iter([PASSWORD, PASSWORD, PASSWORD, PASSWORD + "x"])
+    prompts = []
+    monkeypatch.setattr(cli_users.getpass, "getpass", lambda prompt: prompts.append(prompt) or next(typed))
+    assert cli_users.read_password(False, "alice") == PASSWORD
+    assert prompts == ["new password for alice: ", "the same again: "]
+    with pytest.raises(cli_users.PasswordNotGiven, match="the two passwords differ"):
+        cli_users.read_password(False, "alice")
