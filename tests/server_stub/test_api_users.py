@@ -4,7 +4,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 import requests
+
+from server_stub import cli_users
 
 PASSWORD = "a long enough secret"
 
@@ -71,9 +74,6 @@ def test_audit_list_shows_who_did_what_in_local_time(server):
 
 
 def test_on_a_terminal_the_password_is_asked_twice_and_must_match(monkeypatch):
-    import pytest
-
-    from server_stub import cli_users
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     typed = iter([PASSWORD, PASSWORD, PASSWORD, PASSWORD + "x"])
     prompts = []
