@@ -49,11 +49,21 @@ def api_url(base_url: str, https_port: int) -> str:
     return f"https://{match.group(1)}:{https_port}"
 
 
+# Paths plain HTTP keeps serving under TLS: what firmware fetches (iPXE scripts, kernel, initrd).
+BOOT_PATH_PREFIXES = ("/boot.ipxe", "/boot/", "/files/")
+
+
 def https_only_api(https_port: int) -> Middleware:
-    """Middleware: an /api/ call over plain HTTP is refused, so tokens do not travel in clear by mistake."""
+    """Middleware: an /api/ call over plain HTTP is refused, so tokens do not travel in clear by mistake; a
+    console page over plain HTTP is sent to HTTPS (its Secure cookie would never come back over HTTP), and a
+    console form posted over plain HTTP is refused (its password or token would have crossed in clear)."""
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.secure and request.path.startswith("/api/") and request.path not in PLAIN_API_PATHS:
+        if request.secure or request.path in PLAIN_API_PATHS or request.path.startswith(BOOT_PATH_PREFIXES):
+            return await handler(request)
+        if request.path.startswith("/api/"):
             raise Forbidden(f"this server takes API calls over https only (port {https_port})")
-        return await handler(request)
+        if request.method in ("GET", "HEAD"):
+            raise web.HTTPFound(str(request.url.with_scheme("https").with_port(https_port)))
+        raise Forbidden(f"the console takes forms over https only (port {https_port})")
     return middleware

@@ -164,3 +164,14 @@ def test_kernel_parameters_of_the_pin():
     spec = bootpolicy.decide("52:54:00:00:00:01", {"name": "pc"}, {"id": 4, "token": "s", "state": "queued"}, ctx)
     assert spec.kernel_url == "http://${next-server}:8080/files/vmlinuz"
     assert cmdline.parse(spec.cmdline.replace("${next-server}", "10.0.0.1")).server_fp == params.server_fp
+
+
+def test_under_tls_the_console_is_sent_to_https_and_refuses_plain_forms(server, https, certs):
+    page = requests.get(server["url"] + "/hosts?page=2", allow_redirects=False, timeout=10)
+    assert page.status_code == 302
+    assert page.headers["Location"] == https + "/hosts?page=2"
+    signin = requests.post(server["url"] + "/signin", data={"name": "admin", "password": "x" * 20},
+                           allow_redirects=False, timeout=10)
+    assert signin.status_code == 403 and "https only" in signin.json()["error"]
+    served = requests.get(https + "/signin", verify=str(certs["good"]["cert"]), timeout=10)
+    assert served.status_code == 200 and 'action="/signin"' in served.text
