@@ -109,6 +109,7 @@ class LiveHub:
         self.events_sent = 0  # events built (each written to every subscriber)
         self._tasks: set[int] = set()
         self._sessions: set[int] = set()
+        self._changes_lock = threading.Lock()  # notify may run in a worker thread while the pump takes the ids
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -119,7 +120,8 @@ class LiveHub:
         """The store's listener: called after every change, maybe from a worker thread; cheap."""
         if not self.subscribers or self._loop is None:
             return
-        (self._tasks if kind == "task" else self._sessions).add(item_id)
+        with self._changes_lock:
+            (self._tasks if kind == "task" else self._sessions).add(item_id)
         if threading.get_ident() == self._loop_thread:
             self._wake.set()
         else:
@@ -170,8 +172,9 @@ class LiveHub:
             if delay > 0:  # what changes meanwhile goes into this same event
                 await asyncio.sleep(delay)
             self._wake.clear()
-            tasks, sessions = self._tasks, self._sessions
-            self._tasks, self._sessions = set(), set()
+            with self._changes_lock:
+                tasks, sessions = self._tasks, self._sessions
+                self._tasks, self._sessions = set(), set()
             if not (tasks or sessions):
                 continue
             last = loop.time()

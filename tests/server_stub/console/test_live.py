@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from typing import Any
 
@@ -49,7 +50,7 @@ class Stream:
                 data += value
 
     async def updates_until_quiet(self, quiet: float) -> list[Any]:
-        found = []
+        found: list[Any] = []
         while True:
             try:
                 event = await self.next_event(quiet)
@@ -246,3 +247,26 @@ def test_a_slow_reader_is_told_to_reload_instead_of_queueing_more() -> None:
     assert subscriber.stale and len(subscriber.queue) == 0
     subscriber.offer(b"later")
     assert len(subscriber.queue) == 0
+
+
+def test_a_change_made_in_a_worker_thread_reaches_the_page(console: Browser) -> None:
+    """The multicast runner's threads change the store too (udp-sender's drops): their news must wake the loop."""
+    task = running_task(console.store)
+
+    async def scenario() -> tuple[float, Any]:
+        stream = await open_stream(console)
+        try:
+            await asyncio.sleep(1.2)
+            # A plain thread, not awaited: the loop sleeps until the thread's change itself wakes it.
+            worker = threading.Thread(target=console.store.record_progress, args=(task["id"], {"percent": 77.0}))
+            started = time.monotonic()
+            worker.start()
+            event = await stream.next_event(3.0)
+            worker.join()
+            return time.monotonic() - started, event
+        finally:
+            stream.response.close()
+    elapsed, event = console.harness.run(scenario())
+    assert event is not None and event[0] == "update"
+    assert [t["percent"] for t in event[1]["tasks"]] == [77.0]
+    assert elapsed < 1.0
