@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from server_stub.console.render import human_bytes
 from server_stub.store import Store
 from tests.server_stub.console.conftest import Browser
+from tests.server_stub.console.pagetools import Element
+
+
+def find(parent: Element, tag: str | None = None, **attrs: str) -> Element:
+    found = parent.find(tag, **attrs)
+    assert found is not None, f"no {tag or 'element'} {attrs} in {parent.tag}"
+    return found
 
 
 def running_task(store: Store, host: str, mac: str) -> int:
@@ -37,18 +45,18 @@ def test_active_task_shows_its_progress_in_words(console: Browser, tmp_path: Pat
     assert page.status == 200
     row = page.by_id(f"task-{task_id}")
     assert row.get("data-task") == str(task_id)
-    assert row.find(class_="percent").text == "75.0 %"
-    assert row.find("progress").get("value") == "75.0"
-    assert row.find(class_="bytes").text == "3.0 GiB / 4.0 GiB"
-    assert row.find(class_="rate").text == "100.0 MiB/s"
-    assert row.find(class_="eta").text == "10 s"
-    assert row.find(class_="stage").text == "partition 2/3"
-    assert row.find(class_="ratio").text == "3.00×"
-    assert page.by_id(f"task-{queued}").find(class_="state").text == "queued"
+    assert find(row, class_="percent").text == "75.0 %"
+    assert find(row, "progress").get("value") == "75.0"
+    assert find(row, class_="bytes").text == "3.0 GiB / 4.0 GiB"
+    assert find(row, class_="rate").text == "100.0 MiB/s"
+    assert find(row, class_="eta").text == "10 s"
+    assert find(row, class_="stage").text == "partition 2/3"
+    assert find(row, class_="ratio").text == "3.00×"
+    assert find(page.by_id(f"task-{queued}"), class_="state").text == "queued"
     # Running before queued.
     ids = [r.get("id") for r in page.by_id("active-tasks").find_all("tr") if r.get("data-task")]
     assert ids == [f"task-{task_id}", f"task-{queued}"]
-    assert page.doc.find("main").get("data-live") == "/events"
+    assert find(page.doc, "main").get("data-live") == "/events"
 
 
 def test_storage_nodes_show_free_space_and_clients_in_use(console: Browser, tmp_path: Path) -> None:
@@ -56,13 +64,13 @@ def test_storage_nodes_show_free_space_and_clients_in_use(console: Browser, tmp_
     running_task(console.store, "pc1", "52:54:00:00:00:01")
     page = console.get("/")
     main = page.by_id("node-main")
-    assert main.find(class_="clients").text == "1 / 4"
+    assert find(main, class_="clients").text == "1 / 4"
     fs = os.statvfs(tmp_path / "images")
-    free_gib = fs.f_bavail * fs.f_frsize / 2**30
-    free_text = main.find(class_="free").text
-    shown = float(free_text.split()[0])
-    assert abs(shown - free_gib) < 0.2 or "TiB" in free_text or "MiB" in free_text, free_text
-    assert page.by_id("node-far").find(class_="free").text == "unknown"
+    free, size = human_bytes(fs.f_bavail * fs.f_frsize).split(), human_bytes(fs.f_blocks * fs.f_frsize)
+    shown = find(main, class_="free").text.split(" of ")  # "12.3 GiB of 40.0 GiB"
+    assert shown[1] == size
+    assert shown[0].split()[1] == free[1] and abs(float(shown[0].split()[0]) - float(free[0])) < 0.5, shown
+    assert find(page.by_id("node-far"), class_="free").text == "unknown"
 
 
 def test_multicast_session_lists_each_clients_state(console: Browser, tmp_path: Path) -> None:
@@ -78,8 +86,8 @@ def test_multicast_session_lists_each_clients_state(console: Browser, tmp_path: 
     page = console.get("/")
     card = page.by_id(f"session-{session['id']}")
     assert card.get("data-session") == str(session["id"])
-    assert card.find(class_="session-state").text == "waiting"
-    states = {row.find("td").text: row.find(class_="client-state").text for row in card.find_all("tr")
+    assert find(card, class_="session-state").text == "waiting"
+    states = {find(row, "td").text: find(row, class_="client-state").text for row in card.find_all("tr")
               if row.get("data-client")}
     assert states == {"pc1": "joined", "pc2": "queued"}
 
@@ -92,19 +100,19 @@ def test_recent_failures_show_reason_hint_and_log_tail(console: Browser, tmp_pat
                                       "hint": "Use a bigger disk."}, log)
     page = console.get("/")
     failure = page.by_id(f"failure-{task_id}")
-    assert failure.find(class_="code").text == "disk_too_small"
-    assert failure.find(class_="message").text == "the disk holds 10 GiB, the image 20"
-    assert failure.find(class_="hint").text == "Use a bigger disk."
-    tail = failure.find("pre").text
+    assert find(failure, class_="code").text == "disk_too_small"
+    assert find(failure, class_="message").text == "the disk holds 10 GiB, the image 20"
+    assert find(failure, class_="hint").text == "Use a bigger disk."
+    tail = find(failure, "pre").text
     assert "line 30" in tail and "line 23" in tail and "line 22" not in tail
-    assert failure.find("time").get("datetime")
+    assert find(failure, "time").get("datetime")
     assert not page.doc.has_id(f"task-{task_id}")  # no longer active
 
 
 def test_empty_dashboard_says_what_to_do(console: Browser) -> None:
     page = console.get("/")
     assert page.status == 200
-    text = page.doc.find("main").text
+    text = find(page.doc, "main").text
     assert "Nothing is running or queued" in text
     assert "No storage node yet" in text
     assert "No task has failed" in text
