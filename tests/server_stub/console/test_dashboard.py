@@ -122,3 +122,18 @@ def test_empty_dashboard_says_what_to_do(console: Browser) -> None:
 def test_dashboard_needs_sign_in(anonymous: Browser) -> None:
     page = anonymous.get("/")
     assert page.status == 302 and page.location.startswith("/signin")
+
+
+def test_every_dashboard_link_opens_a_page(console: Browser, tmp_path: Path) -> None:
+    store = console.store
+    setup_images(store, tmp_path / "images")
+    task_id = running_task(store, "pc1", "52:54:00:00:00:01")
+    failed = running_task(store, "pc2", "52:54:00:00:00:02")
+    store.fail_task(failed, {"code": "disk_too_small", "message": "too small", "hint": None, "details": {}}, "log")
+    store.add_host("52:54:00:00:00:03", "pc3")
+    store.add_session(store.image("win10"), ["pc3"], min_receivers=1, max_wait=600, rate=None, interface=None,
+                      image_dir="/images/win10", version="v1", files=["a.img"], storage_id=store.storage("main")["id"])
+    links = {a.get("href").split("#")[0] for a in find(console.get("/").doc, "main").find_all("a")}
+    assert {f"/tasks/{task_id}", f"/tasks/{failed}", "/hosts/pc1", "/storage"} <= links
+    for link in sorted(links):
+        assert console.get(link).status == 200, link
