@@ -121,6 +121,17 @@ def test_the_task_page_shows_progress(lab):
     assert page.doc.has_id(f"cancel-{task['id']}")
 
 
+def test_a_server_written_error_without_a_hint_shows_its_page(lab):
+    # What the server itself writes when it cancels a multicast client: code and message, no hint.
+    store = lab.store
+    task = store.add_task("pc1", "wipe", None, options={"mode": "fast"})
+    store.start_task(task["id"])
+    store.fail_task(task["id"], {"code": "multicast_canceled", "message": "the session was canceled"}, "")
+    page = lab.get(f"/tasks/{task['id']}")
+    assert page.by_id("task-error-code").text == "multicast_canceled"
+    assert not page.doc.has_id("task-error-hint")
+
+
 def test_the_task_page_shows_the_error_the_log_and_the_result(lab):
     store = lab.store
     task = store.add_task("pc1", "wipe", None, options={"mode": "fast"})
