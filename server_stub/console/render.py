@@ -58,7 +58,9 @@ def utc_text(timestamp: float | None) -> str:
 
 
 ENVIRONMENT = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
-                                 autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined,
+                                 autoescape=jinja2.select_autoescape(default=True),
+                                 # A field missing from stored JSON (an error without a hint …) renders empty, not a 500.
+                                 undefined=jinja2.ChainableUndefined,
                                  trim_blocks=True, lstrip_blocks=True)
 ENVIRONMENT.filters.update(bytes=human_bytes, duration=human_duration, iso=iso_time, utc=utc_text)
 
