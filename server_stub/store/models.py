@@ -88,6 +88,11 @@ class Task(TypedDict):
     waited: float | None    # when it last asked for a full node
     options: dict[str, Any] | None
     origin: str
+    claimed: float | None           # when the boot script's claim was exchanged for the token (or menu: at birth)
+    claimed_from: str | None        # the address that claimed, or "menu"
+    claims_refused: int             # second claims refused (docs/security.md#task-claims)
+    claim_refused_at: float | None
+    claim_refused_from: str | None
     mac: str
     host: str
     image: str | None

@@ -113,6 +113,16 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE INDEX boot_log_by_mac ON boot_log(mac, id);
     ALTER TABLE tasks ADD COLUMN image_name TEXT;
 """,
+    # 7: task claims (docs/security.md#task-claims): when and from where the boot script's claim was exchanged for
+    # the token, and the refused second claims. Running tasks' clients hold their token already: claimed.
+    """
+    ALTER TABLE tasks ADD COLUMN claimed REAL;
+    ALTER TABLE tasks ADD COLUMN claimed_from TEXT;
+    ALTER TABLE tasks ADD COLUMN claims_refused INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN claim_refused_at REAL;
+    ALTER TABLE tasks ADD COLUMN claim_refused_from TEXT;
+    UPDATE tasks SET claimed = started, claimed_from = 'before claims' WHERE state = 'running';
+""",
 ]
 
 
