@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import struct
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +26,9 @@ DEFAULT_BLKSIZE = 512
 MAX_BLKSIZE = 65464
 MAX_WINDOW = 64  # RFC 7440 allows 65535; 64 blocks in flight is plenty and bounds the memory per transfer
 RETRIES = 5
+MAX_TIMEOUT = 2  # seconds a client may ask to wait for each ACK: longer asks are left out of the OACK
+MAX_TRANSFERS = 512  # at once, all clients: each holds a socket
+MAX_TRANSFERS_PER_CLIENT = 16  # at once, from one address
 
 # (path, client ip) → content, a file to send (read block by block, like the root's), or None: look in the root
 DynamicFiles = Callable[[str, str], bytes | Path | None]
@@ -48,18 +53,61 @@ def _error_packet(code: int, message: str) -> bytes:
     return struct.pack("!HH", ERROR, code) + message.encode()[:200] + b"\0"
 
 
-def parse_request(packet: bytes) -> tuple[int, str, str, dict[str, str]]:
-    opcode = struct.unpack("!H", packet[:2])[0]
+class TftpError(Exception):
+    """A request refused: the ERROR packet's code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class Request:
+    """A read request, its options checked: blksize, timeout, tsize and windowsize are numbers in range."""
+
+    filename: str
+    mode: str
+    options: dict[str, str]
+
+
+# Ranges of the options we understand (RFC 2348, 2349, 7440); others are ignored, as RFC 2347 asks.
+_OPTION_RANGES = {"blksize": (8, 10**9), "timeout": (1, 255), "tsize": (0, 10**18), "windowsize": (1, 65535)}
+
+
+def parse_request(packet: bytes) -> Request:
+    """The read request in ``packet``; TftpError (with the code to answer) for anything else.
+
+    Pure and total: any bytes give a Request or a TftpError, never another exception.
+    """
+    if len(packet) < 2:
+        raise TftpError(ERR_ILLEGAL, "malformed request")
+    opcode = int.from_bytes(packet[:2], "big")
+    if opcode == WRQ:
+        raise TftpError(ERR_ACCESS, "read-only server")
+    if opcode != RRQ:
+        raise TftpError(ERR_ILLEGAL, "expected a read request")
     fields = packet[2:].split(b"\0")
-    if len(fields) < 3:
-        raise ValueError("malformed request")
+    if len(fields) < 3 or fields[-1] != b"":
+        raise TftpError(ERR_ILLEGAL, "malformed request")
     filename = fields[0].decode("latin-1")
     mode = fields[1].decode("latin-1").lower()
-    options = {}
+    if mode not in ("octet", "netascii"):  # also what is left of a name cut short by a NUL byte
+        raise TftpError(ERR_ILLEGAL, f"unsupported mode {mode[:20]!r}")
     rest = fields[2:-1]
-    for i in range(0, len(rest) - 1, 2):
-        options[rest[i].decode("latin-1").lower()] = rest[i + 1].decode("latin-1")
-    return opcode, filename, mode, options
+    if len(rest) % 2:
+        raise TftpError(ERR_OPTION, "an option without a value")
+    options: dict[str, str] = {}
+    for i in range(0, len(rest), 2):
+        name, value = rest[i].decode("latin-1").lower(), rest[i + 1].decode("latin-1")
+        if name in options:
+            raise TftpError(ERR_OPTION, f"option {name[:20]!r} given twice")
+        if name in _OPTION_RANGES:
+            low, high = _OPTION_RANGES[name]
+            # At most 19 digits: int() of a huge digit string is slow or refused.
+            if not (value.isascii() and value.isdigit() and len(value) <= 19 and low <= int(value) <= high):
+                raise TftpError(ERR_OPTION, f"bad {name} {value[:20]!r}")
+        options[name] = value
+    return Request(filename, mode, options)
 
 
 class _Listener(asyncio.DatagramProtocol):
@@ -67,29 +115,56 @@ class _Listener(asyncio.DatagramProtocol):
         self.server = server
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        task = asyncio.get_running_loop().create_task(self.server.handle(data, addr))
-        self.server.transfers.add(task)
-        task.add_done_callback(self.server.transfers.discard)
+        self.server.received(data, addr)
 
 
 class TftpServer:
-    def __init__(self, root: str, dynamic: DynamicFiles | None = None, timeout: float = 1.0) -> None:
+    def __init__(self, root: str, dynamic: DynamicFiles | None = None, timeout: float = 1.0,
+                 max_transfers: int = MAX_TRANSFERS, max_per_client: int = MAX_TRANSFERS_PER_CLIENT) -> None:
         self.root = root
         self.dynamic = dynamic
         self.timeout = timeout
+        self.max_transfers, self.max_per_client = max_transfers, max_per_client
         self.transfers: set[asyncio.Task] = set()
+        self.per_client: Counter[str] = Counter()
         self.transport: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
+        # "::" binds both families where the system allows it (Linux: bindv6only=0), like the HTTP side.
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Listener(self), local_addr=(host, port))
-        log.info("TFTP serving %s on %s:%d", self.root, host, port)
+        log.info("TFTP serving %s on %s port %d", self.root, host, port)
 
     def close(self) -> None:
         if self.transport:
             self.transport.close()
         for task in self.transfers:
             task.cancel()
+
+    def received(self, packet: bytes, addr: Address) -> None:
+        """A packet on the well-known port: refusals are answered from it at once, without a socket of their own;
+        a read request within the limits starts a transfer."""
+        assert self.transport is not None
+        try:
+            request = parse_request(packet)
+        except TftpError as refused:
+            self.transport.sendto(_error_packet(refused.code, refused.message), addr)
+            return
+        client = addr[0]
+        if len(self.transfers) >= self.max_transfers or self.per_client[client] >= self.max_per_client:
+            log.warning("TFTP %s: %s refused, too many transfers", client, request.filename[:100])
+            self.transport.sendto(_error_packet(ERR_UNDEFINED, "too many transfers, try again later"), addr)
+            return
+        self.per_client[client] += 1
+        task = asyncio.get_running_loop().create_task(self.handle(request, addr))
+        self.transfers.add(task)
+        task.add_done_callback(lambda done: self._finished(done, client))
+
+    def _finished(self, task: asyncio.Task, client: str) -> None:
+        self.transfers.discard(task)
+        self.per_client[client] -= 1
+        if self.per_client[client] <= 0:
+            del self.per_client[client]
 
     def _open(self, filename: str, client_ip: str) -> io.BufferedIOBase | None:
         path = filename.lstrip("/")
@@ -102,59 +177,47 @@ class TftpServer:
         real = safe_path(self.root, filename)
         if real is None or not os.path.isfile(real):
             return None
-        return open(real, "rb")
+        return open(real, "rb")  # read block by block as the client acknowledges, never whole
 
-    async def handle(self, packet: bytes, addr: Address) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    async def handle(self, request: Request, addr: Address) -> None:
+        assert self.transport is not None
+        bind_ip = self.transport.get_extra_info("sockname")[0]
+        sock = socket.socket(socket.AF_INET6 if ":" in bind_ip else socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        bind_ip = self.transport.get_extra_info("sockname")[0] if self.transport else "0.0.0.0"
-        sock.bind((bind_ip, 0))
         loop = asyncio.get_running_loop()
         try:
+            sock.bind((bind_ip, 0))
             try:
-                opcode, filename, mode, options = parse_request(packet)
-            except (ValueError, struct.error, UnicodeDecodeError):
-                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, "malformed request"), addr)
-                return
-            if opcode == WRQ:
-                await loop.sock_sendto(sock, _error_packet(ERR_ACCESS, "read-only server"), addr)
-                return
-            if opcode != RRQ:
-                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, "expected a read request"), addr)
-                return
-            if mode not in ("octet", "netascii"):  # also what is left of a name cut short by a NUL byte
-                await loop.sock_sendto(sock, _error_packet(ERR_ILLEGAL, f"unsupported mode {mode[:20]!r}"), addr)
-                return
-            try:
-                source = self._open(filename, addr[0])
+                source = self._open(request.filename, addr[0])
             except Exception:  # a bug behind a generated file: the client hears of it, the log says what
-                log.exception("TFTP %s: %s", addr[0], filename)
+                log.exception("TFTP %s: %s", addr[0], request.filename)
                 await loop.sock_sendto(sock, _error_packet(ERR_UNDEFINED, "server error"), addr)
                 return
             if source is None:
-                log.info("TFTP %s: %s not found", addr[0], filename)
+                log.info("TFTP %s: %s not found", addr[0], request.filename)
                 await loop.sock_sendto(sock, _error_packet(ERR_NOT_FOUND, "file not found"), addr)
                 return
             with source:
-                await self._send(sock, addr, source, options, filename)
+                await self._send(sock, addr, source, request.options, request.filename)
         finally:
             sock.close()
 
     async def _send(self, sock: socket.socket, addr: Address, source: io.BufferedIOBase, options: dict[str, str],
                     filename: str) -> None:
         blksize, timeout, window, accepted = DEFAULT_BLKSIZE, self.timeout, 1, {}
-        if "blksize" in options and options["blksize"].isdigit():
-            blksize = max(8, min(int(options["blksize"]), MAX_BLKSIZE))
+        # The options' values were checked by parse_request.
+        if "blksize" in options:
+            blksize = min(int(options["blksize"]), MAX_BLKSIZE)
             accepted["blksize"] = str(blksize)
-        if "timeout" in options and options["timeout"].isdigit() and 1 <= int(options["timeout"]) <= 255:
-            timeout = float(options["timeout"])
+        if "timeout" in options and int(options["timeout"]) <= MAX_TIMEOUT:  # a transfer nobody acknowledges ends
+            timeout = float(options["timeout"])                              # within RETRIES × MAX_TIMEOUT
             accepted["timeout"] = options["timeout"]
         if "tsize" in options:
             size = source.seek(0, os.SEEK_END)
             source.seek(0)
             accepted["tsize"] = str(size)
-        # RFC 7440: 0 or garbage is not a window; ignore the option. Never answer more than was asked.
-        if options.get("windowsize", "").isdigit() and int(options["windowsize"]) >= 1:
+        # Never answer more than was asked (RFC 7440).
+        if "windowsize" in options:
             window = min(int(options["windowsize"]), MAX_WINDOW)
             accepted["windowsize"] = str(window)
         loop = asyncio.get_running_loop()
