@@ -123,6 +123,12 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE tasks ADD COLUMN claim_refused_from TEXT;
     UPDATE tasks SET claimed = started, claimed_from = 'before claims' WHERE state = 'running';
 """,
+    # 8: attempt limits that survive a restart: menu logins and registrations per MAC and address (store/limits.py).
+    """
+    CREATE TABLE limit_attempts (id INTEGER PRIMARY KEY, key TEXT NOT NULL, time REAL NOT NULL);
+    CREATE INDEX limit_attempts_by_key ON limit_attempts(key, time);
+    CREATE INDEX limit_attempts_by_time ON limit_attempts(time);
+""",
 ]
 
 
