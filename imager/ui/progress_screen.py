@@ -80,6 +80,8 @@ def progress_lines(job: Job, snap: dict[str, Any], width: int = WIDTH, height: i
     lines.append(f"  Done         {human(done)} of {human(total)}" if total else f"  Done         {human(done)}")
     lines.append(f"  Rate         {human(snap.get('rate_bps', 0))}/s")
     lines.append(f"  Time left    {clock(snap.get('eta_s', 0))}" if total else "  Time left    -")
+    if "overall_percent" in snap:  # across every partition of the task
+        lines.append(f"  Overall      {snap['overall_percent']:5.1f} %   {clock(snap.get('overall_eta_s', 0))} left")
     if snap.get("ratio"):
         lines.append(f"  Compression  {snap['ratio']:.2f} : 1   ({human(snap.get('stored_bytes', 0))} stored)")
     else:

@@ -1,0 +1,174 @@
+"""The human CLI: help on every option, --version, and asking before overwriting (real loop devices, a pty)."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pexpect
+import pytest
+
+import imager
+from imager import cli
+from tests.disktools import attached
+
+MiB = 1024 * 1024
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = [sys.executable, "-m", "imager.cli"]
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_and_argument_has_help():
+    missing = [f"{parser.prog}: {'/'.join(action.option_strings) or action.dest}"
+               for parser in _parsers(cli.build_parser()) for action in parser._actions
+               if not isinstance(action, argparse._SubParsersAction) and not action.help]
+    assert missing == []
+
+
+def test_deploy_help_says_what_verify_first_costs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["deploy", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--verify-first" in text and "Costs one more full read of the image" in text
+
+
+def test_version_names_imager_and_the_manifest_format(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"imager {imager.__version__} (image manifest imager-image version 1)"
+
+
+# --- asking before overwriting: real disks (loop devices), a real terminal (pty) ---------------------------
+
+def sh(*argv: str, **kwargs) -> None:
+    subprocess.run(argv, check=True, capture_output=True, **kwargs)
+
+
+def partitioned_disk(path, mib: int = 100) -> str:
+    """Two ext4 partitions."""
+    with open(path, "wb") as f:
+        f.truncate(mib * MiB)
+    subprocess.run(["sfdisk", "--quiet", str(path)], input=b"label: gpt\n,30M,L\n,,L\n", check=True)
+    with attached(path) as dev:
+        for n in ("1", "2"):
+            sh("mkfs.ext4", "-q", "-F", f"{dev}p{n}")
+    return str(path)
+
+
+def digest(path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_in_pty(args: list[str], answer: str | None, expect: str) -> tuple[int, str]:
+    """``imager ARGS`` on a terminal: waits for ``expect``, types ``answer``; returns the exit status and output."""
+    child = pexpect.spawn(CLI[0], CLI[1:] + args, cwd=REPO, encoding="utf-8", timeout=120)
+    try:
+        child.expect(expect)
+        if answer is not None:
+            child.sendline(answer)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    return child.exitstatus, (child.before or "")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> str:
+    """A captured multipart image of a partitioned disk (captured once for the module)."""
+    base = tmp_path_factory.mktemp("cli")
+    source = partitioned_disk(base / "source.img")
+    (base / "store").mkdir()
+    with attached(source) as dev:
+        sh(*CLI, "capture", "--type", "multipart", dev, str(base / "store" / "img"), cwd=REPO)
+    return str(base / "store" / "img")
+
+
+@pytest.mark.root
+def test_deploy_onto_a_partitioned_disk_asks_and_no_writes_nothing(tmp_path, image):
+    target = partitioned_disk(tmp_path / "target.img")
+    before = digest(target)
+    with attached(target) as dev:
+        status, _ = run_in_pty(["deploy", image, dev], "n", r"holds partitions \(.*p1 30\.0 MiB, .*p2 .*\): overwrite\? \[y/N\] ")
+    assert status == cli.NOT_CONFIRMED
+    assert digest(target) == before
+
+
+@pytest.mark.root
+def test_deploy_without_a_terminal_refuses_unless_told_yes(tmp_path, image):
+    target = partitioned_disk(tmp_path / "target.img")
+    before = digest(target)
+    with attached(target) as dev:
+        refused = subprocess.run(CLI + ["deploy", image, dev], capture_output=True, text=True, cwd=REPO,
+                                 stdin=subprocess.DEVNULL)
+        assert refused.returncode == cli.NOT_CONFIRMED
+        assert "holds partitions" in refused.stderr and "pass --yes" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert digest(target) == before
+        done = subprocess.run(CLI + ["deploy", "--yes", image, dev], capture_output=True, text=True, cwd=REPO,
+                              stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.splitlines()[-1])["partitions"] == 2
+        assert "overall" in done.stderr    # the progress lines carry the overall figure
+    assert digest(target) != before
+
+
+@pytest.mark.root
+def test_deploy_onto_a_blank_disk_asks_nothing(tmp_path, image):
+    target = tmp_path / "blank.img"
+    with open(target, "wb") as f:
+        f.truncate(100 * MiB)
+    with attached(target) as dev:
+        done = subprocess.run(CLI + ["deploy", image, dev], capture_output=True, text=True, cwd=REPO,
+                              stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.root
+def test_capture_over_an_existing_image_asks_before_replacing(tmp_path, image):
+    store = tmp_path / "store"
+    store.mkdir()
+    link = store / "img"
+    os.symlink(os.path.realpath(image), link)  # a published image (its version directory lives elsewhere)
+    source = partitioned_disk(tmp_path / "source.img")
+    with attached(source) as dev:
+        status, _ = run_in_pty(["capture", dev, str(link)], "n", r"image .*img exists, created .* and would be "
+                                                                 r"replaced: overwrite\? \[y/N\] ")
+        assert status == cli.NOT_CONFIRMED
+        assert os.readlink(link) == os.path.realpath(image) and not (store / ".images").exists()
+        refused = subprocess.run(CLI + ["capture", dev, str(link)], capture_output=True, text=True, cwd=REPO,
+                                 stdin=subprocess.DEVNULL)
+        assert refused.returncode == cli.NOT_CONFIRMED and "pass --yes" in refused.stderr
+        assert os.readlink(link) == os.path.realpath(image)
+
+
+@pytest.mark.root
+def test_verify_first_refuses_a_damaged_image_before_the_first_write(tmp_path, image):
+    """Without --verify-first, the damaged second stream is found after the table and partition 1 are written."""
+    damaged = tmp_path / "damaged"
+    sh("cp", "-a", os.path.realpath(image), str(damaged))
+    stream = damaged / "d1p2.pcl.zst"
+    with open(stream, "r+b") as f:
+        f.seek(os.path.getsize(stream) // 2)
+        f.write(b"\0\1\2\3")
+    target = partitioned_disk(tmp_path / "target.img")
+    before = digest(target)
+    with attached(target) as dev:
+        result = subprocess.run(CLI + ["deploy", "--verify-first", "--yes", str(damaged), dev], capture_output=True,
+                                text=True, cwd=REPO, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert "ok   d1p1.pcl.zst" in result.stdout and "BAD  d1p2.pcl.zst" in result.stdout
+    assert "error (checksum_mismatch)" in result.stderr and "Nothing was written" in result.stderr
+    assert digest(target) == before
