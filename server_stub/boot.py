@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import sqlite3
 from pathlib import Path
 
 from server_stub import bootpolicy, tls
@@ -55,8 +56,11 @@ class BootService:
         task = self.store.active_task_for_mac(mac) if host else None
         spec = bootpolicy.decide(mac, host, task, self.context(base_url))
         decision = bootpolicy.describe(spec)
-        self.store.log_boot(mac, decision, task["id"] if task else None)
         log.info("boot %s → %s", mac, decision)
+        try:  # best effort: a full disk or a locked database must not keep a machine from booting
+            self.store.log_boot(mac, decision, task["id"] if task else None)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("boot log of %s not written: %s", mac, exc)
         return spec
 
     def tftp_file(self, path: str, client_ip: str) -> bytes | Path | None:

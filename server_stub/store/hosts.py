@@ -22,6 +22,8 @@ _PAGE_FROM = ("FROM hosts h LEFT JOIN images i ON i.id = h.image_id "
 _SEARCH = r"WHERE (h.name LIKE ? ESCAPE '\' OR h.mac LIKE ? ESCAPE '\' OR h.group_name LIKE ? ESCAPE '\' " \
           r"OR i.name LIKE ? ESCAPE '\') "
 EDITABLE = ("name", "mac", "image", "group")
+BOOT_LOG_PER_MAC = 200
+BOOT_LOG_TOTAL = 100_000
 
 
 class Hosts:
@@ -150,9 +152,14 @@ class Hosts:
 
     # --- boot log ----------------------------------------------------------
     def log_boot(self, mac: str, decision: str, task_id: int | None) -> None:
+        """One boot decision; the log keeps the newest BOOT_LOG_PER_MAC of a MAC and BOOT_LOG_TOTAL in all,
+        pruned here so a machine that reboots in a loop (or a flood of made-up MACs) cannot grow it."""
         with self.db.transaction():
-            self.db.execute("INSERT INTO boot_log(time, mac, decision, task_id) VALUES (?, ?, ?, ?)",
-                            time.time(), mac, decision, task_id)
+            row = self.db.execute("INSERT INTO boot_log(time, mac, decision, task_id) VALUES (?, ?, ?, ?)",
+                                  time.time(), mac, decision, task_id).lastrowid
+            self.db.execute("DELETE FROM boot_log WHERE mac = ? AND id <= (SELECT id FROM boot_log WHERE mac = ? "
+                            "ORDER BY id DESC LIMIT 1 OFFSET ?)", mac, mac, BOOT_LOG_PER_MAC)
+            self.db.execute("DELETE FROM boot_log WHERE id <= ?", (row or 0) - BOOT_LOG_TOTAL)
 
     def boot_log(self, mac: str | None = None, limit: int = 100) -> list[BootLogEntry]:
         if mac:
