@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import argon2
 from aiohttp import web
 
 from server_stub.errors import ApiError, Forbidden, Invalid, RateLimited, Unauthorized
-from server_stub.http import bearer_token
+from server_stub.http import bearer_token, same_secret, secret_bytes
 from server_stub.store import Store
 from server_stub.store.accounts import ROLES
 
@@ -62,7 +61,7 @@ AUDIT_TARGET = web.RequestKey("imager.audit_target", str)  # what a handler acte
 
 
 def check_password(password: object) -> str:
-    if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(password.encode()) > MAX_PASSWORD \
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD or len(secret_bytes(password)) > MAX_PASSWORD \
             or not password.isprintable():
         raise Invalid(f"a password must be {MIN_PASSWORD} or more printable characters (at most {MAX_PASSWORD} bytes)",
                       field="password")
@@ -139,9 +138,9 @@ class Authenticator:
             raise RateLimited("too many failed sign-ins; wait and try again", retry_after=wait)
         role: Role | None = None
         user_id: int | None = None
-        if name == TOKEN_ACTOR and hmac.compare_digest(password.encode(), self.admin_token.encode()):
+        if name == TOKEN_ACTOR and same_secret(password, self.admin_token):
             role = "admin"
-        elif len(password.encode()) <= MAX_PASSWORD:
+        elif len(secret_bytes(password)) <= MAX_PASSWORD and password.isprintable():
             stored = self.store.accounts.password_hash(name)
             # An unknown name costs the same hash as a known one: timing does not tell which names exist.
             if await self._verify(stored or _DUMMY_HASH, password) and stored is not None:
@@ -174,11 +173,11 @@ class Authenticator:
     def principal(self, request: web.Request) -> Principal | None:
         given = bearer_token(request)
         if given:
-            if hmac.compare_digest(given.encode(), self.admin_token.encode()):
+            if same_secret(given, self.admin_token):
                 return Principal(TOKEN_ACTOR, "admin", "token")
             return None
         cookie = request.cookies.get(SESSION_COOKIE)
-        if not cookie:
+        if not cookie or not cookie.isascii():  # ours are ASCII; others name no session (401, not a 500)
             return None
         session = self.store.accounts.session(cookie)
         if session is None:
@@ -193,7 +192,7 @@ class Authenticator:
         given = request.headers.get(CSRF_HEADER)
         if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             given = str((await request.post()).get(CSRF_FIELD, ""))
-        if not given or not principal.csrf or not hmac.compare_digest(given.encode(), principal.csrf.encode()):
+        if not given or not principal.csrf or not same_secret(given, principal.csrf):
             raise Forbidden("the form's anti-forgery token is missing or stale: reload the page and try again")
 
     def audit(self, request: web.Request, principal: Principal, action: str, target: str, outcome: str) -> None:

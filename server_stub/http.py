@@ -8,8 +8,10 @@ own final mistake.
 from __future__ import annotations
 
 import collections
+import hmac
 import json
 import logging
+import math
 import time
 from typing import Any, Mapping
 
@@ -28,8 +30,13 @@ _HTTP_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_
                409: "conflict", 413: "too_large", 429: "rate_limited"}
 
 
+def _strict_dumps(data: Any) -> str:
+    # allow_nan=False: NaN or Infinity in an answer is our bug (a ValueError → 500), never JSON a client can't parse.
+    return json.dumps(data, default=str, allow_nan=False)
+
+
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=lambda d: json.dumps(d, default=str))
+    return web.json_response(data, status=status, headers=headers, dumps=_strict_dumps)
 
 
 def error_response(error: ApiError) -> web.Response:
@@ -69,8 +76,53 @@ def error_middleware(translate: Mapping[type[Exception], type[ApiError]] | None 
 
 # --- request bodies ---------------------------------------------------------
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_MAX_JSON_INT = MAX_ROW_ID  # JSON numbers beyond SQLite's integers fit nowhere in the store
+
+
+def _refuse_constant(name: str) -> Any:
+    raise Invalid(f"the request body is not strict JSON: {name} is not a number JSON allows")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise Invalid(f"the request body holds a number too large for a double: {text[:40]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)  # more than 4300 digits: ValueError (Python's own limit), answered as not JSON
+    if not -_MAX_JSON_INT - 1 <= value <= _MAX_JSON_INT:
+        raise Invalid(f"the request body holds a whole number out of range (±2^63): {text[:40]}")
+    return value
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether any string (key or value) holds half a UTF-16 pair (``"\\ud800"``): not text, so not storable."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
 async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``); never more than ``limit`` bytes are read."""
+    """The body as a JSON object (an empty body is ``{}``); never more than ``limit`` bytes are read.
+
+    Strict JSON in UTF-8 (RFC 8259): a leading UTF-8 byte order mark is ignored (RFC 8259 §8.1 allows it);
+    bytes that are not UTF-8 (UTF-16 included), NaN/Infinity, numbers beyond a double or SQLite's integers,
+    lone surrogates and nesting past the parser's depth are refused with 400.
+    """
     if (request.content_length or 0) > limit:
         raise TooLarge(f"request body larger than {limit} bytes", limit=limit)
     raw = bytearray()
@@ -78,14 +130,20 @@ async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, An
         raw += chunk
         if len(raw) > limit:  # chunked, or a Content-Length that lied
             raise TooLarge(f"request body larger than {limit} bytes", limit=limit)
-    if not raw.strip():
+    try:
+        text = bytes(raw).removeprefix(_UTF8_BOM).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the request body is not JSON in UTF-8: {exc.reason} at byte {exc.start}") from None
+    if not text.strip():
         return {}
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON or bad UTF-8
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of more than 4300 digits
         raise Invalid(f"the request body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
+    if _has_lone_surrogate(data):
+        raise Invalid("the request body is not valid Unicode: a string holds half a UTF-16 surrogate pair")
     return data
 
 
@@ -147,6 +205,17 @@ def path_id(request: web.Request, what: str, name: str = "id") -> int:
 
 def bearer_token(request: web.Request) -> str:
     return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+
+
+def secret_bytes(value: str) -> bytes:
+    """A credential as bytes for comparison, whatever it holds: headers arrive as UTF-8 with surrogateescape and
+    JSON may carry any code point, and ``hmac.compare_digest`` refuses non-ASCII str (a TypeError, a 500)."""
+    return value.encode("utf-8", "surrogatepass")
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time equality of two credentials; any text compares (a non-ASCII guess is just wrong: 401)."""
+    return hmac.compare_digest(secret_bytes(given), secret_bytes(expected))
 
 
 class RateLimit:

@@ -6,13 +6,16 @@ bound to the machine's MAC, valid ``SESSION_IDLE`` s after its last use (``SESSI
 Every other menu call carries that session. A session reads the image and group lists, adds an image
 (capture to a new image) and creates tasks for its own MAC's host only; each task is an ordinary task
 (origin "menu") which the machine then runs with the task's own token, as an unattended boot would.
-Failed logins are rate-limited (all machines together). Sessions live in memory: a server restart
-ends them (the technician logs in again). Registration (POST /api/register) stays open, as before.
+A session answers only the address it was opened from, and a call naming another MAC is refused (403).
+Login attempts are counted per MAC and per source address *before* the password is checked, in the
+database (store/limits.py): concurrent guesses past the limit are refused unchecked, and a restart keeps
+the count; registrations (POST /api/register) are counted the same way (``limit_registration``).
+Sessions live in memory: a server restart ends them (the technician logs in again).
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -22,10 +25,11 @@ from typing import Callable
 from aiohttp import web
 
 from server_stub.config import ServerConfig
-from server_stub.errors import Invalid, NotFound, RateLimited, Unauthorized
-from server_stub.http import (Handler, RateLimit, bearer_token, json_response, optional_int, optional_object,
-                              optional_str, read_json)
+from server_stub.errors import Forbidden, Invalid, NotFound, RateLimited, Unauthorized
+from server_stub.http import (Handler, bearer_token, json_response, optional_int, optional_object, optional_str,
+                              read_json, same_secret)
 from server_stub.store import Store
+from server_stub.store.limits import AttemptLimits, Limit, Taken
 from server_stub.store.menu import password_matches
 from server_stub.store.storage import DEFAULT_GROUP
 from server_stub.store.validate import normalize_mac
@@ -35,12 +39,18 @@ log = logging.getLogger(__name__)
 SESSION_IDLE = 30 * 60
 SESSION_MAX = 8 * 3600
 MAX_BODY = 16 * 1024
-FAILED_LOGINS_PER_MINUTE = 10
+LIMIT_WINDOW = 60.0
+LOGINS_PER_MAC = 10              # attempts (right or wrong) per LIMIT_WINDOW; a right one is given back
+LOGINS_PER_ADDRESS = 20
+REGISTRATIONS_PER_MAC = 5        # every attempt counts (each may write)
+REGISTRATIONS_PER_ADDRESS = 10   # and all machines together: serve --register-rate
+PASSWORD_CHECKS_AT_ONCE = 2      # PBKDF2 in worker threads: a burst cannot take every core
 
 
 @dataclass
 class Session:
     mac: str
+    address: str | None  # where the login came from: the session answers no other address
     created: float
     used: float
     by: str  # "technician" or "admin": which credential opened it (for the log)
@@ -50,23 +60,50 @@ class MenuState:
     def __init__(self, store: Store, config: ServerConfig) -> None:
         self.store, self.config = store, config
         self.sessions: dict[str, Session] = {}
-        self.failed_logins = RateLimit(FAILED_LOGINS_PER_MINUTE)
+        self.limits = AttemptLimits(store.db)
+        self._checking = asyncio.Semaphore(PASSWORD_CHECKS_AT_ONCE)
 
-    def open(self, mac: str, by: str) -> str:
+    def open(self, mac: str, address: str | None, by: str) -> str:
         now = time.monotonic()
         self.sessions = {t: s for t, s in self.sessions.items() if self._alive(s, now)}
         token = secrets.token_urlsafe(24)
-        self.sessions[token] = Session(mac, now, now, by)
+        self.sessions[token] = Session(mac, address, now, now, by)
         return token
 
     def session(self, request: web.Request) -> Session:
+        """The caller's live session; 401 also from another address than the login's."""
         given = bearer_token(request)
         now = time.monotonic()
-        found = next((s for t, s in self.sessions.items() if hmac.compare_digest(t, given)), None) if given else None
-        if found is None or not self._alive(found, now):
+        found = next((s for t, s in self.sessions.items() if same_secret(given, t)), None) if given else None
+        if found is None or not self._alive(found, now) or found.address != request.remote:
             raise Unauthorized("no menu session, or it expired: log in again")
         found.used = now
         return found
+
+    @staticmethod
+    def same_machine(session: Session, named: object) -> None:
+        """A call that names a machine (``mac``) must name the session's own: 403 otherwise."""
+        if named is not None and normalize_mac(str(named)) != session.mac:
+            raise Forbidden(f"this menu session acts for {session.mac} only (the machine that logged in)")
+
+    def take(self, limits: list[Limit], message: str) -> Taken:
+        """Count one attempt under every limit before the work it guards, or refuse it (429)."""
+        taken = self.limits.take(limits)
+        if taken.retry_after:
+            raise RateLimited(message, retry_after=taken.retry_after)
+        return taken
+
+    async def check_password(self, password: str) -> str | None:
+        """Which credential ``password`` is ("admin", "technician"), or None."""
+        if same_secret(password, self.config.admin_token):
+            return "admin"
+        stored = self.store.technician_password()
+        if stored is None:
+            return None
+        # PBKDF2 takes a moment: off the event loop (boots and progress reports go on), a few at once.
+        async with self._checking:
+            matches: bool = await asyncio.to_thread(password_matches, stored, password)
+        return "technician" if matches else None
 
     @staticmethod
     def _alive(session: Session, now: float) -> bool:
@@ -82,6 +119,19 @@ def _host(store: Store, mac: str) -> dict | None:
         if host else None
 
 
+def address_key(remote: str | None) -> str:
+    """The source a limit counts: an IPv4 address, or an IPv6 address's /64 (one host may hold the prefix)."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return str(remote)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 async def login(request: web.Request) -> web.Response:
     state = request.app[MENU]
     body = await read_json(request, MAX_BODY)
@@ -89,29 +139,32 @@ async def login(request: web.Request) -> web.Response:
     password = body.get("password")
     if not isinstance(password, str) or not password:
         raise Invalid("give the technician password (or the admin token)")
-    if state.failed_logins.full():
-        raise RateLimited("too many failed logins; wait a minute", retry_after=60)
-    by = None
-    if hmac.compare_digest(password.encode(), state.config.admin_token.encode()):
-        by = "admin"
-    else:
-        stored = state.store.technician_password()
-        # PBKDF2 takes a moment: off the event loop, so boots and progress reports are not held up.
-        if stored is not None:
-            matches: bool = await asyncio.to_thread(password_matches, stored, password)
-            by = "technician" if matches else None
+    taken = state.take([Limit(f"menu-mac:{mac}", LOGINS_PER_MAC, LIMIT_WINDOW),
+                        Limit(f"menu-addr:{address_key(request.remote)}", LOGINS_PER_ADDRESS, LIMIT_WINDOW)],
+                       "too many login attempts from this machine or address; wait a minute")
+    by = await state.check_password(password)
     if by is None:
-        state.failed_logins.record()
-        log.warning("menu login refused for %s", mac)
+        log.warning("menu login refused for %s from %s", mac, request.remote)
         raise Unauthorized("wrong password")
-    log.info("menu login for %s (%s credential)", mac, by)
-    return json_response({"session": state.open(mac, by), "expires_in": SESSION_IDLE,
+    state.limits.give_back(taken)
+    log.info("menu login for %s from %s (%s credential)", mac, request.remote, by)
+    return json_response({"session": state.open(mac, request.remote, by), "expires_in": SESSION_IDLE,
                           "host": _host(state.store, mac)})
+
+
+def limit_registration(request: web.Request, mac: object, per_minute: int) -> None:
+    """Count a registration per MAC, per address and for all machines (``per_minute``) before it is made."""
+    state = request.app[MENU]
+    state.take([Limit(f"register-mac:{normalize_mac(str(mac))}", REGISTRATIONS_PER_MAC, LIMIT_WINDOW),
+                Limit(f"register-addr:{address_key(request.remote)}", REGISTRATIONS_PER_ADDRESS, LIMIT_WINDOW),
+                Limit("register-all", per_minute, LIMIT_WINDOW)],
+               "too many registrations; try again shortly")
 
 
 async def lists(request: web.Request) -> web.Response:
     state = request.app[MENU]
     session = state.session(request)
+    state.same_machine(session, request.query.get("mac"))
     store = state.store
     images = [{"name": i["name"], "type": i["type"], "captured": bool(i["captured"]),
                "description": i["description"], "group": i["group_name"]} for i in store.images()]
@@ -123,8 +176,9 @@ async def lists(request: web.Request) -> web.Response:
 async def add_image(request: web.Request) -> web.Response:
     """Capture to a new image: the image record first, in the named storage group or the only/default one."""
     state = request.app[MENU]
-    state.session(request)
+    session = state.session(request)
     body = await read_json(request, MAX_BODY)
+    state.same_machine(session, body.get("mac"))
     group = optional_str(body, "group")
     if group is None:
         names = [g["name"] for g in state.store.groups()]
@@ -142,7 +196,8 @@ async def add_task(request: web.Request) -> web.Response:
     state = request.app[MENU]
     session = state.session(request)
     body = await read_json(request, MAX_BODY)
-    unknown = sorted(set(body) - {"type", "image", "disk", "partition", "options"})
+    state.same_machine(session, body.get("mac"))
+    unknown = sorted(set(body) - {"mac", "type", "image", "disk", "partition", "options"})  # mac: the session's
     if unknown:
         raise Invalid(f"unknown fields: {', '.join(unknown)}")
     host = state.store.find_host_by_mac(session.mac)
