@@ -20,8 +20,9 @@ import sys
 from typing import Any, Callable
 
 import imager
-from imager import disks, imagestore, manifest, verify
-from imager.errors import ImagerError
+from imager import disks, imagestore, manifest, resize, verify
+from imager.errors import DiskTooSmall, ImagerError
+from imager.manifest import DiskEntry
 from imager.progress import Progress, console_sink, human, partition_bytes
 
 from contract.manifest import FORMAT, VERSION
@@ -131,8 +132,12 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  disk {disk['index']}: raw, {human(disk['size_bytes'])}  {disk['file']}")
             continue
         layout = disk["layout"]
-        print(f"  disk {disk['index']}: table {layout['label']}  sector {layout['sector_size']}  "
-              f"needs {human(manifest.Layout.from_dict(layout).required_bytes)}")
+        if image.get("image_type") == "resizable":
+            smallest = minimum_disk_bytes(disk)
+            needs = f"fits any disk of at least {human(smallest)} ({smallest} bytes)"
+        else:
+            needs = f"needs {human(manifest.Layout.from_dict(layout).required_bytes)}"
+        print(f"  disk {disk['index']}: table {layout['label']}  sector {layout['sector_size']}  {needs}")
         for part in disk["partitions"]:
             print(f"    p{part['number']}: {part['fstype'] or 'raw':11} {human(part['raw_bytes']):>10} → "
                   f"{human(part['stored_bytes']):>10}  {part['file'] or part['tool']}")
@@ -142,6 +147,26 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"      {vg}/{vol['name']}: {vol['fstype'] or 'raw':6} "
                       f"{human(vol['raw_bytes']):>10} → {human(vol['stored_bytes']):>10}  {vol['file'] or vol['tool']}")
     return {}
+
+
+def minimum_disk_bytes(entry: DiskEntry) -> int:
+    """The smallest disk a resizable image's disk deploys onto: the one deploy's own plan accepts."""
+    from imager.ops.deploy import shrunk_sizes
+    layout = manifest.Layout.from_dict(entry["layout"])
+    fs_bytes = shrunk_sizes(entry)
+
+    def fits(sectors: int) -> bool:
+        try:
+            resize.plan(layout, fs_bytes, sectors)
+        except DiskTooSmall:
+            return False
+        return True
+
+    low, high = 1, layout.disk_sectors  # the source disk fits; a larger disk fits when a smaller one does
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return high * layout.sector_size
 
 
 def version_text() -> str:

@@ -50,6 +50,44 @@ def test_version_names_imager_and_the_manifest_format(capsys):
     assert capsys.readouterr().out.strip() == f"imager {imager.__version__} (image manifest imager-image version 1)"
 
 
+def resizable_image(path, fs_bytes: int | None) -> str:
+    """A resizable image's manifest (256 MiB GPT disk: p1 40 MiB, p2 200 MiB captured with ``fs_bytes``)."""
+    path.mkdir()
+    files = {}
+    for name in ("d1.sfdisk", "d1p1.pcl.zst", "d1p2.pcl.zst"):
+        (path / name).write_bytes(name.encode())
+        files[name] = {"size": len(name), "sha256": hashlib.sha256(name.encode()).hexdigest()}
+    layout = {"label": "gpt", "sector_size": 512, "disk_sectors": 524288,
+              "partitions": [{"number": 1, "start": 2048, "sectors": 81920, "kind": "normal"},
+                             {"number": 2, "start": 83968, "sectors": 409600, "kind": "normal"}]}
+    parts = [{"number": 1, "fstype": "vfat", "tool": "fat", "file": "d1p1.pcl.zst", "raw_bytes": 1, "stored_bytes": 1},
+             {"number": 2, "fstype": "ext4", "tool": "extfs", "file": "d1p2.pcl.zst", "raw_bytes": 1,
+              "stored_bytes": 1, "fs_bytes": fs_bytes}]
+    image = {"format": "imager-image", "version": 1, "name": "r", "created": "2026-12-05T19:00:00Z",
+             "image_type": "resizable", "compression": {}, "tools": {}, "source": {}, "files": files,
+             "disks": [{"index": 1, "mode": "partitions", "layout": layout, "table_files": {"sfdisk": "d1.sfdisk"},
+                        "partitions": parts}]}
+    (path / "manifest.json").write_text(json.dumps(image))
+    return str(path)
+
+
+def test_info_shows_the_smallest_disk_a_resizable_image_fits(tmp_path, capsys):
+    """p2 (200 MiB) holds a 50 MiB filesystem: the disk can be 150 MiB smaller than the source's 256 MiB."""
+    assert cli.main(["info", resizable_image(tmp_path / "r", 50 * MiB)]) == 0
+    assert "fits any disk of at least 106.0 MiB (111149056 bytes)" in capsys.readouterr().out
+    from imager import manifest, resize
+    entry = manifest.load(str(tmp_path / "r"))["disks"][0]
+    layout = manifest.Layout.from_dict(entry["layout"])
+    resize.plan(layout, {2: 50 * MiB}, 111149056 // 512)          # deploy's own plan: that size fits …
+    with pytest.raises(resize.DiskTooSmall):
+        resize.plan(layout, {2: 50 * MiB}, 111149056 // 512 - 1)  # … one sector less does not
+
+
+def test_info_of_a_resizable_image_without_a_shrunk_filesystem_needs_its_layout(tmp_path, capsys):
+    assert cli.main(["info", resizable_image(tmp_path / "r", None)]) == 0
+    assert f"fits any disk of at least 241.0 MiB ({(83968 + 409600) * 512 + 33 * 512} bytes)" in capsys.readouterr().out
+
+
 # --- asking before overwriting: real disks (loop devices), a real terminal (pty) ---------------------------
 
 def sh(*argv: str, **kwargs) -> None:
