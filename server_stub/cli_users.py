@@ -7,16 +7,14 @@ A password is asked twice on the terminal (not echoed), or read from the first l
 from __future__ import annotations
 
 import argparse
-import datetime
 import getpass
 import sys
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
+from server_stub.cli_connection import Call, segment
+from server_stub.cli_format import Answer, computed, table
 from server_stub.store.accounts import ROLES
-
-Call = Callable[..., Any]
-Table = Callable[[list[dict], list[str]], str]
 
 
 class PasswordNotGiven(Exception):
@@ -31,7 +29,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--role", choices=ROLES, default="technician",
                    help="admin: everything; technician: sees all, queues/starts/cancels tasks (default)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
-    actions.add_parser("list")
+    actions.add_parser("list", help="accounts, their role, when made and when their password changed")
     p = actions.add_parser("passwd", help="set a new password (signs the user out everywhere)")
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
@@ -59,44 +57,42 @@ def read_password(from_stdin: bool, name: str) -> str:
     return first
 
 
-def _local(timestamp: float | None) -> str:
-    return datetime.datetime.fromtimestamp(timestamp).isoformat(" ", "seconds") if timestamp else ""
-
-
 def _path(name: str) -> str:
-    return f"/api/users/{urllib.parse.quote(name, safe='')}"
+    return f"/api/users/{segment(name)}"
 
 
-def run(args: argparse.Namespace, server: str, call: Call, table: Table) -> object:
+def _audit_text(found: dict, args: argparse.Namespace) -> str:
+    rows = found["rows"]
+    if not rows:
+        return "no audit entries" + (f" by {args.actor}" if args.actor else "")
+    shown = table(rows, ["time", computed("who", lambda r: f"{r['actor']} ({r['role']}, {r['via']})"), "action",
+                         "target", "outcome", "address"])
+    return shown + f"\n{args.offset + 1}-{args.offset + len(rows)} of {found['total']}, newest first"
+
+
+def run(args: argparse.Namespace, call: Call) -> Any:
     match args.command, args.action:
         case "user", "add":
             password = read_password(args.password_stdin, args.name)
-            user = call(server, "POST", "/api/users", {"name": args.name, "role": args.role, "password": password})
-            return f"added {user['name']} ({user['role']})"
+            user = call("POST", "/api/users", {"name": args.name, "role": args.role, "password": password})
+            return Answer(user, lambda: f"added {user['name']} ({user['role']})")
         case "user", "list":
-            users = call(server, "GET", "/api/users")
-            for u in users:
-                u["created_"], u["password_changed_"] = _local(u["created"]), _local(u["password_changed"])
-            return table(users, ["name", "role", "created_", "password_changed_"]) if users else \
-                "no accounts yet (the admin token signs in as admin): imager-server user add NAME --role admin"
+            users = call("GET", "/api/users")
+            return Answer(users, lambda: table(users, ["name", "role", "created", "password_changed"]) if users else
+                          "no accounts yet (the admin token signs in as admin): imager-server user add NAME --role admin")
         case "user", "passwd":
             password = read_password(args.password_stdin, args.name)
-            call(server, "POST", _path(args.name), {"password": password})
-            return f"new password for {args.name}; their sessions are signed out"
+            changed = call("POST", _path(args.name), {"password": password})
+            return Answer(changed, lambda: f"new password for {args.name}; their sessions are signed out")
         case "user", "role":
-            user = call(server, "POST", _path(args.name), {"role": args.role})
-            return f"{user['name']} is now {'an admin' if user['role'] == 'admin' else 'a technician'}"
+            user = call("POST", _path(args.name), {"role": args.role})
+            return Answer(user, lambda: f"{user['name']} is now "
+                                        f"{'an admin' if user['role'] == 'admin' else 'a technician'}")
         case "user", "remove":
-            call(server, "DELETE", _path(args.name))
-            return f"removed {args.name}"
+            removed = call("DELETE", _path(args.name))
+            return Answer(removed, lambda: f"removed {args.name}")
         case "audit", "list":
             query = {"offset": args.offset, "limit": args.limit, **({"actor": args.actor} if args.actor else {})}
-            found = call(server, "GET", "/api/audit?" + urllib.parse.urlencode(query))
-            rows = found["rows"]
-            for r in rows:
-                r["time_"], r["who"] = _local(r["time"]), f"{r['actor']} ({r['role']}, {r['via']})"
-            if not rows:
-                return "no audit entries" + (f" by {args.actor}" if args.actor else "")
-            shown = table(rows, ["time_", "who", "action", "target", "outcome", "address"])
-            return shown + f"\n{args.offset + 1}-{args.offset + len(rows)} of {found['total']}, newest first"
+            found = call("GET", "/api/audit?" + urllib.parse.urlencode(query))
+            return Answer(found, lambda: _audit_text(found, args))
     raise ValueError(args.action)

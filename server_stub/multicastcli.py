@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime
-from typing import Any, Callable
+from typing import Any
 
-Call = Callable[..., Any]
+from server_stub.cli_connection import Call
+from server_stub.cli_format import Answer, computed, local_time, table
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,29 +22,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interface", default=None, help="the server's interface towards the clients "
                                                       "(default: the one holding --bind, else the default route's)")
     p.add_argument("--disk", default=None, help="the clients' target disk selector, as for task deploy")
-    p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"))
-    p.add_argument("--json", action="store_true", help="print the session as JSON")
-    actions.add_parser("list")
+    p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"), help="what the machines do after")
+    actions.add_parser("list", help="sessions: image, state, clients done, what is being sent")
     for action in ("show", "go", "cancel"):
         p = actions.add_parser(action, help={"show": "the session and each client's state",
                                              "go": "start now with the machines that are ready",
                                              "cancel": "stop the sender, cancel the clients' tasks"}[action])
         p.add_argument("id", type=int)
-        p.add_argument("--json", action="store_true", help="print the session as JSON")
 
 
 def _when(value: float | None) -> str:
-    return datetime.datetime.fromtimestamp(value).isoformat(" ", "seconds") if value else ""
+    return local_time(value) or "-"
 
 
-def _text(session: dict, table: Callable[[list[dict], list[str]], str]) -> str:
+def _text(session: dict) -> str:
     lines = [f"session {session['id']}: image {session['image']} ({session['version']}) from node "
              f"{session['storage']}, {session['state']}"
              + (f" — {session['error']}" if session.get("error") else ""),
              f"  min receivers {session['min_receivers']}, max wait {session['max_wait']} s, interface "
              f"{session['interface']}, rate {session['rate'] or 'unlimited'}, ports {session['portbase']}…",
-             f"  created {_when(session['created'])}, sending since {_when(session['started']) or '-'}, "
-             f"ended {_when(session['finished']) or '-'}",
+             f"  created {_when(session['created'])}, sending since {_when(session['started'])}, "
+             f"ended {_when(session['finished'])}",
              f"  files: {', '.join(session['files'])}"]
     if session.get("current"):
         lines.append(f"  now: {session['current']} ({session.get('detail') or ''}), udp-sender PID "
@@ -56,24 +54,26 @@ def _text(session: dict, table: Callable[[list[dict], list[str]], str]) -> str:
                                                   "reason"])
 
 
-def run(args: argparse.Namespace, server: str, call: Call, table: Callable[[list[dict], list[str]], str]) -> object:
-    def shown(session: dict) -> object:
-        return session if args.json else _text(session, table)
+def _done(session: dict) -> str:
+    return f"{sum(c['task_state'] == 'done' for c in session['clients'])}/{len(session['clients'])} done"
+
+
+def run(args: argparse.Namespace, call: Call) -> Any:
+    def shown(session: dict) -> Answer:
+        return Answer(session, lambda: _text(session))
 
     match args.action:
         case "start":
             hosts = [h for h in args.hosts.split(",") if h]
-            return shown(call(server, "POST", "/api/multicast", {
+            return shown(call("POST", "/api/multicast", {
                 "image": args.image, "hosts": hosts, "min_receivers": args.min_receivers, "max_wait": args.max_wait,
                 "rate": args.rate, "interface": args.interface, "disk": args.disk, "after": args.after}))
         case "list":
-            sessions = call(server, "GET", "/api/multicast")
-            for s in sessions:
-                s["clients_"] = f"{sum(c['task_state'] == 'done' for c in s['clients'])}/{len(s['clients'])} done"
-                s["created_"] = _when(s["created"])
-            return table(sessions, ["id", "image", "state", "clients_", "current", "created_", "error"])
+            sessions = call("GET", "/api/multicast")
+            return Answer(sessions, lambda: table(sessions, ["id", "image", "state", computed("clients", _done),
+                                                             "current", "created", "error"]))
         case "show":
-            return shown(call(server, "GET", f"/api/multicast/{args.id}"))
+            return shown(call("GET", f"/api/multicast/{args.id}"))
         case "go" | "cancel":
-            return shown(call(server, "POST", f"/api/multicast/{args.id}/{args.action}"))
+            return shown(call("POST", f"/api/multicast/{args.id}/{args.action}"))
     raise ValueError(args.action)

@@ -140,7 +140,7 @@ def test_the_cli_lists_and_removes_versions_images_and_nodes(server, tmp_path):
         return subprocess.run([*base, *args], capture_output=True, text=True, timeout=30)
 
     listed = cli("image", "versions", "win10")
-    assert listed.returncode == 0 and NEW in listed.stdout and "6005" in listed.stdout, listed.stderr
+    assert listed.returncode == 0 and NEW in listed.stdout and "5.9 KiB" in listed.stdout, listed.stderr  # 6005 bytes
     shown = cli("image", "show", "win10").stdout
     assert "multipart" in shown and OLD in shown
     refused = cli("image", "remove-version", "win10", NEW)

@@ -123,7 +123,7 @@ def test_the_unknown_host_policy_is_a_setting_read_at_each_boot(server):
 
 def test_the_cli_edits_lists_and_removes_what_the_console_does(server):
     setup_hosts(server)
-    done = cli(server, "host", "set", "pc1", "--name", "lab-1", "--image", "win10", "--group", "room1")
+    done = cli(server, "host", "set", "pc1", "--name", "lab-1", "--image", "win10", "--group", "room1", "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["name"] == "lab-1", done.stderr
     listed = cli(server, "host", "list", "--search", "LAB").stdout
     assert "lab-1" in listed and "pc2" not in listed and "room1" in listed
@@ -134,7 +134,7 @@ def test_the_cli_edits_lists_and_removes_what_the_console_does(server):
     refused = cli(server, "host", "remove", "lab-1")
     assert refused.returncode == 1 and "cancel it first" in refused.stderr
     assert cli(server, "settings", "set", "unknown-hosts", "local").returncode == 0
-    assert json.loads(cli(server, "settings", "show").stdout)["unknown_hosts"] == "local"
+    assert json.loads(cli(server, "settings", "show", "--json").stdout)["unknown_hosts"] == "local"
     assert cli(server, "settings", "set", "unknown-hosts", "ask").returncode == 2  # argparse refuses it
     assert cli(server, "host", "remove", "pc2").returncode == 0
     assert "pc2" not in cli(server, "host", "list").stdout

@@ -213,7 +213,8 @@ def test_the_cli_shows_a_host_and_its_inventory(server):
     assert json.loads(raw.stdout)["data"] == INVENTORY
     listed = subprocess.run([*cli, "host", "list"], capture_output=True, text=True, timeout=30).stdout
     assert "mac5254000000aa" in listed and "quick" in listed
-    queued = subprocess.run([*cli, "task", "inventory", "mac5254000000aa"], capture_output=True, text=True, timeout=30)
+    queued = subprocess.run([*cli, "task", "inventory", "mac5254000000aa", "--json"], capture_output=True, text=True,
+                            timeout=30)
     assert json.loads(queued.stdout)["type"] == "inventory", queued.stderr
 
 

@@ -402,17 +402,17 @@ def test_cli_prints_sessions_and_clients(store):
     s = _json.loads(_json.dumps(new_session(store, hosts=("pc0", "pc1")), default=str))
     calls = []
 
-    def call(server, method, path, body=None):
+    def call(method, path, body=None):
         calls.append((method, path, body))
         return [s] if path == "/api/multicast" and method == "GET" else s
 
     parser = cli._parser()
     text = multicastcli.run(parser.parse_args(["multicast", "start", "img", "--hosts", "pc0,pc1", "--rate", "200m"]),
-                            "http://x", call, cli._table)
+                            call).text()
     assert calls[-1][2]["hosts"] == ["pc0", "pc1"] and calls[-1][2]["rate"] == "200m"
     assert "session 1: image img" in text and "pc0" in text and "queued" in text
-    assert "0/2 done" in multicastcli.run(parser.parse_args(["multicast", "list"]), "http://x", call, cli._table)
-    multicastcli.run(parser.parse_args(["multicast", "go", "1"]), "http://x", call, cli._table)
+    assert "0/2 done" in multicastcli.run(parser.parse_args(["multicast", "list"]), call).text()
+    multicastcli.run(parser.parse_args(["multicast", "go", "1"]), call)
     assert calls[-1][:2] == ("POST", "/api/multicast/1/go")
-    shown = multicastcli.run(parser.parse_args(["multicast", "show", "1", "--json"]), "http://x", call, cli._table)
-    assert shown == s
+    shown = multicastcli.run(parser.parse_args(["multicast", "show", "1", "--json"]), call)
+    assert shown.data == s

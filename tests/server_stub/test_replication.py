@@ -271,7 +271,7 @@ def test_the_cli_sets_up_a_group_replicates_and_shows_the_jobs(server, tmp_path)
     capturer.done({})
     wait_jobs(server)
     assert "win10@" in cli("replication", "list", "--image", "win10")
-    queued = json.loads(cli("image", "replicate", "win10"))
+    queued = json.loads(cli("image", "replicate", "win10", "--json"))
     assert sorted(j["node"] for j in queued) == ["n1", "n2"]
     wait_jobs(server)
     jobs = cli("replication", "list").splitlines()
