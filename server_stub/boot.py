@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from server_stub import bootpolicy, tls
-from server_stub.config import ServerConfig
+from server_stub.config import ServerConfig, http_url
 from server_stub.errors import Invalid
 from server_stub.store import Store
 from server_stub.store.validate import normalize_mac
@@ -70,7 +70,7 @@ class BootService:
             return bootpolicy.render_chain_script(self.ipxe_base()).encode()
         pxelinux = _PXELINUX_CONFIG.fullmatch(path)
         if pxelinux:  # pxelinux expands no variables: our bound address
-            base = self.config.public_url or f"http://{self.config.bind}:{self.config.http_port}"
+            base = self.config.public_url or http_url(self.config.bind, self.config.http_port)
             return bootpolicy.render_pxelinux(self.decide_for_mac(pxelinux.group(1), base)).encode()
         if path in PXELINUX_BOOT_FILES:
             return Path(self.config.boot_dir) / path.split("/", 1)[1]

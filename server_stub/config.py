@@ -28,3 +28,10 @@ class ServerConfig:
     register_prefix: str = "mac"
     register_rate: int = 60           # registrations per minute, all machines together
     tls: TlsConfig | None = None
+
+
+def http_url(host: str, port: int, scheme: str = "http") -> str:
+    """``scheme://host:port``, an IPv6 address in brackets (RFC 3986)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
