@@ -4,7 +4,6 @@ Errors, bodies and rate limits: server_stub/http.py; what a MAC boots: server_st
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from typing import Any
@@ -20,9 +19,9 @@ from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
 from server_stub.console.live import LIVE, LiveHub
 from server_stub.errors import ApiError, Forbidden, Invalid, NotFound, StorageBusy, Unauthorized
-from server_stub.http import (Handler, RateLimit, bearer_token, error_middleware, json_response, optional_bool,
+from server_stub.http import (Handler, bearer_token, error_middleware, json_response, optional_bool,
                               optional_int, optional_object, optional_str, path_id, read_json, require_str,
-                              require_str_list)
+                              require_str_list, same_secret)
 from server_stub.store import Store
 from server_stub.store.models import Task
 from server_stub.store.validate import check_name
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 
 REPLICATOR = web.AppKey("replicator", replication.Replicator)
 BOOT = web.AppKey("boot", boot.BootService)
-LIMITER = web.AppKey("register_limiter", RateLimit)
 
 # Errors raised outside server_stub.errors, and the answer each means.
 TRANSLATED_ERRORS: dict[type[Exception], type[ApiError]] = {inventory.InvalidInventory: Invalid}
@@ -179,7 +177,7 @@ def authorized_task(request: web.Request) -> Task:
     except NotFound:
         raise Unauthorized("unknown task or token") from None
     given = bearer_token(request)
-    if not given or not hmac.compare_digest(given, task["token"]):
+    if not given or not same_secret(given, task["token"]):  # any text compares: non-ASCII is 401
         raise Unauthorized("unknown task or token")
     return task
 
@@ -235,8 +233,9 @@ async def client_register(request: web.Request) -> web.Response:
     if request.app[STORE].unknown_hosts(config.unknown_hosts) == "local":  # the setting, at each request
         raise Forbidden("registration is disabled on this server (unknown hosts boot locally: imager-server "
                         "settings set unknown-hosts menu|register)")
-    request.app[LIMITER].take("too many registrations; try again shortly", retry_after=10)
     body = await read_json(request, inventory.MAX_BODY)
+    # Counted per MAC, per address and in all before anything is written; the counts survive a restart.
+    menuapi.limit_registration(request, body.get("mac", ""), config.register_rate)
     unknown = sorted(set(body) - {"mac", "inventory", "hostname", "image", "group"})
     if unknown:
         raise Invalid(f"unknown fields: {', '.join(unknown[:5])}")
@@ -290,7 +289,6 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[BOOT] = boot.BootService(store, config)
     app[AUTH] = Authenticator(store, config.admin_token, secure_cookies=config.tls is not None)
-    app[LIMITER] = RateLimit(config.register_rate)
     app[REPLICATOR] = replication.Replicator(store)
     app[menuapi.MENU] = menuapi.MenuState(store, config)
 

@@ -54,7 +54,7 @@ class AppHost:
     def _session(self, source: str) -> aiohttp.ClientSession:
         """A client from ``source`` (called inside the loop); no cookie jar: tests send cookies themselves."""
         if source not in self.sessions:
-            self.sessions[source] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)),
+            self.sessions[source] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0), limit=0),
                                                           cookie_jar=aiohttp.DummyCookieJar())
         return self.sessions[source]
 
@@ -82,6 +82,11 @@ class AppHost:
         lines = head.decode("latin-1").split("\r\n")
         headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
         return Reply(int(lines[0].split()[1]), headers, body)
+
+    def restart(self) -> None:
+        """A new app on the same directory and database, as after a server restart."""
+        self.close()
+        self.__init__(self.directory)  # type: ignore[misc]
 
     def close(self) -> None:
         for session in self.sessions.values():
