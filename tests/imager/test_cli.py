@@ -190,6 +190,9 @@ def test_capture_over_an_existing_image_asks_before_replacing(tmp_path, image):
                                  stdin=subprocess.DEVNULL)
         assert refused.returncode == cli.NOT_CONFIRMED and "pass --yes" in refused.stderr
         assert os.readlink(link) == os.path.realpath(image)
+        status, output = run_in_pty(["capture", dev, str(link)], "y", r"overwrite\? \[y/N\] ")
+    assert status == 0, output
+    assert os.readlink(link).startswith(".images/img@")   # replaced by the new capture
 
 
 @pytest.mark.root
