@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -79,8 +80,10 @@ async def run(url: str, admin: dict, clients: int, seconds: float) -> None:
         async def boot(mac: str) -> None:
             script = await storm.call(session, "GET", f"{url}/boot/{mac}.ipxe") or ""
             words = dict(w.split("=", 1) for w in script.split() if w.startswith("imager.") and "=" in w)
-            auth = {"Authorization": f"Bearer {words.get('imager.token', '')}"}
             task = words.get("imager.task", "0")
+            claimed = await storm.call(session, "POST", f"{url}/api/tasks/{task}/claim",
+                                       json={"claim": words.get("imager.claim", "")})
+            auth = {"Authorization": f"Bearer {json.loads(claimed)['token'] if claimed else ''}"}
             await storm.call(session, "POST", f"{url}/api/tasks/{task}/checkin", json={}, headers=auth)
             tasks[mac] = (task, auth)
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from imager import bootenv, cmdline, imagestore
 from imager.api import TaskClient
-from imager.errors import DiskTestFailed, ImagerError, InternalError, InvalidTask
+from imager.errors import DiskTestFailed, ImagerError, InternalError, InvalidTask, NotBootEnvironment
 from imager.ops.capture import capture
 from imager.ops.context import OpContext
 from imager.ops.deploy import deploy
@@ -33,6 +33,7 @@ from imager.ui import progress_screen
 from contract.task import Task
 
 log = logging.getLogger("imager")
+NOT_BOOT_ENVIRONMENT_STATUS = 3   # the agent refused: not imager's boot image
 
 
 class LogTail(logging.Handler):
@@ -114,6 +115,11 @@ def validate_task(task: Task, task_id: int) -> None:
 # --- the loop ---------------------------------------------------------------------
 
 def main() -> int:
+    reason = bootenv.not_boot_environment()
+    if reason:  # an ordinary machine: say why at once, never count down, never reboot
+        error = NotBootEnvironment(f"imager agent refuses to run here: {reason}")
+        print(f"imager: error ({error.code}): {error.message}\nimager: {error.hint}", file=sys.stderr)
+        return NOT_BOOT_ENVIRONMENT_STATUS
     tail = setup_logging(debug=False)
     try:
         params = cmdline.read()
@@ -127,18 +133,20 @@ def main() -> int:
     pin_server(params.server, params.server_fp)  # every API call of this boot, task or registration
     if params.mode != "task":
         return main_without_task(params, tail)
-    assert params.task is not None and params.token is not None  # cmdline.parse requires them in task mode
-    result = execute(params.server, params.task, params.token, tail, params.fail_wait,
+    assert params.task is not None and params.claim is not None  # cmdline.parse requires them in task mode
+    result = execute(params.server, params.task, None, tail, params.fail_wait, claim=params.claim,
                      before=lambda: bootenv.bring_up_network(params.mac))
     return 0 if result is not None else 1
 
 
-def execute(server: str, task_id: int, token: str, tail: LogTail, fail_wait: int, *,
-            before: Callable[[], object] | None = None, power_after: bool = True) -> dict[str, Any] | None:
+def execute(server: str, task_id: int, token: str | None, tail: LogTail, fail_wait: int, *,
+            claim: str | None = None, before: Callable[[], object] | None = None,
+            power_after: bool = True) -> dict[str, Any] | None:
     """Check in, run the task, report it: the same path for an unattended boot and a menu choice.
     Returns the result; a failure is shown, reported, and ends in a reboot after ``fail_wait`` s (None).
-    ``power_after`` False: the menu gets the result back and carries on (inventory, disk test)."""
-    client = TaskClient(server, task_id, token)
+    ``power_after`` False: the menu gets the result back and carries on (inventory, disk test).
+    An unattended boot gives its ``claim`` (exchanged at checkin), the menu the ``token`` it got."""
+    client = TaskClient(server, task_id, claim=claim) if claim is not None else TaskClient(server, task_id, token)
     after = "reboot"
     job: progress_screen.Job | None = None
     try:

@@ -1,6 +1,7 @@
 """The client's side of the server API: fetch the task, report progress and the end.
 
-Every call carries the per-task token.  Transient failures (connection
+The boot script carries a one-time claim, not the task token: the first call exchanges it for the token
+(docs/security.md#task-claims), which every later call carries.  Transient failures (connection
 refused, 5xx) are retried with exponential backoff and jitter, so a server
 restart or a busy network does not fail a task.  An https server whose
 certificate is not the pinned one (imager.server_fp) is never retried.
@@ -77,19 +78,56 @@ def server_trouble(response: requests.Response) -> RetryLater | None:
     return None
 
 
+CLAIM_REFUSED_HINT = ("Another boot claimed this task first: this machine after a reset mid-task, or another "
+                      "machine with this MAC. The server's task shows when and from where; cancel the task and "
+                      "queue it again.")
+
+
 class TaskClient:
-    def __init__(self, server: str, task_id: int, token: str, *, attempts: int = 8,
-                 base_delay: float = 1.0, max_delay: float = 30.0, timeout: float = 15.0) -> None:
+    """The calls of one task. Give the token (the menu got it when it made the task) or the boot script's
+    ``claim``, which ``checkin`` exchanges for the token first."""
+
+    def __init__(self, server: str, task_id: int, token: str | None = None, *, claim: str | None = None,
+                 attempts: int = 8, base_delay: float = 1.0, max_delay: float = 30.0, timeout: float = 15.0) -> None:
+        if (token is None) == (claim is None):
+            raise ValueError("a TaskClient needs the task token or its claim, one of them")
         self.base = f"{server.rstrip('/')}/api/tasks/{task_id}"
         self.server = server
         self.session = session_for(server)
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.claim = claim
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
         self.backoff = Backoff(attempts, base_delay, max_delay)
         self.timeout = timeout
 
+    def exchange_claim(self) -> None:
+        """The claim → the task token, once. A claim the server saw before (409) or does not know (401) is
+        final: this boot cannot act for the task (ServerError with the server's reason)."""
+        if self.claim is None:
+            return
+
+        def judge(response: requests.Response) -> str | RetryLater:
+            if response.status_code == 200:
+                return str(response.json()["token"])
+            if response.status_code == 409:
+                raise ServerError(f"the server refused this boot's claim: {reason_of(response)}",
+                                  hint=CLAIM_REFUSED_HINT)
+            if 400 <= response.status_code < 500:
+                raise ServerError(f"the server refused this boot's claim: HTTP {response.status_code} "
+                                  f"{reason_of(response)}")
+            return server_trouble(response) or RetryLater(f"HTTP {response.status_code}")
+
+        claim = self.claim
+        token = call_with_retries("claim", self.server, lambda: self.session.post(
+            f"{self.base}/claim", json={"claim": claim}, timeout=self.timeout), judge, self.backoff)
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.claim = None
+
     def checkin(self) -> Task:
-        """Fetch the task and tell the server it is running; while every storage node that could serve it
-        is full, wait our turn, saying why on the console (the agent's log goes there)."""
+        """Fetch the task and tell the server it is running (after exchanging the boot's claim for the token);
+        while every storage node that could serve it is full, wait our turn, saying why on the console (the
+        agent's log goes there)."""
+        self.exchange_claim()
         while True:
             answer = self._post("checkin", {})
             if not answer.get("wait"):
@@ -117,6 +155,8 @@ class TaskClient:
         self._post("failed", {"error": error, "log": log_tail}, attempts=attempts)
 
     def _post(self, what: str, body: dict[str, Any], attempts: int | None = None) -> dict[str, Any]:
+        if self.claim is not None:  # a claim never exchanged (refused): nothing to send the server
+            raise ServerError(f"no task token for {what}: this boot's claim was not exchanged")
         def judge(response: requests.Response) -> dict[str, Any] | RetryLater:
             if response.status_code == 409:
                 raise TaskCanceled(reason_of(response) or "the task is no longer active on the server")

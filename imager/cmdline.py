@@ -20,10 +20,11 @@ class BootParams:
     server: str
     # imager.task=ID       Number of the task this boot runs. Required unless imager.mode is register or menu.
     task: int | None = None
-    # imager.token=SECRET  Per-task secret; sent with every call about this task. Required with imager.task.
-    token: str | None = None
+    # imager.claim=SECRET  One-time claim of the task: the first call exchanges it for the task's token
+    #                      (docs/security.md#task-claims); a second use is refused. Required with imager.task.
+    claim: str | None = None
     # imager.mode=MODE     task (default): run imager.task. register: an unknown machine registers itself
-    #                      (quick registration: MACs + inventory, no task, no token). menu: the technician's
+    #                      (quick registration: MACs + inventory, no task, no claim). menu: the technician's
     #                      menu (imager/ui/menu.py): registration, and tasks after the technician's password.
     mode: str = "task"
     # imager.mac=MAC       MAC of the NIC that booted (iPXE's ${net0/mac}); DHCP runs on it.
@@ -39,7 +40,7 @@ class BootParams:
     server_fp: str | None = None
 
 
-_KNOWN = {"server", "task", "token", "mac", "debug", "fail_wait", "mode", "server_fp"}
+_KNOWN = {"server", "task", "claim", "mac", "debug", "fail_wait", "mode", "server_fp"}
 _FINGERPRINT = re.compile(r"^sha256:([0-9a-f]{2}:?){31}[0-9a-f]{2}$")
 MODES = ("task", "register", "menu")
 
@@ -65,11 +66,11 @@ def parse(text: str) -> BootParams:
     mode = values.get("mode", "task")
     if mode not in MODES:
         raise BootParameterError(f"imager.mode={mode} is not one of {', '.join(MODES)}")
-    for required in ("server", "task", "token") if mode == "task" else ("server",):
+    for required in ("server", "task", "claim") if mode == "task" else ("server",):
         if not values.get(required):
             raise BootParameterError(f"kernel parameter imager.{required}= is missing")
-    if mode != "task" and ("task" in values or "token" in values):
-        raise BootParameterError(f"imager.mode={mode} runs no task: imager.task and imager.token do not belong")
+    if mode != "task" and ("task" in values or "claim" in values):
+        raise BootParameterError(f"imager.mode={mode} runs no task: imager.task and imager.claim do not belong")
     server = values["server"].rstrip("/")
     if not re.match(r"^https?://[^/\s]+", server):
         raise BootParameterError(f"imager.server={server} is not an http(s) URL")
@@ -90,7 +91,7 @@ def parse(text: str) -> BootParams:
         if not server.startswith("https://"):
             raise BootParameterError("imager.server_fp pins a certificate: imager.server must be https://")
         server_fp = "sha256:" + server_fp.lower()[7:].replace(":", "")
-    return BootParams(server=server, task=task, token=values.get("token"), mode=mode, mac=mac,
+    return BootParams(server=server, task=task, claim=values.get("claim"), mode=mode, mac=mac,
                       debug=values.get("debug", "0") not in ("0", "", "no", "false"), fail_wait=fail_wait,
                       server_fp=server_fp)
 

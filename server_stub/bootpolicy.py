@@ -5,6 +5,8 @@ No I/O here: the HTTP and TFTP servers look the host and task up, call
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -54,6 +56,12 @@ class MenuBoot:
 BootSpec = ImagerBoot | LocalBoot | MenuBoot
 
 
+def claim_of(token: str) -> str:
+    """The one-time claim a boot script carries instead of the task token (docs/security.md#task-claims):
+    derived from the token, so a boot decision needs no write, and the token cannot be read back from it."""
+    return hmac.new(token.encode(), b"imager task claim", hashlib.sha256).hexdigest()[:32]
+
+
 def _imager(mac: str, ctx: BootContext, *args: str) -> ImagerBoot:
     pin = f"imager.server_fp={ctx.server_fp}" if ctx.server_fp else ""
     words = [f"imager.server={ctx.api_url or ctx.base_url}", pin, *args, f"imager.mac={mac}", ctx.extra_args]
@@ -74,7 +82,7 @@ def decide(mac: str, host: Mapping[str, Any] | None, task: Mapping[str, Any] | N
         return LocalBoot("unknown host")
     if task is None or task.get("state") not in ("queued", "running"):
         return LocalBoot("no task")
-    return _imager(mac, ctx, f"imager.task={task['id']}", f"imager.token={task['token']}")
+    return _imager(mac, ctx, f"imager.task={task['id']}", f"imager.claim={claim_of(task['token'])}")
 
 
 def describe(spec: BootSpec) -> str:

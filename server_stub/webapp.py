@@ -182,6 +182,18 @@ def authorized_task(request: web.Request) -> Task:
     return task
 
 
+async def client_claim(request: web.Request) -> web.Response:
+    """The boot script's one-time claim → the task token, once (docs/security.md#task-claims)."""
+    claim = require_str(await read_json(request), "claim")
+    try:
+        task_id = path_id(request, "task")
+    except NotFound:
+        raise Unauthorized("unknown task or claim") from None
+    task = request.app[STORE].tasks_repo.claim_task(task_id, claim, request.remote)
+    log.info("task %d claimed from %s", task["id"], request.remote)
+    return json_response({"task": task["id"], "token": task["token"]})
+
+
 async def client_checkin(request: web.Request) -> web.Response:
     task = authorized_task(request)
     store = request.app[STORE]
@@ -320,7 +332,8 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         web.get("/api/tasks/{id:\\d+}", technician(get_task)),
         web.post("/api/tasks/{id:\\d+}/cancel", technician(cancel_task)),
         web.get("/api/boot-log", technician(boot_log)),
-        # Machines: the per-task token, checked in each handler.
+        # Machines: the boot script's claim, once, for the per-task token; the token, checked in each handler.
+        web.post("/api/tasks/{id:\\d+}/claim", client_claim),
         web.post("/api/tasks/{id:\\d+}/checkin", client_checkin),
         web.post("/api/tasks/{id:\\d+}/progress", client_progress),
         web.post("/api/tasks/{id:\\d+}/done", client_done),

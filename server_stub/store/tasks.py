@@ -5,6 +5,7 @@ a multicast session's included, goes through ``Tasks.transition``, which refuses
 """
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import sqlite3
@@ -12,7 +13,8 @@ import time
 from typing import Any, Callable, cast
 
 from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TASK_STATES, TaskState, TaskType
-from server_stub.errors import Conflict, Invalid, NotFound
+from server_stub.bootpolicy import claim_of
+from server_stub.errors import Conflict, Invalid, NotFound, Unauthorized
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
@@ -78,14 +80,16 @@ class Tasks:
     def create(self, host: Host, type_: str, image_id: int | None, disk: str | None = None,
                after: str = "reboot", partition: int | None = None, options: str | None = None,
                origin: str = "admin") -> int:
-        """A queued task (checked by the caller); a host with an active task already: Conflict."""
+        """A queued task (checked by the caller); a host with an active task already: Conflict. The menu's
+        tasks are claimed at birth: the menu got the token, so no boot script may claim them."""
+        now = time.time()
         try:
             with self.db.transaction():
                 cur = self.db.execute(
                     "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created, "
-                    "options, origin) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                    host["id"], type_, image_id, disk, partition, after, secrets.token_urlsafe(24), time.time(),
-                    options, origin)
+                    "options, origin, claimed, claimed_from) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    host["id"], type_, image_id, disk, partition, after, secrets.token_urlsafe(24), now,
+                    options, origin, *((now, "menu") if origin == "menu" else (None, None)))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"host {host['name']} has an active task already; cancel it first") from exc
         assert cur.lastrowid is not None
@@ -180,6 +184,35 @@ class Tasks:
         return _decode(row) if row else None
 
     # --- what clients report -----------------------------------------------
+    def claim_task(self, task_id: int, claim: str, address: str | None) -> Task:
+        """The claim of a boot script, exchanged once for the task (and its token); docs/security.md#task-claims.
+        A wrong claim or unknown task: Unauthorized. A task claimed before: the refusal is recorded on the task
+        (``claims_refused``, ``claim_refused_at``, ``claim_refused_from``) and the boot log, then Conflict."""
+        try:
+            task = self.task(task_id)
+        except NotFound:
+            raise Unauthorized("unknown task or claim") from None
+        if not hmac.compare_digest(claim.encode(), claim_of(task["token"]).encode()):
+            raise Unauthorized("unknown task or claim")
+        if task["state"] not in (TaskState.QUEUED, TaskState.RUNNING):
+            raise Conflict(f"task {task_id} is {task['state']}; nothing to claim")
+        now, source = time.time(), address or "unknown address"
+        with self.db.transaction():  # the check and the mark in one UPDATE: two racing claims, one winner
+            won = self.db.execute("UPDATE tasks SET claimed = ?, claimed_from = ? WHERE id = ? AND claimed IS NULL",
+                                  now, source, task_id).rowcount == 1
+            if not won:
+                self.db.execute("UPDATE tasks SET claims_refused = claims_refused + 1, claim_refused_at = ?, "
+                                "claim_refused_from = ? WHERE id = ?", now, source, task_id)
+                self.db.execute("INSERT INTO boot_log(time, mac, decision, task_id) VALUES (?, ?, ?, ?)",
+                                now, task["mac"], f"claim refused: task {task_id} already claimed ({source})", task_id)
+        self.changed("task", task_id)
+        if not won:
+            first = self.task(task_id)
+            raise Conflict(f"task {task_id} was already claimed from {first['claimed_from']}: a second boot of this "
+                           "task (a reboot, or another machine with this MAC) is refused; an admin cancels the "
+                           "task and queues it again", reason="already_claimed")
+        return self.task(task_id)
+
     def start_task(self, task_id: int) -> Task:
         """queued → running on the node chosen now (recorded on the task, so a restart keeps it and the
         node's count stays right); no free slot: StorageBusy (FOG's queue), its place in the queue kept."""

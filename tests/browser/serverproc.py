@@ -41,7 +41,11 @@ class ConsoleServer:
     def task_token(self, mac: str) -> str:
         """The per-task token the boot script hands the client (how a real client gets it)."""
         script = requests.get(f"{self.url}/boot/{mac}.ipxe", timeout=10).text
-        return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+        words = dict(w.split("=", 1) for w in script.split() if w.startswith(("imager.task=", "imager.claim=")))
+        r = requests.post(f"{self.url}/api/tasks/{words['imager.task']}/claim", json={"claim": words["imager.claim"]},
+                          timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
 
 
 def start_server(base: Path, prepare: Callable[[Any], None] | None = None) -> ConsoleServer:

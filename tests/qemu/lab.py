@@ -323,7 +323,11 @@ EXPORT {{
     def task_token(self, mac: str) -> str:
         """The token the server puts in this MAC's boot script."""
         _, script = self.http_get(f"/boot/{mac}.ipxe")
-        return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+        words = dict(w.split("=", 1) for w in script.split() if w.startswith(("imager.task=", "imager.claim=")))
+        result = self.netns("curl", "-s", "-X", "POST", "-H", "Content-Type: application/json",
+                            "-d", json.dumps({"claim": words["imager.claim"]}),
+                            f"{SERVER_URL}/api/tasks/{words['imager.task']}/claim", check=False)
+        return str(json.loads(result.stdout)["token"])
 
     def task(self, task_id: int) -> dict:
         return self.cli_json("task", "show", str(task_id))

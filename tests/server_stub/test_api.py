@@ -17,8 +17,13 @@ def setup_task(server, kind="capture"):
 
 
 def token_of(server, mac):
+    """The task token, as a booting client gets it: the boot script's claim, exchanged once."""
     script = requests.get(f"{server['url']}/boot/{mac}.ipxe", timeout=10).text
-    return next(w.split("=", 1)[1] for w in script.split() if w.startswith("imager.token="))
+    words = dict(w.split("=", 1) for w in script.split() if w.startswith(("imager.task=", "imager.claim=")))
+    r = requests.post(f"{server['url']}/api/tasks/{words['imager.task']}/claim",
+                      json={"claim": words["imager.claim"]}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
 
 
 def test_boot_files_have_a_content_length(server):

@@ -1,6 +1,6 @@
 from dataclasses import replace
 
-from server_stub.bootpolicy import (BootContext, ImagerBoot, LocalBoot, MenuBoot, decide, describe,
+from server_stub.bootpolicy import (BootContext, ImagerBoot, LocalBoot, MenuBoot, claim_of, decide, describe,
                                     render_chain_script, render_ipxe, render_pxelinux)
 
 CTX = BootContext(base_url="http://10.0.0.1:8080", extra_args="console=ttyS0")
@@ -13,7 +13,7 @@ def test_a_queued_task_boots_the_imager_with_its_parameters():
     assert isinstance(spec, ImagerBoot)
     assert spec.kernel_url == "http://10.0.0.1:8080/files/vmlinuz"
     assert spec.initrd_url == "http://10.0.0.1:8080/files/initrd.img"
-    for arg in ("imager.server=http://10.0.0.1:8080", "imager.task=9", "imager.token=tok",
+    for arg in ("imager.server=http://10.0.0.1:8080", "imager.task=9", f"imager.claim={claim_of('tok')}",
                 "imager.mac=52:54:00:00:00:01", "console=ttyS0"):
         assert arg in spec.cmdline.split()
     script = render_ipxe(spec)
@@ -45,7 +45,7 @@ def test_an_unknown_mac_gets_a_menu_whose_default_is_the_local_disk():
     assert "imager.mode=register" in spec.register.cmdline.split()
     assert "imager.mode=menu" in spec.menu.cmdline.split()
     for boot in (spec.register, spec.menu):  # no task, so no token and no task number
-        assert "imager.token" not in boot.cmdline and "imager.task" not in boot.cmdline
+        assert "imager.claim" not in boot.cmdline and "imager.task" not in boot.cmdline
         assert "imager.mac=52:54:00:00:00:99" in boot.cmdline.split()
     script = render_ipxe(spec)
     assert "choose --timeout 3000 --default local target || set target local" in script

@@ -208,7 +208,11 @@ class Net:
 
     def token(self, mac):
         out = sh("ip", "netns", "exec", self.prefix + "s", "curl", "-s", f"http://{SERVER}:8080/boot/{mac}.ipxe")
-        return next(w.split("=", 1)[1] for w in out.stdout.split() if w.startswith("imager.token="))
+        words = dict(w.split("=", 1) for w in out.stdout.split() if w.startswith(("imager.task=", "imager.claim=")))
+        claimed = sh("ip", "netns", "exec", self.prefix + "s", "curl", "-s", "-X", "POST", "-H",
+                     "Content-Type: application/json", "-d", json.dumps({"claim": words["imager.claim"]}),
+                     f"http://{SERVER}:8080/api/tasks/{words['imager.task']}/claim")
+        return json.loads(claimed.stdout)["token"]
 
     def receiver(self, where, portbase, out: Path):
         from server_stub.udpcast import ReceiverOptions, receiver_argv

@@ -70,12 +70,12 @@ def test_pxelinux_clients_get_a_per_mac_config_and_the_boot_files(server):
     unknown = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-09").stdout.decode()
     # Unknown MAC, default policy: a prompt whose default (after the timeout) is the local disk.
     assert unknown.startswith("DEFAULT local\nPROMPT 1\nTIMEOUT 30\n") and "LOCALBOOT 0" in unknown
-    assert "imager.mode=register" in unknown and "imager.token" not in unknown
+    assert "imager.mode=register" in unknown and "imager.claim" not in unknown
     task = requests.post(f"{url}/api/tasks", json={"host": "pc8", "type": "capture", "image": "win10"},
                          headers=admin).json()
     config = tftp_get(server, "pxelinux.cfg/01-52-54-00-00-00-08").stdout.decode()
     assert "KERNEL imager/vmlinuz" in config and "INITRD imager/initrd.img" in config
-    assert f"imager.task={task['id']}" in config and "imager.token=" in config
+    assert f"imager.task={task['id']}" in config and "imager.claim=" in config
     assert tftp_get(server, "imager/initrd.img").stdout == (server["boot"] / "initrd.img").read_bytes()
     (server["boot"] / "vmlinuz").unlink()  # not built: "file not found", the transfer ends at once
     missing = tftp_get(server, "imager/vmlinuz")

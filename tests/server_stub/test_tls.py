@@ -88,7 +88,7 @@ def test_boot_entries_name_the_https_api_and_pin_the_certificate(server, https, 
     # Kernel and initrd over plain HTTP (iPXE); the API over https with openssl's fingerprint of the cert.
     assert line.startswith(f"kernel {server['url']}/files/vmlinuz ")
     params = cmdline.parse(line)
-    assert params.server == https and params.server_fp == certs["good"]["fp"] and params.token
+    assert params.server == https and params.server_fp == certs["good"]["fp"] and params.claim
     config = subprocess.run(["curl", "-s", f"tftp://127.0.0.1:{server['tftp_port']}/pxelinux.cfg/01-52-54-00-00-01-01"],
                             capture_output=True, text=True).stdout
     assert f"imager.server={https} imager.server_fp={certs['good']['fp']}" in config
@@ -97,7 +97,7 @@ def test_boot_entries_name_the_https_api_and_pin_the_certificate(server, https, 
 def test_the_task_client_trusts_the_pinned_certificate_only(server, https, certs):
     params = cmdline.parse(boot_line(server, https, certs))
     pinning.pin_server(params.server, params.server_fp)
-    client = api.TaskClient(params.server, params.task, params.token, attempts=8, base_delay=1)
+    client = api.TaskClient(params.server, params.task, claim=params.claim, attempts=8, base_delay=1)
     task = client.checkin()
     assert task["type"] == "capture" and task["state"] == "running" and task["image"]["name"] == "win10"
     client.progress({"stage": "capture", "percent": 10})
@@ -109,7 +109,7 @@ def test_the_task_client_trusts_the_pinned_certificate_only(server, https, certs
         pinning.pin_server(params.server, pin)
         started = time.monotonic()
         with pytest.raises(ServerIdentityError) as refused:
-            api.TaskClient(params.server, params.task, params.token, attempts=8, base_delay=1).checkin()
+            api.TaskClient(params.server, params.task, claim=params.claim, attempts=8, base_delay=1).checkin()
         assert time.monotonic() - started < 3, "a certificate mismatch is final, not retried"
         assert refused.value.code == "server_identity" and "TLS check" in refused.value.message
         if pin:
@@ -151,7 +151,7 @@ def test_serve_refuses_bad_tls_settings(tmp_path, certs, which):
 
 def test_kernel_parameters_of_the_pin():
     fp = "sha256:" + "AB:" * 31 + "CD"
-    params = cmdline.parse(f"imager.server=https://10.0.0.1:8443 imager.server_fp={fp} imager.task=1 imager.token=t")
+    params = cmdline.parse(f"imager.server=https://10.0.0.1:8443 imager.server_fp={fp} imager.task=1 imager.claim=t")
     assert params.server_fp == "sha256:" + "ab" * 31 + "cd"
     for bad in (f"imager.server=http://10.0.0.1:8080 imager.server_fp={fp}",  # a pin needs https
                 "imager.server=https://10.0.0.1:8443 imager.server_fp=sha256:abcd",
