@@ -203,10 +203,9 @@ class Tasks:
             if not won:
                 self.db.execute("UPDATE tasks SET claims_refused = claims_refused + 1, claim_refused_at = ?, "
                                 "claim_refused_from = ? WHERE id = ?", now, source, task_id)
-                self.db.execute("INSERT INTO boot_log(time, mac, decision, task_id) VALUES (?, ?, ?, ?)",
-                                now, task["mac"], f"claim refused: task {task_id} already claimed ({source})", task_id)
         self.changed("task", task_id)
         if not won:
+            self.hosts.log_boot(task["mac"], f"claim refused: task {task_id} already claimed ({source})", task_id)
             first = self.task(task_id)
             raise Conflict(f"task {task_id} was already claimed from {first['claimed_from']}: a second boot of this "
                            "task (a reboot, or another machine with this MAC) is refused; an admin cancels the "
