@@ -1,11 +1,15 @@
 """The client's one retry loop (imager.api.call_with_retries) as its three callers use it: the task calls,
-registration and the technician's menu. Pure logic: the answers are scripted, the sleeps recorded."""
+registration and the technician's menu. Pure logic: the answers are scripted, the sleeps recorded; the claim
+exchange against a real HTTP server on loopback."""
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
 import requests
+from aiohttp import web
 
 from imager import api, menuapi
 from imager.errors import LoginRefused, RegistrationRefused, ServerError, ServerIdentityError, TaskCanceled
@@ -106,3 +110,96 @@ def test_the_menu_retries_a_restarting_server_but_not_a_refusal(sleeps):
     with pytest.raises(menuapi.Refused, match="said 400"):
         client.lists()
     assert len(sleeps) == 1
+
+
+# --- the boot script's claim, exchanged for the token (docs/security.md#task-claims) -------------------------
+
+class ClaimServer:
+    """A real HTTP server on loopback playing the server's side of the claim: ``good`` opens task 3 once."""
+
+    def __init__(self):
+        self.calls, self.claimed, self.busy = [], False, 0
+
+    async def claim(self, request):
+        body = await request.json()
+        self.calls.append(("claim", request.headers.get("Authorization"), body))
+        if self.busy:
+            self.busy -= 1
+            return web.json_response({"error": "restarting", "code": "internal"}, status=503)
+        if body.get("claim") != "good":
+            return web.json_response({"error": "unknown task or claim", "code": "unauthorized"}, status=401)
+        if self.claimed:
+            return web.json_response({"error": "task 3 was already claimed from 10.0.0.9", "code": "conflict"},
+                                     status=409)
+        self.claimed = True
+        return web.json_response({"task": 3, "token": "T0KEN"})
+
+    async def call(self, request):
+        what = request.match_info["what"]
+        self.calls.append((what, request.headers.get("Authorization"), await request.json()))
+        if request.headers.get("Authorization") != "Bearer T0KEN":
+            return web.json_response({"error": "unknown task or token", "code": "unauthorized"}, status=401)
+        return web.json_response({"id": 3, "type": "inventory", "state": "running"} if what == "checkin" else {})
+
+
+@pytest.fixture
+def claim_server():
+    """The ClaimServer's aiohttp app in its own thread and loop, on 127.0.0.1; stopped on every path."""
+    played = ClaimServer()
+    app = web.Application()
+    app.add_routes([web.post("/api/tasks/3/claim", played.claim), web.post("/api/tasks/3/{what}", played.call)])
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield played, f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_client_exchanges_its_claim_once_then_sends_only_the_token(claim_server):
+    played, url = claim_server
+    client = api.TaskClient(url, 3, claim="good", attempts=1)
+    assert client.checkin()["state"] == "running"
+    client.progress({"percent": 1.0})
+    client.done({})
+    assert played.calls == [("claim", None, {"claim": "good"}), ("checkin", "Bearer T0KEN", {}),
+                            ("progress", "Bearer T0KEN", {"percent": 1.0}), ("done", "Bearer T0KEN", {"result": {}})]
+
+
+def test_a_refused_claim_is_final_says_why_and_sends_nothing_more(claim_server, sleeps):
+    played, url = claim_server
+    api.TaskClient(url, 3, claim="good", attempts=1).checkin()  # the real client (or a thief) came first
+    played.calls.clear()
+    second = api.TaskClient(url, 3, claim="good", attempts=4)
+    with pytest.raises(ServerError, match="refused this boot's claim: task 3 was already claimed from 10.0.0.9") \
+            as refused:
+        second.checkin()
+    assert refused.value.hint == api.CLAIM_REFUSED_HINT and sleeps == []
+    with pytest.raises(ServerError, match="no task token for failed"):
+        second.failed({"code": "server", "message": "m", "hint": "", "details": {}}, "")
+    with pytest.raises(ServerError, match="HTTP 401 unknown task or claim"):
+        api.TaskClient(url, 3, claim="guess", attempts=4).checkin()
+    assert [c[0] for c in played.calls] == ["claim", "claim"] and sleeps == []
+
+
+def test_a_claim_is_asked_again_while_the_server_restarts(claim_server, sleeps):
+    played, url = claim_server
+    played.busy = 2
+    assert api.TaskClient(url, 3, claim="good", attempts=4).checkin()["id"] == 3
+    assert [c[0] for c in played.calls] == ["claim", "claim", "claim", "checkin"] and len(sleeps) == 2
+
+
+def test_a_task_client_takes_the_token_or_the_claim():
+    with pytest.raises(ValueError, match="one of them"):
+        api.TaskClient("http://s", 3)
+    with pytest.raises(ValueError, match="one of them"):
+        api.TaskClient("http://s", 3, "tok", claim="c")
