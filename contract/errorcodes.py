@@ -42,6 +42,9 @@ ERROR_CODES: dict[str, str] = {
     "disk_test_failed": "the disk failed its test",
     "no_network_interface": "the machine has no usable network interface",
     "sanitize_failed": "the disk's own erase (sanitize/format) failed",
+    "interrupted": "the client was stopped by a signal (SIGINT, SIGTERM, SIGHUP) and cleaned up",
+    "storage_full": "the image store ran out of space (ENOSPC)",
+    "not_boot_environment": "the agent was started outside imager's PXE boot environment and refused",
 }
 
 

@@ -1,4 +1,11 @@
-"""What only the PXE-booted environment does: network, NFS mount, power."""
+"""What only the PXE-booted environment does: network, NFS mount, power — and how to tell we are in it.
+
+``not_boot_environment`` is the one check: imager's boot image carries the
+marker file ``/etc/imager-boot-environment`` (written by initramfs/build.py and
+buildroot's post-build.sh, never by an install), and the server booted it with
+``imager.*`` kernel parameters.  Outside it the agent refuses to start and
+``power`` refuses to reboot: an ordinary Linux machine is never restarted.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,12 +13,29 @@ import os
 import time
 
 from imager import process
-from imager.errors import NetworkError, NoNetworkInterface, StorageError
+from imager.errors import NetworkError, NoNetworkInterface, NotBootEnvironment, StorageError
 
 log = logging.getLogger(__name__)
 
 UDHCPC_SCRIPT = "/etc/imager/udhcpc.script"
 STORAGE_MOUNT = "/images"
+MARKER = "/etc/imager-boot-environment"
+
+
+def not_boot_environment(root: str = "/") -> str | None:
+    """None inside imager's PXE-booted environment; otherwise why this machine is not it."""
+    if not os.path.isfile(os.path.join(root, MARKER.lstrip("/"))):
+        return f"{MARKER} is missing, so this is not imager's boot image"
+    cmdline = _read(os.path.join(root, "proc/cmdline")).split()
+    if not any(word.startswith("imager.") for word in cmdline):
+        return "the kernel command line has no imager.* parameter, so the imaging server did not boot this machine"
+    return None
+
+
+def require_boot_environment(root: str = "/") -> None:
+    reason = not_boot_environment(root)
+    if reason:
+        raise NotBootEnvironment(f"refusing to run outside the PXE boot environment: {reason}")
 
 
 def _read(path: str) -> str:
@@ -85,7 +109,8 @@ def unmount_storage(mountpoint: str = STORAGE_MOUNT) -> None:
 
 
 def power(action: str) -> None:
-    """reboot or poweroff, now; the data is already synced."""
+    """reboot or poweroff, now; the data is already synced.  Only ever in the boot environment."""
+    require_boot_environment()
     process.run(["sync"], check=False)
     flag = {"reboot": "reboot", "poweroff": "poweroff"}.get(action, "reboot")
     process.run([flag, "-f"], check=False)

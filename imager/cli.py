@@ -76,6 +76,7 @@ def disk_holdings(disk_path: str) -> list[str]:
 def _cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
     from imager.ops.capture import capture_image
     target = os.path.abspath(args.image_dir)
+    imagestore.require_store(os.path.dirname(target))  # a mistyped path is refused, not created
     if os.path.islink(target):
         created = ""
         try:

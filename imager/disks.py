@@ -61,14 +61,18 @@ def _describe(device: pyudev.Device) -> Disk:
     )
 
 
+WHOLE_DISK_HINT = "Name a whole disk's device (lsblk -d lists them: /dev/sda, /dev/nvme0n1 …)."
+
+
 def describe(path: str) -> Disk:
     """The whole disk at ``path`` (a block device)."""
     try:
         device = pyudev.Devices.from_device_file(pyudev.Context(), os.path.realpath(path))
     except (pyudev.DeviceNotFoundError, ValueError, OSError) as exc:
-        raise DiskNotFound(f"{path} is not a block device") from exc
-    if device.device_type != "disk":
-        raise DiskNotFound(f"{path} is a {device.device_type}, not a whole disk")
+        raise DiskNotFound(f"{path} is not a block device", hint=WHOLE_DISK_HINT) from exc
+    if device.device_type != "disk":  # None: a character device such as /dev/null
+        what = f"is a {device.device_type}, not a whole disk" if device.device_type else "is not a block device"
+        raise DiskNotFound(f"{path} {what}", hint=WHOLE_DISK_HINT)
     return _describe(device)
 
 

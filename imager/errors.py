@@ -150,3 +150,28 @@ class LoginRefused(ImagerError):
 class DiskTestFailed(ImagerError):
     code = "disk_test_failed"
     hint = "Replace the disk, or back up what it holds while it still reads; details are on the task."
+
+
+class Interrupted(ImagerError):
+    """SIGINT, SIGTERM or SIGHUP during an op: its cleanup ran, the exit status says which signal (128 + n)."""
+
+    code = "interrupted"
+    hint = ("Stopped on request: a capture's source is back at its size and the previous image is kept; "
+            "a deploy's target is left blank (no partition table). Run it again.")
+
+    def __init__(self, signum: int) -> None:
+        import signal
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name}", signal=name)
+        self.exit_status = 128 + signum
+
+
+class StorageFull(StorageError):
+    code = "storage_full"
+    hint = "Free space on the image store (old images, other files), or capture to another store."
+
+
+class NotBootEnvironment(ImagerError):
+    code = "not_boot_environment"
+    hint = ("`imager agent` only runs in the boot image the imaging server PXE-boots; it would reboot this "
+            "machine. On an ordinary system use `imager capture`, `imager deploy`, `imager info`.")

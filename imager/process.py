@@ -5,26 +5,128 @@ Everything external (partclone, sfdisk, sgdisk, mount, udhcpc …) goes through
 Both log the command line and the program's stderr, and turn a non-zero exit
 into ``CommandFailed`` carrying the tail of stderr.  Unit tests patch
 ``_popen`` to make accidental shelling-out impossible.
+
+Children never outlive imager: each gets PR_SET_PDEATHSIG (SIGKILL when the
+imager thread that started it dies, even by SIGKILL) and its own process group,
+so a Ctrl-C on the terminal reaches imager alone, which then stops them in order.
+``interruptible()`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted`` so an
+op's cleanup (grow the source back, drop the staging version, blank a half
+written disk) runs; a program started with ``run`` (resize2fs, sfdisk …) is left
+to finish first, since killing it midway could damage what it is changing.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
-from typing import IO, Any, Sequence
+from types import FrameType
+from typing import IO, Any, Iterator, Sequence, TypeVar
 
-from imager.errors import CommandFailed
+from imager.errors import CommandFailed, Interrupted
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Locale-independent output from the tools whose text we parse.
 _ENV = {**os.environ, "LC_ALL": "C"}
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: SIGKILL when imager dies; exit if it is gone already."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # imager died between fork and prctl
+        os._exit(1)
+
+
+def _popen(argv: Sequence[str], *, own_group: bool = True, **kwargs: Any) -> subprocess.Popen[Any]:
     kwargs.setdefault("env", _ENV)
-    return subprocess.Popen(list(argv), **kwargs)
+    parent = os.getpid()
+    if own_group:  # the terminal's Ctrl-C goes to imager only
+        kwargs["process_group"] = 0
+    return subprocess.Popen(list(argv), preexec_fn=lambda: _die_with_parent(parent), **kwargs)
+
+
+# --- signals: SIGINT, SIGTERM, SIGHUP become Interrupted --------------------------------
+
+INTERRUPTING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_state = threading.local()
+_critical = 0                  # depth of uninterrupted() blocks (main thread only)
+_pending: list[int] = []       # a signal that came during one, raised when it ends
+_interrupted = False           # the first signal raised; later ones are ignored so cleanup completes
+
+
+def _raise_interrupted(signum: int) -> None:
+    global _interrupted
+    _interrupted = True
+    raise Interrupted(signum)
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    if _interrupted or _pending:
+        log.warning("%s received while stopping: cleaning up, please wait", name)
+        return
+    if _critical:
+        log.warning("%s received: stopping once the running program finishes", name)
+        _pending.append(signum)
+        return
+    _raise_interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Within this block SIGINT/SIGTERM/SIGHUP raise ``Interrupted`` (main thread only; elsewhere nothing changes)."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread() or getattr(_state, "active", False):
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_signal) for sig in INTERRUPTING}
+    _state.active = True
+    _interrupted = False
+    _pending.clear()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _state.active = False
+        _pending.clear()
+
+
+@contextlib.contextmanager
+def exits_uninterrupted(manager: contextlib.AbstractContextManager[T]) -> Iterator[T]:
+    """Enter ``manager`` as usual; its exit (a cleanup: grow the source back …) runs whole, whatever signal comes."""
+    value = manager.__enter__()
+    try:
+        yield value
+    except BaseException:
+        with uninterrupted():
+            if not manager.__exit__(*sys.exc_info()):
+                raise
+    else:
+        with uninterrupted():
+            manager.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A step that must not be cut in half: a signal meanwhile is raised when it ends."""
+    global _critical
+    _critical += 1
+    try:
+        yield
+    finally:
+        _critical -= 1
+        if not _critical and _pending and not _interrupted:
+            _raise_interrupted(_pending.pop())
 
 
 @dataclass
@@ -47,17 +149,18 @@ def run(argv: Sequence[str], *, input: bytes | None = None, check: bool = True,
         timeout: float | None = None) -> Result:
     """Run a program to completion and return what it printed."""
     log.debug("run: %s", " ".join(argv))
-    try:
-        proc = _popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise CommandFailed(f"{argv[0]} is not installed", hint="The boot image lacks this tool.") from exc
-    try:
-        out, err = proc.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise CommandFailed(f"{argv[0]} did not finish within {timeout} s", argv=list(argv))
+    with uninterrupted():  # resize2fs, sfdisk …: a signal waits until the program is done
+        try:
+            proc = _popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError as exc:
+            raise CommandFailed(f"{argv[0]} is not installed", hint="The boot image lacks this tool.") from exc
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise CommandFailed(f"{argv[0]} did not finish within {timeout} s", argv=list(argv))
     if err.strip():
         log.debug("%s stderr: %s", argv[0], _tail(err, 20))
     result = Result(list(argv), proc.returncode, out, err)
@@ -131,7 +234,7 @@ def interactive(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
     """Run a program on our own terminal (a shell for the technician) and wait; its exit status."""
     log.debug("interactive: %s", " ".join(argv))
     try:
-        proc = _popen(argv, **({"env": {**_ENV, **env}} if env else {}))
+        proc = _popen(argv, own_group=False, **({"env": {**_ENV, **env}} if env else {}))  # owns the terminal
     except FileNotFoundError as exc:
         raise CommandFailed(f"{argv[0]} is not installed", hint="The boot image lacks this tool.") from exc
     return proc.wait()

@@ -241,6 +241,8 @@ def add_system(root: Root) -> None:
         ("root", 0), ("tty", 5), ("disk", 6), ("lp", 7), ("kmem", 15), ("dialout", 20), ("cdrom", 24),
         ("tape", 26), ("audio", 29), ("video", 44), ("input", 105), ("kvm", 106), ("render", 107), ("sgx", 108))))
     (root.path / "etc/hostname").write_text("imager\n")
+    # The agent's proof it runs in this image, not on a machine it would reboot (imager/bootenv.py).
+    (root.path / "etc/imager-boot-environment").write_text("imager boot image\n")
     (root.path / "etc/imager").mkdir(exist_ok=True)
     shutil.copy2(HERE / "udhcpc.script", root.path / "etc/imager/udhcpc.script")
     shutil.copy2(HERE / "init", root.path / "init")

@@ -5,9 +5,14 @@ is mounted, save its partition table and boot area, (resizable images) shrink
 the filesystems that can be shrunk, stream each partition's used blocks
 through partclone and zstd, grow the filesystems back, write the manifest
 last, publish.
+
+Stopped by SIGINT/SIGTERM/SIGHUP (``process.interruptible``), a full store or
+any error, it grows the source's filesystems back, removes the staging version
+and keeps the previous image (docs/safety.md).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -16,7 +21,7 @@ from typing import Any, cast
 
 import imager
 from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
-from imager.errors import UnsupportedDisk
+from imager.errors import Interrupted, UnsupportedDisk
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.context import OpContext
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
@@ -39,8 +44,27 @@ def capture(ctx: OpContext) -> dict[str, Any]:
                          image_type=(image.get("type") if image else None) or "resizable")
 
 
+INTERRUPTED_HINT = ("The source disk's filesystems are back at their size and the previous image, if any, is "
+                    "unchanged; the unfinished version was removed. Run the capture again.")
+
+
 def capture_image(disk_spec: str | None, root: str, name: str, progress: Progress,
                   image_type: str = "resizable") -> dict[str, Any]:
+    """``disk_spec`` into the image ``name`` under ``root`` (an existing directory); published only when whole."""
+    with process.interruptible():
+        try:
+            return _capture_image(disk_spec, root, name, progress, image_type)
+        except Interrupted as exc:
+            exc.hint = INTERRUPTED_HINT
+            raise
+        except OSError as exc:  # the store's own failures as a message; anything else is a bug, shown as such
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or str(exc.filename or "").startswith(root):
+                raise imagestore.storage_error(exc, f"capture of {name!r} into {root} failed") from exc
+            raise
+
+
+def _capture_image(disk_spec: str | None, root: str, name: str, progress: Progress,
+                   image_type: str) -> dict[str, Any]:
     if image_type not in IMAGE_TYPES:
         raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
     started = time.monotonic()
@@ -87,7 +111,8 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
     parts: list[PartitionEntry] = []
     shrinking: AbstractContextManager[dict[int, int]] = (
         resize.shrunk_filesystems(disk.path, layout) if resizable else nullcontext({}))
-    with shrinking as fs_bytes:  # resizable: filesystems at their minimum until the end of this block
+    # resizable: filesystems at their minimum until the end of this block, grown back whole whatever signal comes
+    with process.exits_uninterrupted(shrinking) as fs_bytes:
         for i, part in enumerate(layout.partitions, 1):
             tool = filesystems.tool_for(part.fstype, part.kind)
             if tool in (filesystems.SWAP, filesystems.CONTAINER):  # recreated at deploy, nothing to copy

@@ -9,6 +9,10 @@ filesystems that were captured shrunk.
 
 ``restore_disk`` is the one restore engine: its streams come from a source, the
 image's files here (``ImageFiles``), udp-receiver in a multicast deploy.
+
+A deploy that fails or is stopped (SIGINT/SIGTERM/SIGHUP) after its first write
+leaves the disk blank (``BlankOnFailure``: no partition table), never a disk
+that looks whole; before the first write it leaves the disk untouched.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import time
 from typing import Any, Mapping, Protocol
 
 from imager import datapath, disks, filesystems, imagestore, legacy, lvm, manifest, partclone, postdeploy, process, resize
-from imager.errors import DiskNotFound, DiskTooSmall, InvalidImage, SectorSizeMismatch
+from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
 from imager.ops.context import OpContext
@@ -37,10 +41,55 @@ def deploy(ctx: OpContext) -> dict[str, Any]:
                         hostname=ctx.task.get("hostname"))
 
 
+INTERRUPTED_HINT = ("The deploy was stopped: the disk it had begun to write was left blank (no partition table), "
+                    "not half-written. Deploy again.")
+
+
+class BlankOnFailure:
+    """The devices a deploy began to write; if it fails, each is left blank (its signatures wiped)."""
+
+    def __init__(self) -> None:
+        self.devices: list[str] = []
+
+    def writing(self, device: str) -> None:
+        """Called just before the first write to ``device``."""
+        self.devices.append(device)
+
+    def __enter__(self) -> BlankOnFailure:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if kind is None or not self.devices:
+            return
+        with process.uninterrupted():
+            for device in self.devices:
+                blank(device)
+
+
+def blank(device: str) -> None:
+    """Wipe ``device``'s table (or filesystem) signatures, primary and backup, and drop its partitions from the kernel."""
+    log.warning("the deploy did not finish: wiping the signatures of %s so it reads as blank", device)
+    result = process.run(["wipefs", "--all", "--force", device], check=False)
+    if result.returncode != 0:
+        log.error("could not blank %s: %s", device, result.stderr.decode(errors="replace").strip())
+    process.run(["partx", "-d", device], check=False)  # whole disks: the kernel forgets the old partitions
+
+
 def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,
                  hostname: str | None = None) -> dict[str, Any]:
+    """The image at ``image_dir`` onto the disk ``disk_spec`` names; on failure after the first write, blank."""
+    with process.interruptible(), BlankOnFailure() as written:
+        try:
+            return _deploy_image(image_dir, disk_spec, progress, partition, hostname, written)
+        except Interrupted as exc:
+            exc.hint = INTERRUPTED_HINT if written.devices else "Stopped before anything was written. Deploy again."
+            raise
+
+
+def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None,
+                  hostname: str | None, written: BlankOnFailure) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
-        return deploy_foreign(image_dir, disk_spec, progress)
+        return deploy_foreign(image_dir, disk_spec, progress, written)
     started = time.monotonic()
     if hostname:
         postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
@@ -51,18 +100,22 @@ def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, part
     if entries[0].get("mode") == "raw":
         check_raw_target(entries[0], targets[0])
         refuse_if_mounted(targets[0].path)
+        written.writing(targets[0].path)
         restore_raw_disk(entries[0], targets[0], source, progress)
         return {"image": image.get("name"), "disk": targets[0].path, "raw_bytes": entries[0]["raw_bytes"],
                 "seconds": round(time.monotonic() - started, 1), "partitions": 0}
     if partition is not None:
         layout = Layout.from_dict(entries[0]["layout"])
         manifest.check_sector_size(layout, targets[0].logical_sector_size, targets[0].path)
-        return deploy_one_partition(image_dir, image, targets[0], partition, progress)
+        return deploy_one_partition(image_dir, image, targets[0], partition, progress, written)
     # Every disk is checked and planned before the first byte is written to any of them.
     plans = [plan_disk(image, entry, target) for entry, target in zip(entries, targets)]
     for target in targets:
         refuse_if_mounted(target.path)
+    for entry in entries:  # a damaged table file of any disk refuses the image before the first write
+        manifest.verify_small_files(image_dir, image["files"], small_files(entry))
     for entry, target, planned in zip(entries, targets, plans):
+        written.writing(target.path)
         write_disk_table(image_dir, image, entry, target, planned)
         restore_disk(image_dir, entry, target, planned, source, progress)
     renamed = set_hostname(targets, entries, hostname)
@@ -196,7 +249,7 @@ def set_hostname(targets: list[disks.Disk], entries: list[DiskEntry], hostname: 
 
 
 def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, number: int,
-                         progress: Progress) -> dict[str, Any]:
+                         progress: Progress, written: BlankOnFailure) -> dict[str, Any]:
     """Only partition ``number`` (FOG's imgPartitionType=N): the target's table is left as it is."""
     entry = image["disks"][0]
     part = next((p for p in entry["partitions"] if p["number"] == number), None)
@@ -215,6 +268,8 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
     source = ImageFiles(image_dir, image["files"])
     if part["tool"] == lvm.TOOL:
         manifest.verify_small_files(image_dir, image["files"], small_files({"partitions": [part]}))
+    written.writing(device)  # only this partition: the rest of the disk and its table stay
+    if part["tool"] == lvm.TOOL:
         restore_volume_group(image_dir, part, device, source, progress, f"partition {number}")
     else:
         restore_partition(part, target.path, source, progress, f"partition {number}")
@@ -224,7 +279,8 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
             "seconds": round(time.monotonic() - started, 1), "partitions": 1}
 
 
-def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) -> dict[str, Any]:
+def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress,
+                   written: BlankOnFailure | None = None) -> dict[str, Any]:
     """A FOG or Clonezilla image: same recipe, their table files and their split, compressed streams."""
     started = time.monotonic()
     image = legacy.load(image_dir)
@@ -238,6 +294,8 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress) ->
                            f"needs {planned.required_bytes} bytes")
     refuse_if_mounted(target.path)
     log.info("deploying %s image %s onto %s", image["format"], image_dir, target.path)
+    if written is not None:
+        written.writing(target.path)
     table = image["table"]
     if planned is not layout and [p.sectors for p in planned.partitions] != [p.sectors for p in layout.partitions]:
         # The saved dump keeps every type, GUID and name; only starts and sizes change.

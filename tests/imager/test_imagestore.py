@@ -47,3 +47,33 @@ def test_a_foreign_directory_is_not_overwritten(tmp_path):
 def test_missing_image(tmp_path):
     with pytest.raises(ImageNotFound):
         imagestore.resolve(str(tmp_path), "nothing")
+
+
+def test_a_store_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(StorageError, match="is not an existing directory") as info:
+        imagestore.require_store(str(tmp_path / "typo" / "store"))
+    assert "Check the path" in info.value.hint
+    assert os.listdir(tmp_path) == []
+    assert imagestore.require_store(str(tmp_path)) == str(tmp_path)
+
+
+def test_a_version_left_by_a_killed_capture_is_named_and_removed_by_the_next_capture(tmp_path):
+    published = capture_into(tmp_path, "win10", "v1")
+    open(os.path.join(published.path, "manifest.json"), "w").write("{}")
+    published.publish()
+    killed = imagestore.Staging(str(tmp_path), "win10")  # SIGKILL: no discard, no manifest
+    other = imagestore.Staging(str(tmp_path), "other")    # another image's capture is not touched
+    assert imagestore.leftover_versions(str(tmp_path), "win10") == [killed.path]
+    assert imagestore.leftovers_beside(str(tmp_path / "win10")) == [killed.path]
+    nxt = capture_into(tmp_path, "win10", "v2")
+    assert not os.path.exists(killed.path)
+    assert os.path.isdir(other.path) and os.path.isdir(published.path)
+    nxt.publish()
+    assert imagestore.leftover_versions(str(tmp_path), "win10") == []
+
+
+def test_discard_after_publish_keeps_the_published_image(tmp_path):
+    staging = capture_into(tmp_path, "win10", "v1")
+    staging.publish()
+    staging.discard()  # a signal right after the rename: the capture is done, nothing is removed
+    assert open(os.path.join(imagestore.resolve(str(tmp_path), "win10"), "data")).read() == "v1"

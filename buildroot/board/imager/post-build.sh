@@ -12,6 +12,8 @@ REPO_DIR="$(cd "${BOARD_DIR}/../../.." && pwd)"
 install -D -m 0755 "${REPO_DIR}/initramfs/init" "${TARGET_DIR}/init"
 install -D -m 0755 "${REPO_DIR}/initramfs/udhcpc.script" \
 	"${TARGET_DIR}/etc/imager/udhcpc.script"
+# The agent's proof it runs in this image, not on a machine it would reboot (imager/bootenv.py).
+echo "imager boot image" > "${TARGET_DIR}/etc/imager-boot-environment"
 
 # init starts udev as Debian names it; eudev installs udevd in sbin.
 udevd=""

@@ -140,6 +140,10 @@ def test_cli_capture_verify_info_deploy_exit_codes(tmp_path):
     cli = [sys.executable, "-m", "imager.cli"]
     image = str(tmp_path / "store" / "lab1")
     with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        typo = subprocess.run(cli + ["capture", a, image], capture_output=True, text=True)  # no store/ yet
+        assert typo.returncode == 1 and "is not an existing directory; nothing was created" in typo.stderr
+        assert not os.path.exists(tmp_path / "store")
+        os.mkdir(tmp_path / "store")
         assert subprocess.run(cli + ["capture", a, image], capture_output=True).returncode == 0
         verify = subprocess.run(cli + ["verify", image], capture_output=True, text=True)
         assert verify.returncode == 0 and "ok   d1p2.pcl.zst" in verify.stdout
