@@ -16,7 +16,7 @@ MASTER_MAC = "52:54:00:0b:00:01"
 
 
 def run_client(server: ConsoleServer, mac: str, task_id: int) -> TaskClient:
-    """The client a machine would run, with the token its boot script carries, checked in."""
+    """The client a machine would run, with the token its boot script's claim gets, checked in."""
     client = TaskClient(server.url, task_id, server.task_token(mac), attempts=1)
     client.checkin()
     return client
