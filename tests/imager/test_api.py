@@ -203,3 +203,17 @@ def test_a_task_client_takes_the_token_or_the_claim():
         api.TaskClient("http://s", 3)
     with pytest.raises(ValueError, match="one of them"):
         api.TaskClient("http://s", 3, "tok", claim="c")
+
+
+def test_the_agent_shows_a_refused_claim_reports_nothing_and_reboots_later(claim_server, monkeypatch):
+    """A boot whose task was claimed before (a reset mid-task, or a thief first): the failure screen says
+    so, nothing is sent in the task's name, the machine waits fail_wait and reboots."""
+    from imager import agent
+    played, url = claim_server
+    played.claimed = True
+    shown, waited = [], []
+    monkeypatch.setattr(agent, "show_failure", lambda error, *args, **kwargs: shown.append(error))
+    monkeypatch.setattr(agent, "wait_then", lambda seconds, action: waited.append((seconds, action)))
+    assert agent.execute(url, 3, None, agent.LogTail(), 7, claim="good") is None
+    assert "already claimed from 10.0.0.9" in shown[0].message and shown[0].hint == api.CLAIM_REFUSED_HINT
+    assert waited == [(7, "reboot")] and [c[0] for c in played.calls] == ["claim"]
