@@ -114,7 +114,8 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE tasks ADD COLUMN image_name TEXT;
 """,
     # 7: task claims (docs/security.md#task-claims): when and from where the boot script's claim was exchanged for
-    # the token, and the refused second claims. Running tasks' clients hold their token already: claimed.
+    # the token, and the refused second claims. Running tasks' clients, and the menu's tasks, hold their token
+    # already: claimed.
     """
     ALTER TABLE tasks ADD COLUMN claimed REAL;
     ALTER TABLE tasks ADD COLUMN claimed_from TEXT;
@@ -122,6 +123,7 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ALTER TABLE tasks ADD COLUMN claim_refused_at REAL;
     ALTER TABLE tasks ADD COLUMN claim_refused_from TEXT;
     UPDATE tasks SET claimed = started, claimed_from = 'before claims' WHERE state = 'running';
+    UPDATE tasks SET claimed = created, claimed_from = 'menu' WHERE origin = 'menu' AND state = 'queued';
 """,
     # 8: attempt limits that survive a restart: menu logins and registrations per MAC and address (store/limits.py).
     """

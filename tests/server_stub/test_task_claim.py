@@ -137,3 +137,28 @@ def test_a_menu_task_is_claimed_at_birth(tmp_path):
     with pytest.raises(Conflict, match="already claimed from menu"):
         store.tasks_repo.claim_task(task["id"], claim_of(task["token"]), "10.0.0.9")
     assert store.task(task["id"])["claims_refused"] == 1
+
+
+def test_an_older_database_marks_the_tasks_whose_clients_hold_their_token_claimed(tmp_path):
+    """Migration 7: a running task's client (booted with imager.token) and a menu's queued task hold their token
+    already, so no boot script may claim them; an admin's queued task is claimable."""
+    import sqlite3
+
+    from server_stub.store.schema import MIGRATIONS, SCHEMA
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA)
+    for script in MIGRATIONS[:6]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 6")
+    for number in (1, 2, 3):
+        conn.execute("INSERT INTO hosts(mac, name, created) VALUES (?, ?, 0)", (f"52:54:00:00:00:0{number}",
+                                                                                f"pc{number}"))
+    for host, state, origin in ((1, "running", "admin"), (2, "queued", "menu"), (3, "queued", "admin")):
+        conn.execute("INSERT INTO tasks(host_id, type, state, token, created, started, origin) "
+                     "VALUES (?, 'inventory', ?, 't', 5, 6, ?)", (host, state, origin))
+    conn.commit()
+    conn.close()
+    store = Store(str(path))
+    assert [(t["claimed"], t["claimed_from"], t["claims_refused"]) for t in store.tasks()] == [
+        (6, "before claims", 0), (5, "menu", 0), (None, None, 0)]
