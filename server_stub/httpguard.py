@@ -92,6 +92,11 @@ class GuardedRunner(web.AppRunner):
                             max_per_client=self.max_per_client, **plain._kwargs)
 
 
+class BodyTimeout(web.HTTPRequestTimeout, TimeoutError):
+    """408 to the handler's read (answered by the error middleware); a TimeoutError to aiohttp, whose lingering
+    read of the rest of the body then closes the connection quietly instead of logging a traceback."""
+
+
 def body_deadline(timeout: float = BODY_TIMEOUT) -> Any:
     """A middleware: a body still arriving ``timeout`` seconds after its headers makes the handler's read fail
     with 408, and the connection is not kept."""
@@ -104,7 +109,7 @@ def body_deadline(timeout: float = BODY_TIMEOUT) -> Any:
 
         def expire() -> None:
             if not content.is_eof():
-                content.set_exception(web.HTTPRequestTimeout(text="the request body took too long"))
+                content.set_exception(BodyTimeout(text="the request body took too long"))
                 request.protocol.keep_alive(False)
 
         timer = asyncio.get_running_loop().call_later(timeout, expire)
