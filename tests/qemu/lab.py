@@ -306,7 +306,7 @@ EXPORT {{
         return result.stdout
 
     def cli_json(self, *args: str):
-        return json.loads(self.cli(*args))
+        return json.loads(self.cli("--json", *args))  # the API's answer, not the table
 
     def http_get(self, path: str) -> tuple[int, str]:
         result = self.netns("curl", "-s", "-o", "-", "-w", "\n%{http_code}", f"{SERVER_URL}{path}", check=False)
