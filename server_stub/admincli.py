@@ -24,7 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p = host.add_parser("list", help="hosts and their active task")
     p.add_argument("--search", default="", help="part of the name, MAC, group or image")
-    p.add_argument("--sort", default="name", choices=tuple(HOST_SORTS))
+    p.add_argument("--sort", default="name", choices=tuple(HOST_SORTS), help="the column to sort by (default name)")
     p.add_argument("--desc", action="store_true", help="sort descending")
     host.add_parser("show", help="a host and its latest inventory").add_argument("name", help="name or MAC")
     host.add_parser("inventory", help="the latest inventory, always as JSON").add_argument("name", help="name or MAC")

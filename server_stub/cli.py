@@ -149,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "serve" and args.admin_data_dir:  # the admin commands' option: serve has its own
+        parser.error("the server's data directory goes after the command: imager-server serve --data-dir DIR")
     if args.command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         asyncio.run(_serve(args))

@@ -49,11 +49,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = task.add_parser("list", help="tasks, filtered; --watch redraws them until Ctrl-C")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--active", action="store_true", help="queued and running tasks only")
-    which.add_argument("--state", default=None, choices=("active", "queued", "running", "done", "failed", "canceled"))
+    which.add_argument("--state", default=None, choices=("active", "queued", "running", "done", "failed", "canceled"),
+                       help="only tasks in this state (active: queued or running)")
     p.add_argument("--host", default=None, help="name or MAC")
-    p.add_argument("--type", default=None, choices=TASK_TYPES)
-    p.add_argument("--image", default=None)
-    p.add_argument("--sort", default="id", choices=tuple(TASK_SORTS))
+    p.add_argument("--type", default=None, choices=TASK_TYPES, help="only tasks of this type")
+    p.add_argument("--image", default=None, help="only tasks of this image (a removed one's too)")
+    p.add_argument("--sort", default="id", choices=tuple(TASK_SORTS), help="the column to sort by (default id)")
     p.add_argument("--desc", action="store_true", help="sort descending (--sort id --desc: newest first)")
     p.add_argument("--watch", action="store_true", help="redraw the list every --interval s until Ctrl-C; not on a "
                                                         "terminal, print it again each time (with --json: a line each)")

@@ -2,12 +2,14 @@
 installed code; a place the user names that holds none is said at once, and when no place holds one the
 message names every place looked at."""
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from server_stub.cli_connection import USUAL_TOKEN_FILES, AdminCallFailed, find_admin_token
-from tests.server_stub.cliproc import clean_env, cli
+from tests.server_stub.cliproc import REPO, clean_env, cli
 
 
 def listed(done):
@@ -82,3 +84,10 @@ def test_the_lookup_order_as_a_function(tmp_path, monkeypatch):
         find_admin_token(str(tmp_path / "blank"), None, {})
     with pytest.raises(AdminCallFailed, match=r"no admin token at .*nothing/admin.token \(named by \$IMAGER_DATA_DIR\)"):
         find_admin_token(None, None, {"IMAGER_DATA_DIR": str(tmp_path / "nothing")})
+
+
+def test_data_dir_before_serve_is_not_silently_ignored(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "server_stub", "--data-dir", str(tmp_path), "serve"],
+                          capture_output=True, text=True, timeout=30, cwd=REPO, env=clean_env())
+    assert done.returncode == 2 and "imager-server serve --data-dir DIR" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no server started anywhere
