@@ -59,6 +59,7 @@ def capture_image(disk_spec: str | None, root: str, name: str, progress: Progres
             raise
         except OSError as exc:  # the store's own failures as a message; anything else is a bug, shown as such
             if exc.errno in (errno.ENOSPC, errno.EDQUOT) or str(exc.filename or "").startswith(root):
+                log.debug("capture failed on the store", exc_info=True)  # -v: where it happened
                 raise imagestore.storage_error(exc, f"capture of {name!r} into {root} failed") from exc
             raise
 

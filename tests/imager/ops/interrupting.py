@@ -18,6 +18,11 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "imager.cli", *args], cwd=REPO, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -53,6 +58,14 @@ def processes_using(device: str) -> list[str]:
         if any(arg.decode(errors="replace").startswith(device) for arg in argv[1:]) and b"python" not in argv[0]:
             found.append(" ".join(a.decode(errors="replace") for a in argv if a))
     return found
+
+
+def partclone_left(device: str, within: float = 5.0) -> list[str]:
+    """The partclone processes still naming ``device`` after ``within`` seconds (the kernel kills them at once)."""
+    deadline = time.monotonic() + within
+    while (left := [p for p in processes_using(device) if "partclone" in p]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def block_count(device: str) -> int:
