@@ -15,7 +15,7 @@ APT_PACKAGES := \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common \
 	smartmontools nvme-cli python3-pexpect \
-	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core
+	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis
 
 .PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 
@@ -46,6 +46,12 @@ unit: typecheck
 
 test: typecheck initramfs
 	$(VENV)/bin/pytest tests
+
+# The fuzz suite's long profile (tests/fuzz/): ≥ 100,000 cases over every route and the TFTP parser and server;
+# `make test` runs its short profile.
+.PHONY: fuzz
+fuzz: setup
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz
 
 demo: setup initramfs
 	$(VENV)/bin/python -m tests.qemu.demo

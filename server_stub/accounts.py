@@ -24,7 +24,7 @@ import argon2
 from aiohttp import web
 
 from server_stub.errors import ApiError, Forbidden, Invalid, RateLimited, Unauthorized
-from server_stub.http import bearer_token, same_secret, secret_bytes
+from server_stub.http import FORM_TYPES, bearer_token, read_form, same_secret, secret_bytes
 from server_stub.store import Store
 from server_stub.store.accounts import ROLES
 
@@ -190,8 +190,8 @@ class Authenticator:
         if principal.via != "session" or request.method in _SAFE_METHODS:
             return
         given = request.headers.get(CSRF_HEADER)
-        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            given = str((await request.post()).get(CSRF_FIELD, ""))
+        if given is None and request.content_type in FORM_TYPES:
+            given = str((await read_form(request)).get(CSRF_FIELD, ""))
         if not given or not principal.csrf or not same_secret(given, principal.csrf):
             raise Forbidden("the form's anti-forgery token is missing or stale: reload the page and try again")
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from multidict import MultiDictProxy
 
 from server_stub.errors import ApiError, Invalid, NotFound, RateLimited, TooLarge
 
@@ -58,6 +59,8 @@ def error_middleware(translate: Mapping[type[Exception], type[ApiError]] | None 
     @web.middleware
     async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.method == "POST" and request.content_type in FORM_TYPES and not request.path.startswith("/api/"):
+                await read_form(request)  # a page's form, parsed (and cached by aiohttp) here: malformed is 400
             return await handler(request)
         except ApiError as exc:
             return error_response(exc)
@@ -75,6 +78,16 @@ def error_middleware(translate: Mapping[type[Exception], type[ApiError]] | None 
 
 
 # --- request bodies ---------------------------------------------------------
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A form body (aiohttp caches it: later ``request.post()`` calls get the same); a malformed one is 400."""
+    try:
+        return await request.post()
+    except ValueError as exc:  # a multipart body without its boundary, undecodable bytes …
+        raise Invalid(f"the form is malformed: {exc}") from None
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_JSON_INT = MAX_ROW_ID  # JSON numbers beyond SQLite's integers fit nowhere in the store
