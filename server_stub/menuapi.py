@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -88,7 +89,11 @@ class MenuState:
 
     def take(self, limits: list[Limit], message: str) -> Taken:
         """Count one attempt under every limit before the work it guards, or refuse it (429)."""
-        taken = self.limits.take(limits)
+        try:
+            taken = self.limits.take(limits)
+        except sqlite3.Error as exc:  # a full data disk: an attempt that cannot be counted is not made
+            log.error("cannot count an attempt (%s): refused", exc)
+            raise RateLimited("the server cannot count attempts right now; try again shortly", retry_after=10) from None
         if taken.retry_after:
             raise RateLimited(message, retry_after=taken.retry_after)
         return taken

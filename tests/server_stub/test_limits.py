@@ -142,3 +142,14 @@ def test_time_is_wall_clock_so_a_restart_keeps_it(host):
     limits.take([Limit("clock", 1, 60)])
     stored = host.store.db.scalar("SELECT time FROM limit_attempts WHERE key = 'clock'")
     assert abs(stored - time.time()) < 5
+
+
+def test_an_attempt_that_cannot_be_counted_is_refused(host):
+    """The limits fail closed: a database that refuses writes (a full disk) refuses the login, 429, not a 500."""
+    host.store.db.execute("PRAGMA query_only = ON")
+    try:
+        refused = login(host, ADMIN_TOKEN)
+        assert refused.status == 429 and refused.json()["code"] == "rate_limited"
+    finally:
+        host.store.db.execute("PRAGMA query_only = OFF")
+    assert login(host, ADMIN_TOKEN).status == 200
