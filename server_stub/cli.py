@@ -43,9 +43,6 @@ import argparse
 import asyncio
 import logging
 import os
-import secrets
-import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -53,8 +50,6 @@ from typing import Any, get_args
 from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli
 from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
-from server_stub.config import ServerConfig, TlsConfig
-from server_stub.errors import Invalid
 
 REPO = Path(__file__).resolve().parent.parent
 
