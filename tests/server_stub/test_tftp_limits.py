@@ -3,6 +3,7 @@ seconds, garbage options refused with ERROR 8, and a flood of unanswered request
 
 Flooders send from their own loopback addresses (127.0.2.x), the real clients from 127.0.0.1.
 """
+import io
 import socket
 import statistics
 import struct
@@ -143,3 +144,14 @@ def test_a_flood_of_unanswered_requests_does_not_stop_a_real_client(server):
     assert p99_ms(latencies) < 2000
     log = (server["data"].parent / "server.log").read_text()
     assert "too many transfers" in log  # the caps were reached: the flood was a flood
+
+
+def test_files_are_opened_for_reading_block_by_block_never_read_whole(tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"x" * 100_000)
+    boot_file = tmp_path / "initrd.img"
+    boot_file.write_bytes(b"y" * 100_000)
+    server = tftp.TftpServer(str(tmp_path), lambda path, ip: boot_file if path == "imager/initrd.img" else None)
+    for name in ("big.bin", "imager/initrd.img"):
+        source = server._open(name, "10.0.0.9")
+        assert source is not None and source.tell() == 0 and not isinstance(source, io.BytesIO)  # a file on disk
+        source.close()
