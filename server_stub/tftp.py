@@ -127,6 +127,7 @@ class TftpServer:
         self.max_transfers, self.max_per_client = max_transfers, max_per_client
         self.transfers: set[asyncio.Task] = set()
         self.per_client: Counter[str] = Counter()
+        self.refused = 0
         self.transport: asyncio.DatagramTransport | None = None
 
     async def start(self, host: str, port: int) -> None:
@@ -152,7 +153,10 @@ class TftpServer:
             return
         client = addr[0]
         if len(self.transfers) >= self.max_transfers or self.per_client[client] >= self.max_per_client:
-            log.warning("TFTP %s: %s refused, too many transfers", client, request.filename[:100])
+            self.refused += 1
+            if self.refused % 1000 == 1:  # a flood is logged, not each of its requests
+                log.warning("TFTP %s: %s refused, too many transfers (%d refused so far)", client,
+                            request.filename[:100], self.refused)
             self.transport.sendto(_error_packet(ERR_UNDEFINED, "too many transfers, try again later"), addr)
             return
         self.per_client[client] += 1
