@@ -9,7 +9,7 @@ import urllib.parse
 from typing import Any
 
 from server_stub.cli_connection import Call, all_rows, segment
-from server_stub.cli_format import Answer, computed, human_size, local_time, record, table, to_json
+from server_stub.cli_format import Answer, computed, field, human_size, local_time, record, table, to_json
 from server_stub.store.hosts import HOST_SORTS
 from server_stub.store.menu import UNKNOWN_HOSTS_POLICIES
 
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace, call: Call) -> Any:
             return _host(call("POST", "/api/hosts", {"mac": args.mac, "name": args.name}))
         case "host", "list":
             hosts = all_rows(call, "/api/pages/hosts", {"q": args.search, "sort": args.sort, "desc": int(args.desc)})
-            return Answer(hosts, lambda: table(hosts, ["id", "mac", "name", "registered", "image", "group_name",
+            return Answer(hosts, lambda: table(hosts, ["id", "mac", "name", "registered", "image",
+                                                       field("group_name", "group"),
                                                        computed("task", _active_task)]))
         case "host", "show":
             shown = call("GET", f"/api/hosts/{segment(args.name)}")

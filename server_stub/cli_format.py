@@ -57,6 +57,8 @@ def cell(key: str, value: Any) -> str:
         return human_size(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
+        return ", ".join(str(v) for v in value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)

@@ -20,7 +20,7 @@ RSYNC_HELP = ("where the server's rsync reaches this node's export: a directory 
 IMAGE_RENAME = ("an image cannot be renamed: its versions on the storage nodes are named <name>@<stamp> behind "
                 "a link <name>, on nodes this server may not reach, and deploys read them by that name. Add an "
                 "image with the new name, capture it (or deploy the old one and capture), then 'image remove {name}'")
-NODE_COLUMNS: list[Column | str] = ["name", "group_name", computed("master", lambda n: "yes" if n.get("master") else ""), "export",
+NODE_COLUMNS: list[Column | str] = ["name", field("group_name", "group"), computed("master", lambda n: "yes" if n.get("master") else ""), "export",
                 "options", computed("clients", lambda n: f"{n.get('running', 0)}/{n.get('max_clients')}"),
                 "rsync_target"]
 
@@ -108,6 +108,17 @@ def _jobs_table(jobs: list[dict]) -> str:
     return table(jobs, ["id", "image", "source", "node", "state", "version", "bytes", "started", "finished", "error"])
 
 
+def _node(node: dict) -> Answer:
+    shown = {**node, "master": "yes" if node.get("master") else "no"}  # the view only: --json keeps the API's 1/0
+    return Answer(node, lambda: record(shown, ["name", "group_name", "master", "export", "options", "max_clients",
+                                               "rsync_target", "created"]))
+
+
+def _image(image: dict) -> Answer:
+    return Answer(image, lambda: record(image, ["name", "type", "group_name", "storage", "description", "created",
+                                                "captured", "stored_bytes", "replicas"]))
+
+
 def _removed(what: str, data: dict) -> Answer:
     return Answer(data, lambda: f"removed {what} {data['name']}")
 
@@ -132,27 +143,27 @@ def run(args: argparse.Namespace, call: Call) -> Any:
         case "storage", "group":
             return _group_command(args, call)
         case "storage", "add":
-            return call("POST", "/api/storage", {
+            return _node(call("POST", "/api/storage", {
                 "name": args.name, "export": args.export, "options": args.options, "group": args.group,
-                "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target})
+                "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target}))
         case "storage", "set":
-            return call("POST", f"/api/storage/{segment(args.name)}",
-                        {"max_clients": args.max_clients, "master": args.master, "rsync_target": args.rsync_target,
-                         "name": args.rename, "export": args.export, "options": args.options})
+            return _node(call("POST", f"/api/storage/{segment(args.name)}",
+                              {"max_clients": args.max_clients, "master": args.master, "name": args.rename,
+                               "rsync_target": args.rsync_target, "export": args.export, "options": args.options}))
         case "storage", "rename":
-            return call("POST", f"/api/storage/{segment(args.name)}", {"name": args.new_name})
+            return _node(call("POST", f"/api/storage/{segment(args.name)}", {"name": args.new_name}))
         case "storage", "list":
             nodes = call("GET", "/api/storage")
             return Answer(nodes, lambda: table(nodes, NODE_COLUMNS))
         case "storage", "remove":
             return _removed("storage node", call("DELETE", f"/api/storage/{segment(args.name)}"))
         case "image", "add":
-            return call("POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
-                                                "description": args.description, "type": args.type})
+            return _image(call("POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
+                                                       "description": args.description, "type": args.type}))
         case "image", "list":
             images = call("GET", "/api/images")
             return Answer(images, lambda: table(images, [
-                "id", "name", "type", "group_name", "storage", computed("replicas", lambda i: ",".join(
+                "id", "name", "type", field("group_name", "group"), "storage", computed("replicas", lambda i: ",".join(
                     i.get("replicas") or [])), field("stored_bytes", "size"), "captured"]))
         case "image", "show":
             image = call("GET", f"/api/images/{segment(args.name)}")

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from server_stub.cli_format import Answer, computed, human_size, local_time, output, record, table
+from server_stub.cli_format import Answer, cell, computed, human_size, local_time, output, record, table
 
 
 @pytest.fixture
@@ -48,5 +48,7 @@ def test_json_is_the_answer_unchanged_text_is_the_view():
     assert "memory_bytes: 8.0 GiB" in output(data, as_json=False).splitlines()
     assert record(data, ["name", "inventory"]) == "name:      pc1\ninventory: -"
     assert output(Answer([1], lambda: "one"), as_json=False) == "one"
+    assert cell("replicas", ["a", "b"]) == "a, b" and cell("options", {"mode": "full"}) == '{"mode":"full"}'
+    assert cell("master", True) == "yes" and cell("stored_bytes", 2**20) == "1.0 MiB"
     with pytest.raises(ValueError):  # strict JSON: what the API never sends is not printed either
         output({"x": float("nan")}, as_json=True)
