@@ -154,11 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         call = ApiClient(args.server, find_admin_token(args.token_file, args.admin_data_dir), trust(args.cacert))
         result = _admin(args, call)
+        if result is not None:  # None: it printed as it went (task list --watch)
+            print(cli_format.output(result, args.json), flush=True)
     except AdminCallFailed as exc:
         print(f"imager-server: {exc}", file=sys.stderr)
         return 1
-    if result is not None:  # None: it printed as it went (task list --watch)
-        print(cli_format.output(result, args.json))
+    except BrokenPipeError:  # the reader left (| head): stop quietly, and let the exit's flush go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

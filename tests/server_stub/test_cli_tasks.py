@@ -130,3 +130,18 @@ def test_cancel_by_host_cancels_that_hosts_task_only(server):
     for argv in (("task", "cancel"), ("task", "cancel", "3", "--host", "pc1")):
         both = cli(server, *argv)
         assert both.returncode == 2 and "give a task id or --host NAME" in both.stderr
+
+
+def test_watch_into_a_reader_that_leaves_stops_quietly(server):
+    two_hosts_with_tasks(server)
+    proc = subprocess.Popen(watch_argv(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO,
+                            env=clean_env())
+    try:
+        assert proc.stdout.readline()  # like `| head -1`: one line, then the pipe's reader is gone
+        proc.stdout.close()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr.read() == b""
