@@ -72,7 +72,8 @@ def blank(device: str) -> None:
     result = process.run(["wipefs", "--all", "--force", device], check=False)
     if result.returncode != 0:
         log.error("could not blank %s: %s", device, result.stderr.decode(errors="replace").strip())
-    process.run(["partx", "-d", device], check=False)  # whole disks: the kernel forgets the old partitions
+    if not os.path.exists(f"/sys/class/block/{os.path.basename(os.path.realpath(device))}/partition"):
+        process.run(["partx", "-d", device], check=False)  # a whole disk: the kernel forgets its partitions
 
 
 def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,

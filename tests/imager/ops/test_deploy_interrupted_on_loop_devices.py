@@ -94,3 +94,17 @@ def test_a_damaged_table_file_refuses_the_image_and_leaves_the_disk_as_it_was(tm
         with pytest.raises(InvalidImage, match="d1.sfdisk does not match its checksum"):
             deploy_image(str(damaged), dev, Progress())
         assert partition_table(dev).stdout == before  # not blanked: nothing had been written
+
+
+def test_a_stopped_single_partition_deploy_blanks_that_partition_only(tmp_path, image):
+    with attached(blank_file(tmp_path / "b.img", 300)) as target:
+        deploy_image(image, target, Progress())
+        table = partition_table(target).stdout
+        proc = start_cli("deploy", "--yes", "--partition", "2", image, target)
+        wait_for(lambda: restoring(target), proc)
+        status, stderr = stop(proc, signal.SIGTERM)
+        assert status == 128 + signal.SIGTERM, stderr
+        assert partition_table(target).stdout == table  # the table and partition 1 stay
+        assert sh("wipefs", "--no-act", f"{target}p2").stdout.strip() == ""  # p2 reads as blank
+        with mounted(f"{target}p1") as root:
+            assert (root / "data.bin").stat().st_size == 3 * MiB
