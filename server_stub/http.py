@@ -89,6 +89,7 @@ async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | bytear
     except ValueError as exc:  # a multipart body without its boundary, undecodable bytes …
         raise Invalid(f"the form is malformed: {exc}") from None
 
+
 _UTF8_BOM = b"\xef\xbb\xbf"
 _MAX_JSON_INT = MAX_ROW_ID  # JSON numbers beyond SQLite's integers fit nowhere in the store
 
@@ -104,29 +105,32 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _bounded_int(text: str) -> int:
-    value = int(text)  # more than 4300 digits: ValueError (Python's own limit), answered as not JSON
-    if not -_MAX_JSON_INT - 1 <= value <= _MAX_JSON_INT:
-        raise Invalid(f"the request body holds a whole number out of range (±2^63): {text[:40]}")
-    return value
+def _shown(path: str) -> str:
+    """A place in the body for a message (a key may hold the very surrogate refused)."""
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")[:100] or "the body"
 
 
-def _has_lone_surrogate(data: Any) -> bool:
-    """Whether any string (key or value) holds half a UTF-16 pair (``"\\ud800"``): not text, so not storable."""
-    pending = [data]
+def _fault(data: Any) -> str | None:
+    """What makes a parsed body unstorable, naming where: a whole number beyond SQLite's 64 bits, or a string (or
+    key) holding half a UTF-16 pair (``"\\ud800"``: not text). None when there is nothing."""
+    pending: list[tuple[str, Any]] = [("", data)]
     while pending:
-        item = pending.pop()
+        path, item = pending.pop()
         if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend((f"{path}.{key}" if path else str(key), key) for key in item)
+            pending.extend((f"{path}.{key}" if path else str(key), value) for key, value in item.items())
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((f"{path}[{i}]", value) for i, value in enumerate(item))
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int) and not -_MAX_JSON_INT - 1 <= item <= _MAX_JSON_INT:
+            return f"{_shown(path)} {str(item)[:40]} is out of range (whole numbers fit in 64 bits)"
         elif isinstance(item, str):
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                return True
-    return False
+                return f"{_shown(path)} is not valid Unicode: it holds half a UTF-16 surrogate pair"
+    return None
 
 
 async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, Any]:
@@ -150,13 +154,13 @@ async def read_json(request: web.Request, limit: int = MAX_BODY) -> dict[str, An
     if not text.strip():
         return {}
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of more than 4300 digits
         raise Invalid(f"the request body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Invalid("the request body must be a JSON object")
-    if _has_lone_surrogate(data):
-        raise Invalid("the request body is not valid Unicode: a string holds half a UTF-16 surrogate pair")
+    if (fault := _fault(data)) is not None:
+        raise Invalid(fault)
     return data
 
 
