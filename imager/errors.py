@@ -121,7 +121,9 @@ class InvalidImage(ImagerError):
 
 class ChecksumMismatch(InvalidImage):
     code = "checksum_mismatch"
-    hint = "The image on the storage node is corrupt; capture it again. The target disk is incomplete."
+    # Raised by `imager verify` (nothing written) and by a deploy (which then leaves its disk blank).
+    hint = ("The image's stored file is damaged; capture it again. No disk is left half-written: a deploy that "
+            "had begun writing leaves its disk blank.")
 
 
 class CommandFailed(ImagerError):

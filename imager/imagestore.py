@@ -76,7 +76,10 @@ class Staging:
             os.rename(tmp_link, link)
             self.published = True
             _fsync_dir(self.root)
-            if previous and os.path.isdir(previous) and previous != os.path.realpath(self.path):
+            ours = os.path.realpath(os.path.join(self.root, VERSIONS))
+            # only a version of this store: a link someone pointed elsewhere must not cost that directory
+            if previous and os.path.isdir(previous) and os.path.dirname(previous) == ours \
+                    and previous != os.path.realpath(self.path):
                 with_manifest = os.path.join(previous, "manifest.json")
                 if os.path.exists(with_manifest):  # first, so a half-removed version reads as a leftover
                     os.unlink(with_manifest)

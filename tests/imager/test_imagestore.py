@@ -77,3 +77,14 @@ def test_discard_after_publish_keeps_the_published_image(tmp_path):
     staging.publish()
     staging.discard()  # a signal right after the rename: the capture is done, nothing is removed
     assert open(os.path.join(imagestore.resolve(str(tmp_path), "win10"), "data")).read() == "v1"
+
+
+def test_publish_never_removes_a_directory_outside_the_store(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data").write_text("someone's")
+    (tmp_path / "store").mkdir()
+    os.symlink(elsewhere, tmp_path / "store" / "win10")  # a link not made by imager
+    capture_into(tmp_path / "store", "win10", "v1").publish()
+    assert (elsewhere / "data").read_text() == "someone's"
+    assert open(os.path.join(imagestore.resolve(str(tmp_path / "store"), "win10"), "data")).read() == "v1"

@@ -92,8 +92,12 @@ def test_a_stream_that_is_not_the_manifests_fails_the_deploy_on_its_sha256(tmp_p
     manifest["files"]["d1p2.pcl.zst"]["sha256"] = hashlib.sha256(b"another capture").hexdigest()
     with open(path, "w") as f:
         json.dump(manifest, f)
-    with attached(tmp_path / "b.img") as b, pytest.raises(ChecksumMismatch, match="d1p2.pcl.zst: SHA-256") as info:
-        deploy_image(image, b, Progress())
+    with attached(tmp_path / "b.img") as b:
+        with pytest.raises(ChecksumMismatch, match="d1p2.pcl.zst: SHA-256") as info:
+            deploy_image(image, b, Progress())
+        # p1 was restored, then p2 failed: the disk is left blank, not looking whole
+        dump = subprocess.run(["sfdisk", "--dump", b], capture_output=True, text=True)
+        assert dump.returncode != 0 and "does not contain a recognized partition table" in dump.stderr
     assert info.value.code == "checksum_mismatch"
 
 
