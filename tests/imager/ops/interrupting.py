@@ -46,6 +46,11 @@ def stop(proc: subprocess.Popen[str], signum: int, timeout: float = 120) -> tupl
     return proc.returncode, err
 
 
+def names(arg: str, device: str) -> bool:
+    """``arg`` is ``device`` or one of its partitions (/dev/loop1p2, not /dev/loop10)."""
+    return arg == device or (arg.startswith(device + "p") and arg[len(device) + 1:].isdigit())
+
+
 def processes_using(device: str) -> list[str]:
     """Command lines of running programs whose arguments name ``device`` (partclone, udp-receiver …)."""
     found = []
@@ -55,7 +60,7 @@ def processes_using(device: str) -> list[str]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if any(arg.decode(errors="replace").startswith(device) for arg in argv[1:]) and b"python" not in argv[0]:
+        if any(names(arg.decode(errors="replace"), device) for arg in argv[1:]) and b"python" not in argv[0]:
             found.append(" ".join(a.decode(errors="replace") for a in argv if a))
     return found
 
