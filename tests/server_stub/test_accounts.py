@@ -90,23 +90,33 @@ def test_one_address_is_limited_across_accounts_and_others_are_not(console_harne
     assert sign_in(console_harness, "alice", USER_PASSWORD, source="127.0.0.4")[0] == 303
 
 
-@pytest.mark.parametrize("tls", [False, True])
-def test_the_session_cookie_is_httponly_samesite_strict_and_secure_under_tls(tmp_path, tls):
+def test_the_session_cookie_is_httponly_and_samesite_strict(tmp_path):
+    # Secure under TLS: test_accounts_tls.py signs in on a real `serve --tls-cert`.
     harness = ConsoleHarness(tmp_path)
     try:
-        if tls:  # the app `serve --tls-cert` makes: the flag follows the server's TLS setting
-            harness.run(harness.client.close())
-            harness.app = make_app(harness.store, dataclasses.replace(
-                harness.config, tls=TlsConfig(8443, "sha256:" + "0" * 64)))
-            harness.client = TestClient(TestServer(harness.app, host="127.0.0.1"), loop=harness.loop)
-            harness.run(harness.client.start_server())
         status, headers = sign_in(harness, "admin", ADMIN_TOKEN)
         assert status == 303
         cookie = headers["Set-Cookie"]
         attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
         assert cookie.startswith("imager_session=") and "httponly" in attributes
         assert attributes["samesite"] == "SameSite=Strict" and attributes["path"] == "Path=/"
-        assert ("secure" in attributes) is tls
+        assert "secure" not in attributes  # plain HTTP: a Secure cookie would never come back
+    finally:
+        harness.close()
+
+
+def test_under_tls_a_sign_in_over_plain_http_is_refused(tmp_path):
+    # The app `serve --tls-cert` makes: a password must not cross in clear (tls.https_only_api).
+    harness = ConsoleHarness(tmp_path)
+    try:
+        harness.run(harness.client.close())
+        harness.app = make_app(harness.store, dataclasses.replace(
+            harness.config, tls=TlsConfig(8443, "sha256:" + "0" * 64)))
+        harness.client = TestClient(TestServer(harness.app, host="127.0.0.1"), loop=harness.loop)
+        harness.run(harness.client.start_server())
+        status, headers = sign_in(harness, "admin", ADMIN_TOKEN)
+        assert status == 403 and "Set-Cookie" not in headers
+        assert harness.store.accounts.audit_page()[1] == 0  # not even tried
     finally:
         harness.close()
 
