@@ -11,7 +11,7 @@ from aiohttp import web
 from server_stub.accounts import AUDIT_TARGET, AUTH, check_role
 from server_stub.appkeys import STORE
 from server_stub.errors import Invalid
-from server_stub.http import Handler, json_response, optional_str, read_json, require_str
+from server_stub.http import MAX_ROW_ID, Handler, json_response, optional_str, read_json, require_str
 from server_stub.store.accounts import AUDIT_PAGE_MAX
 from server_stub.store.models import User
 
@@ -23,9 +23,12 @@ def query_int(request: web.Request, key: str, default: int) -> int:
     if text == "":
         return default
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise Invalid(f"{key} must be a whole number", field=key) from None
+    if not -MAX_ROW_ID - 1 <= value <= MAX_ROW_ID:  # SQLite's integers: a bigger one is an OverflowError, a 500
+        raise Invalid(f"{key} {text[:40]} is out of range", field=key)
+    return value
 
 
 async def list_users(request: web.Request) -> web.Response:

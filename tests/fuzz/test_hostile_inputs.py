@@ -110,3 +110,12 @@ def test_ids_out_of_range_are_404(host, path):
 def test_a_client_call_on_an_id_out_of_range_is_401(host):
     reply = host.request("POST", f"/api/tasks/{2**63}/checkin", json={}, headers={"Authorization": "Bearer x"})
     assert reply.status == 401
+
+
+@pytest.mark.parametrize("query", ["offset=99999999999999999999999", "limit=5&offset=-99999999999999999999999",
+                                   "limit=99999999999999999999999"])
+def test_query_numbers_out_of_range_are_400(host, query):
+    """Found by the long fuzz profile: /api/audit?offset=10**23 reached SQLite (OverflowError, a 500)."""
+    for path in ("/api/audit", "/api/pages/hosts", "/api/pages/tasks"):
+        reply = host.request("GET", f"{path}?{query}", headers=ADMIN)
+        assert reply.status == 400 and reply.json()["code"] == "invalid", (path, reply.body)
