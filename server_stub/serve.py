@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Awaitable
 
 from aiohttp import web
 
@@ -26,6 +27,26 @@ def server_config(args: argparse.Namespace, data_dir: Path, admin_token: str,
                         http_port=args.http_port, public_url=public_url, kernel_args=args.kernel_args,
                         unknown_hosts=args.unknown_hosts, menu_timeout=args.menu_timeout,
                         register_prefix=args.register_prefix, register_rate=args.register_rate, tls=tls_config)
+
+
+BOOT_FILES = ("vmlinuz", "initrd.img")
+
+
+def warn_missing_boot_files(boot_dir: Path) -> None:
+    """Said once at start, not discovered by the first machine that has a task."""
+    missing = [name for name in BOOT_FILES if not (boot_dir / name).is_file()]
+    if missing:
+        logging.warning("imager-server: %s has no %s: machines with a task cannot boot the imager until it does "
+                        "(make initramfs, or --boot-dir)", boot_dir, " or ".join(missing))
+
+
+async def listen(what: str, bind: str, port: int, starting: Awaitable[None]) -> None:
+    """A port that cannot be had (in use, privileged) stops the server with one line, not a traceback."""
+    try:
+        await starting
+    except OSError as exc:
+        raise SystemExit(f"imager-server: cannot listen for {what} on {bind} port {port}: "
+                         f"{exc.strerror or exc} (another server running? a port below 1024 needs root)") from None
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -55,16 +76,25 @@ async def serve(args: argparse.Namespace) -> None:
     app.middlewares.append(httpguard.body_deadline())
     runner = httpguard.GuardedRunner(app, max_connections=httpguard.connection_cap(),
                                      access_log=logging.getLogger("http.access"))
+    warn_missing_boot_files(Path(args.boot_dir))
     await runner.setup()
     # "::" listens on both families (asyncio would make a "::" socket IPv6-only); any other address as given.
     http_host = None if args.bind == "::" else args.bind
-    await web.TCPSite(runner, http_host, args.http_port, backlog=1024).start()
-    if tls_config:
-        await web.TCPSite(runner, http_host, args.https_port, ssl_context=ssl_context, backlog=1024).start()
-        logging.info("imager-server: HTTPS (the API) on %s port %d, certificate %s", args.bind, args.https_port,
-                     tls_config.fingerprint)
     tftp_server = tftp.TftpServer(str(tftp_root), app[webapp.BOOT].tftp_file)
-    await tftp_server.start(args.bind, args.tftp_port)
+    try:
+        await listen("HTTP", args.bind, args.http_port,
+                     web.TCPSite(runner, http_host, args.http_port, backlog=1024).start())
+        if tls_config:
+            await listen("HTTPS", args.bind, args.https_port,
+                         web.TCPSite(runner, http_host, args.https_port, ssl_context=ssl_context, backlog=1024).start())
+            logging.info("imager-server: HTTPS (the API) on %s port %d, certificate %s", args.bind, args.https_port,
+                         tls_config.fingerprint)
+        await listen("TFTP", args.bind, args.tftp_port, tftp_server.start(args.bind, args.tftp_port))
+    except SystemExit:
+        tftp_server.close()
+        await runner.cleanup()
+        store.close()
+        raise
     logging.info("imager-server: HTTP on %s port %d, TFTP on %s port %d, data in %s", args.bind, args.http_port,
                  args.bind, args.tftp_port, data_dir)
     stop = asyncio.Event()

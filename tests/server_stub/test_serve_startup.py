@@ -1,6 +1,8 @@
 """What serve writes at start (server_stub/startup.py): atomic, and checked at the next start."""
 import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,27 @@ def test_a_real_server_started_over_a_failed_first_start_serves_whole_files(serv
                          capture_output=True)
     assert got.returncode == 0 and got.stdout == UNDIONLY.read_bytes()
     assert len(token_file.read_text().strip()) >= 40
+
+
+def _serve(tmp_path: Path, http_port: int, tftp_port: int) -> subprocess.CompletedProcess:
+    (tmp_path / "boot").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "server_stub", "serve", "--bind", "127.0.0.1",
+                           "--http-port", str(http_port), "--tftp-port", str(tftp_port),
+                           "--data-dir", str(tmp_path / "data"), "--boot-dir", str(tmp_path / "boot")],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("taken", ["http", "tftp"])
+def test_a_port_in_use_stops_serve_with_one_line_and_says_the_boot_files_are_missing(tmp_path, taken):
+    kind = socket.SOCK_STREAM if taken == "http" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as holder:
+        holder.bind(("127.0.0.1", 0))
+        if taken == "http":
+            holder.listen()
+        port = holder.getsockname()[1]
+        done = _serve(tmp_path, port if taken == "http" else 0, port if taken == "tftp" else 0)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"imager-server: cannot listen for {taken.upper()} on 127.0.0.1 port {port}:")
+    # Said at start, before the first machine finds out (the boot dir given is empty).
+    assert "has no vmlinuz or initrd.img" in done.stderr
