@@ -65,6 +65,12 @@ bench: setup
 bench-server: setup
 	$(VENV)/bin/python bench/server.py
 
+# udpcast multicast against unicast, and the stall a dead receiver causes per --retries-until-drop (bench/multicast.py).
+.PHONY: bench-multicast
+bench-multicast: setup
+	$(VENV)/bin/python bench/multicast.py
+	$(VENV)/bin/python bench/multicast.py --drop-stalls
+
 # The console at 20,000 hosts / 500 running tasks: page times, and the CPU cost of live updates (bench/console.py).
 .PHONY: bench-console
 bench-console: setup
