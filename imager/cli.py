@@ -120,14 +120,19 @@ def _print_check(check: verify.FileCheck) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     """Every stream decompressed and every file checked against the manifest; no disk needed."""
+    _print_leftovers(args.image_dir)
     return {"verified_files": verify.require_intact(imagestore.resolve_path(args.image_dir), None, _print_check)}
+
+
+def _print_leftovers(image_path: str) -> None:
+    for leftover in imagestore.leftovers_beside(image_path):
+        print(f"  unfinished capture left behind: {leftover} (the next capture of this name removes it)")
 
 
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     image = manifest.load(imagestore.resolve_path(args.image_dir))
     print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}")
-    for leftover in imagestore.leftovers_beside(args.image_dir):
-        print(f"  unfinished capture left behind: {leftover} (the next capture of this name removes it)")
+    _print_leftovers(args.image_dir)
     for disk in image["disks"]:
         if disk.get("mode") == "raw":
             print(f"  disk {disk['index']}: raw, {human(disk['size_bytes'])}  {disk['file']}")

@@ -108,6 +108,8 @@ def test_a_killed_capture_leaves_a_version_that_info_names_and_the_next_capture_
         info = run_cli("info", os.path.join(store, "img"))
         assert info.returncode == 0
         assert f"unfinished capture left behind: {leftover}" in info.stdout
+        checked = run_cli("verify", os.path.join(store, "img"))
+        assert checked.returncode == 0 and f"unfinished capture left behind: {leftover}" in checked.stdout
     finally:
         sh("e2fsck", "-f", "-y", f"{source}p2")
         sh("resize2fs", f"{source}p2")  # what SIGKILL could not do: the source back at its size
