@@ -25,7 +25,7 @@ from imager.errors import Interrupted, UnsupportedDisk
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.context import OpContext
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
-from imager.progress import Progress, partition_bytes
+from imager.progress import Progress
 from contract.manifest import PartitionEntry, VolumeEntry
 from contract.vocabulary import IMAGE_TYPES
 
@@ -70,7 +70,6 @@ def _capture_image(disk_spec: str | None, root: str, name: str, progress: Progre
         raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
     started = time.monotonic()
     sources = disks.select_all(disk_spec) if image_type == "alldisks" else [disks.select(disk_spec)]
-    progress.expect(sum(partition_bytes(d.path) for d in sources))  # refined by partclone's headers as it goes
     for disk in sources:
         log.info("capturing %s (%s) into image %r", disk.path, _size(disk.size_bytes), name)
         refuse_if_mounted(disk.path)

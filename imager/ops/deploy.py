@@ -21,8 +21,7 @@ import os
 import time
 from typing import Any, Mapping, Protocol
 
-from imager import (datapath, disks, filesystems, imagestore, legacy, lvm, manifest, partclone, postdeploy, process,
-                    resize, verify)
+from imager import datapath, disks, filesystems, imagestore, legacy, lvm, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
@@ -96,7 +95,6 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     if hostname:
         postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
     image = manifest.load(image_dir)
-    progress.expect(verify.stream_bytes(image, partition))  # one overall % and ETA across partitions
     entries = image["disks"]
     targets = select_targets(image, disk_spec)
     source = ImageFiles(image_dir, image["files"])
