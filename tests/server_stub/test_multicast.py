@@ -165,6 +165,13 @@ class Net:
         self.server: subprocess.Popen | None = None
 
     def __enter__(self):
+        try:
+            return self._build()
+        except BaseException:
+            self.__exit__()  # a half-built lab is torn down too: every namespace made so far goes
+            raise
+
+    def _build(self):
         sw = self.ns("sw")
         sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
         sh("ip", "-n", sw, "link", "set", "br0", "up")
@@ -224,14 +231,20 @@ class Net:
         return proc
 
     def __exit__(self, *exc):
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        if self.server is not None and self.server.poll() is None:
-            self.stop_server()
-        for name in reversed(self.created):
-            sh("ip", "netns", "delete", name, check=False)
+        try:
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+            if self.server is not None and self.server.poll() is None:
+                try:
+                    self.stop_server()
+                except subprocess.TimeoutExpired:
+                    self.server.kill()
+                    self.server.wait()
+        finally:  # whatever failed above, the namespaces go
+            for name in reversed(self.created):
+                sh("ip", "netns", "delete", name, check=False)
 
 
 MACS = ("52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03")
