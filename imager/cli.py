@@ -4,6 +4,7 @@
     imager deploy IMAGE_DIR DISK      lay the image onto DISK (--partition N: only that partition)
     imager verify IMAGE_DIR           decompress every stream, check every file against the manifest (no disk)
     imager info IMAGE_DIR             what the image holds, and the smallest disk it fits
+(IMAGE_DIR may also be a FOG or Clonezilla image directory: deploy, verify and info read them as they are.)
     imager agent                      the boot-environment agent (what the initramfs runs)
 
 Overwriting a disk that holds partitions, or replacing an image, asks first on a terminal;
@@ -20,7 +21,8 @@ import sys
 from typing import Any, Callable
 
 import imager
-from imager import disks, imagestore, manifest, resize, verify
+from imager import disks, foreign, imagestore, manifest, resize, verify
+from imager.foreign import check as foreign_check
 from imager.errors import DiskTooSmall, ImagerError
 from imager.manifest import DiskEntry
 from imager.progress import Progress, console_sink, human, partition_bytes
@@ -108,6 +110,9 @@ def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     if args.verify_first and ours:
         checked = verify.require_intact(image_dir, progress, _print_check)
         logging.getLogger(__name__).info("all %d files of the image match the manifest: deploying", checked)
+    elif args.verify_first and foreign.detect(image_dir):
+        checked = foreign_check.require_intact(foreign.load(image_dir), progress, _print_check)
+        logging.getLogger(__name__).info("all %d checks of the image passed: deploying", checked)
     if image is not None:
         progress.expect(verify.stream_bytes(image, args.partition))
     return deploy_image(image_dir, args.disk, progress, partition=args.partition, hostname=args.hostname)
@@ -120,8 +125,15 @@ def _print_check(check: verify.FileCheck) -> None:
 
 def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     """Every stream decompressed and every file checked against the manifest; no disk needed."""
+    image_dir = imagestore.resolve_path(args.image_dir)
+    if _is_foreign(image_dir):
+        return {"verified_files": foreign_check.require_intact(foreign.load(image_dir), None, _print_check)}
     _print_leftovers(args.image_dir)
-    return {"verified_files": verify.require_intact(imagestore.resolve_path(args.image_dir), None, _print_check)}
+    return {"verified_files": verify.require_intact(image_dir, None, _print_check)}
+
+
+def _is_foreign(image_dir: str) -> bool:
+    return not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and foreign.detect(image_dir) is not None
 
 
 def _print_leftovers(image_path: str) -> None:
@@ -130,7 +142,11 @@ def _print_leftovers(image_path: str) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
-    image = manifest.load(imagestore.resolve_path(args.image_dir))
+    image_dir = imagestore.resolve_path(args.image_dir)
+    if _is_foreign(image_dir):
+        print("\n".join(foreign_check.describe(foreign.load(image_dir))))
+        return {}
+    image = manifest.load(image_dir)
     print(f"image {image['name']} ({image.get('image_type')})  created {image['created']}")
     _print_leftovers(args.image_dir)
     for disk in image["disks"]:
@@ -203,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the deployed system's name: Linux /etc/hostname, Windows ComputerName in the SYSTEM hive")
     p.add_argument("--verify-first", action="store_true",
                    help="before the first write, read and decompress every stream of the image and check it "
-                        "against the manifest (what 'imager verify' does). Costs one more full read of the image "
+                        "against the manifest (what 'imager verify' does; FOG and Clonezilla images: their "
+                        "checksum files and partclone's own checks). Costs one more full read of the image "
                         "and its decompression, about as long again as the deploy's own reading (an image of "
                         "20 GiB over 1 Gbit/s NFS: about 3 more minutes); without it, the streams are checked "
                         "while they are written and a damaged one fails the deploy midway")

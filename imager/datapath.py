@@ -11,11 +11,14 @@ disappears next to the compression work.
 """
 from __future__ import annotations
 
+import bz2
 import fcntl
 import hashlib
+import lzma
 import os
+import zlib
 from dataclasses import dataclass
-from typing import IO, Callable, Protocol, cast
+from typing import IO, Any, Callable, Protocol, cast
 
 import zstandard
 
@@ -179,7 +182,12 @@ def restore_stream(src: Readable, name: str, tool: str, device: str, *, expected
 
 def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], shrunk: bool = False) -> None:
     """Run partclone's restore onto ``device`` with ``feed`` writing the stream into its stdin."""
-    writer = process.spawn(partclone.restore_argv(tool, device, shrunk), stdin=process.PIPE)
+    feed_process(partclone.restore_argv(tool, device, shrunk), feed)
+
+
+def feed_process(argv: list[str], feed: Callable[[IO[bytes]], object]) -> None:
+    """Run ``argv`` with ``feed`` writing into its stdin; its failure (with its own reason) wins."""
+    writer = process.spawn(argv, stdin=process.PIPE, stdout=process.DEVNULL)
     widen_pipe(writer.stdin)
     try:
         feed(writer.stdin)
@@ -193,14 +201,13 @@ def feed_partclone(tool: str, device: str, feed: Callable[[IO[bytes]], object], 
 
 
 def decompress_pieces(paths: list[str], compression: str, dest: IO[bytes],
-                      on_progress: ProgressFn | None = None) -> int:
-    """Concatenate split pieces (FOG .000…, Clonezilla .aa…) and decompress them into ``dest``.
+                      on_progress: ProgressFn | None = None, check_end: bool = True) -> int:
+    """Concatenate split pieces (FOG .img, .img.001…, Clonezilla .aa…) and decompress them into ``dest``.
 
-    gzip may hold several members (pigz, concatenated files); zstd several frames.
+    gzip may hold several members (pigz, concatenated files), zstd several frames, xz several streams.
+    ``check_end``: a stream that stops mid-member is truncated (off only to read the first bytes).
     Returns the decompressed byte count.
     """
-    import zlib
-
     total = 0
 
     def emit(data: bytes) -> None:
@@ -211,33 +218,37 @@ def decompress_pieces(paths: list[str], compression: str, dest: IO[bytes],
             if on_progress:
                 on_progress(len(data))
 
-    gz = zlib.decompressobj(zlib.MAX_WBITS | 16) if compression == "gzip" else None
-    zs = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+    new_decoder = _DECODERS.get(compression)
+    if new_decoder is None and compression != "none":
+        raise InvalidImage(f"{os.path.basename(paths[0])}: {compression} compression is not supported")
+    decoder = new_decoder() if new_decoder else None
     try:
         for path in paths:
             with open(path, "rb") as src:
                 while chunk := src.read(CHUNK):
-                    if gz is not None:
-                        while chunk:
-                            emit(gz.decompress(chunk))
-                            chunk = gz.unused_data
-                            if chunk:  # next gzip member
-                                gz = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                    elif zs is not None:
-                        while chunk:
-                            emit(zs.decompress(chunk))
-                            chunk = zs.unused_data
-                            if chunk:  # next zstd frame
-                                zs = zstandard.ZstdDecompressor().decompressobj()
-                    else:
+                    if decoder is None:
                         emit(chunk)
-    except (zlib.error, zstandard.ZstdError) as exc:
+                        continue
+                    while chunk:
+                        emit(decoder.decompress(chunk))
+                        chunk = decoder.unused_data
+                        if chunk and new_decoder:  # the next gzip member, zstd frame, xz or bzip2 stream
+                            decoder = new_decoder()
+    except (zlib.error, zstandard.ZstdError, lzma.LZMAError, OSError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
         raise InvalidImage(f"{os.path.basename(paths[0])}…: corrupt {compression} stream: {exc}") from exc
-    if gz is not None and not gz.eof:
-        raise InvalidImage(f"{os.path.basename(paths[-1])}: the gzip stream is truncated")
-    if zs is not None and not zs.eof:
-        raise InvalidImage(f"{os.path.basename(paths[-1])}: the zstd stream is truncated")
+    if check_end and decoder is not None and not decoder.eof:
+        raise InvalidImage(f"{os.path.basename(paths[-1])}: the {compression} stream is truncated")
     return total
+
+
+_DECODERS: dict[str, Callable[[], Any]] = {
+    "gzip": lambda: zlib.decompressobj(zlib.MAX_WBITS | 16),
+    "zstd": lambda: zstandard.ZstdDecompressor().decompressobj(),
+    "xz": lzma.LZMADecompressor,
+    "bzip2": bz2.BZ2Decompressor,
+}
 
 
 def hash_file(path: str) -> tuple[int, str]:

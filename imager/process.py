@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,19 @@ class Result:
         return self.stdout.decode(errors="replace")
 
 
+# A line that says what went wrong, as against progress lines and partclone's closing
+# "Partclone fail, please check /var/log/partclone.log !" which never names the cause.
+_CAUSE = re.compile(r"error|fail|can't|cannot|invalid|corrupt|too small|not enough|no space|bad ", re.I)
+_NOT_CAUSE = re.compile(r"^(partclone fail|elapsed:|current block:|total time)", re.I)
+
+
+def cause(said: str, otherwise: str) -> str:
+    """The program's own reason in what it said on stderr (its last error line), or ``otherwise``."""
+    reasons = [line.strip() for line in said.splitlines()
+               if _CAUSE.search(line) and not _NOT_CAUSE.match(line.strip())]
+    return reasons[-1] if reasons else otherwise
+
+
 def _tail(data: bytes, lines: int = 8) -> str:
     return "\n".join(data.decode(errors="replace").strip().splitlines()[-lines:])
 
@@ -212,12 +226,13 @@ class Spawned:
                 except BrokenPipeError:
                     pass
         code = self.proc.wait()
-        tail = self.stderr_tail()
+        said = self.stderr_tail(400)  # the cause may lie above the last progress lines
+        tail = "\n".join(said.splitlines()[-8:])
         if tail:
             log.debug("%s stderr: %s", self.argv[0], tail)
         self._stderr.close()
         if check and code != 0:
-            raise CommandFailed(f"{' '.join(self.argv)} failed with exit status {code}: {tail}",
+            raise CommandFailed(f"{' '.join(self.argv)} failed with exit status {code}: {cause(said, tail)}",
                                 argv=self.argv, returncode=code)
         return code
 

@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any, Mapping, Protocol
 
-from imager import datapath, disks, filesystems, imagestore, legacy, lvm, manifest, partclone, postdeploy, process, resize
+from imager import datapath, disks, filesystems, foreign, imagestore, lvm, manifest, partclone, postdeploy, process, resize
 from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
@@ -89,7 +89,8 @@ def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, part
 
 def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None,
                   hostname: str | None, written: BlankOnFailure) -> dict[str, Any]:
-    if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and legacy.detect(image_dir):
+    if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and foreign.detect(image_dir):
+        from imager.ops.deploy_foreign import deploy_foreign
         return deploy_foreign(image_dir, disk_spec, progress, written)
     started = time.monotonic()
     if hostname:
@@ -278,51 +279,6 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
         filesystems.grow(device, part["fstype"] or "")  # captured shrunk, or xfs/btrfs in a larger partition
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
             "seconds": round(time.monotonic() - started, 1), "partitions": 1}
-
-
-def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress,
-                   written: BlankOnFailure | None = None) -> dict[str, Any]:
-    """A FOG or Clonezilla image: same recipe, their table files and their split, compressed streams."""
-    started = time.monotonic()
-    image = legacy.load(image_dir)
-    layout: Layout = image["layout"]
-    target = disks.select(disk_spec)
-    manifest.check_sector_size(layout, target.logical_sector_size, target.path)
-    shrunk = image.get("fs_bytes") or {}  # FOG resizable images: partitions captured at their minimum
-    planned = resize.plan(layout, shrunk, target.size_bytes // layout.sector_size) if shrunk else layout
-    if target.size_bytes < planned.required_bytes:
-        raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the {image['format']} image's layout "
-                           f"needs {planned.required_bytes} bytes")
-    refuse_if_mounted(target.path)
-    log.info("deploying %s image %s onto %s", image["format"], image_dir, target.path)
-    if written is not None:
-        written.writing(target.path)
-    table = image["table"]
-    if planned is not layout and [p.sectors for p in planned.partitions] != [p.sectors for p in layout.partitions]:
-        # The saved dump keeps every type, GUID and name; only starts and sizes change.
-        script = resize.sfdisk_script(table["sfdisk_dump"].decode(), planned)
-        write_table(target.path, table.get("boot_area", b""), script.encode())
-    else:
-        write_table(target.path, table.get("boot_area", b""), table["sfdisk_dump"],
-                    sgdisk_backup=table.get("sgdisk_backup"), move_backup_gpt=True)
-    disks.reread_partitions(target.path, [p.number for p in layout.partitions])
-    parts = image["partitions"]
-    for i, part in enumerate(parts, 1):
-        device = disks.partition_path(target.path, part["number"])
-        if part["tool"] == filesystems.SWAP:
-            filesystems.recreate_swap(device, part["uuid"], part["label"])
-        elif part["tool"] != filesystems.CONTAINER:
-            progress.set_stage(f"partition {i}/{len(parts)}: {os.path.basename(device)}", total=part["bytes"])
-            datapath.feed_partclone(part["tool"], device, lambda sink: datapath.decompress_pieces(
-                part["pieces"], part["compression"], sink, progress.add))
-        if part["number"] in shrunk:  # captured shrunk by FOG: fill the partition again
-            fstype = probe_filesystem(device)["fstype"]
-            if fstype in filesystems.SHRINKABLE | filesystems.GROW_ONLY:
-                filesystems.grow(device, fstype)
-    process.run(["sync"], check=False)
-    elapsed = time.monotonic() - started
-    return {"image": os.path.basename(image_dir), "format": image["format"], "disk": target.path,
-            "seconds": round(elapsed, 1), "partitions": len(parts)}
 
 
 def restore_partition(part: PartitionEntry, disk_path: str, source: StreamSource, progress: Progress,

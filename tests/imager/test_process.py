@@ -98,3 +98,10 @@ def test_signal_handlers_are_restored_afterwards():
     with process.interruptible():
         assert signal.getsignal(signal.SIGTERM) == process._on_signal
     assert {sig: signal.getsignal(sig) for sig in process.INTERRUPTING} == before
+
+
+def test_a_failure_names_the_programs_own_reason_not_its_last_words():
+    said = ("done!\nFile system:  NTFS\nBlock size:   4096 Byte\nCRC error, block_id=14206...\n"
+            " Partclone fail, please check /var/log/partclone.log !")
+    assert process.cause(said, "tail") == "CRC error, block_id=14206..."
+    assert process.cause("done!\nall went well", "the tail") == "the tail"

@@ -1,10 +1,10 @@
-"""Reading FOG and Clonezilla images' metadata: pure parsing, no root. Deploying them is test_legacy_on_loop_devices.py."""
+"""Reading FOG and Clonezilla images' metadata: pure parsing, no root. Deploying them: test_fog_images.py, test_clonezilla_images.py."""
 from __future__ import annotations
 
 import pytest
 
 from imager.errors import InvalidImage
-from imager.legacy import parse_sfdisk_dump
+from imager.foreign.tables import parse_sfdisk_dump
 
 
 def test_sfdisk_dumps_parse_into_layouts():
@@ -24,7 +24,7 @@ def test_a_gpt_dump_keeps_names_and_sector_size_and_ends_after_its_backup_table(
             '/dev/nvme0n1p1 : start=256, size=25600, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system"\n'
             "/dev/nvme0n1p2 : start=25856, size=236032, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n")
     layout = parse_sfdisk_dump(dump)
-    assert (layout.label, layout.sector_size, layout.disk_sectors) == ("gpt", 4096, 262138 + 34)
+    assert (layout.label, layout.sector_size, layout.disk_sectors) == ("gpt", 4096, 262138 + 6)  # backup header + 4 sectors of entries
     assert [(p.number, p.start, p.sectors, p.kind, p.name) for p in layout.partitions] == [
         (1, 256, 25600, "normal", "EFI system"), (2, 25856, 236032, "normal", "")]
 

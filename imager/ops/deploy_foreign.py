@@ -1,0 +1,111 @@
+"""Deploy a FOG or Clonezilla image as it lies in its directory.
+
+The recipe is deploy's: read the image, pick the target disks and plan each one's layout for its
+size, and check every stream's contents (a partimage volume, a stream with no partclone image) —
+all before the first write (``imager deploy --verify-first`` reads the whole image first). Then, disk by disk: the boot area and table, each partition's stream through partclone,
+swap recreated with its UUID, and filesystems FOG captured shrunk grown to fill their partitions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from imager import datapath, disks, filesystems, foreign, partclone, process
+from imager.errors import DiskNotFound, DiskTooSmall
+from imager.foreign import plan, streams
+from imager.foreign.model import ForeignDisk, ForeignImage
+from imager.manifest import check_sector_size
+from imager.ops.capture import refuse_if_mounted
+from imager.partitions import Layout, probe_filesystem, write_table
+from imager.progress import Progress, human
+
+if TYPE_CHECKING:
+    from imager.ops.deploy import BlankOnFailure
+
+log = logging.getLogger(__name__)
+
+
+def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, written: BlankOnFailure) -> dict[str, Any]:
+    started = time.monotonic()
+    image = foreign.load(image_dir)
+    targets = select_targets(image, disk_spec)
+    plans = [plan_target(disk, target) for disk, target in zip(image.disks, targets)]
+    # Refuses a partimage volume or unknown contents before any write; the sizes drive progress.
+    sizes = {s.name: streams.expected_bytes(s) for d in image.disks for s in d.streams}
+    for target in targets:
+        refuse_if_mounted(target.path)
+    progress.expect(sum(sizes.values()))
+    for disk, target, planned in zip(image.disks, targets, plans):
+        log.info("deploying %s image %s, disk %s, onto %s (%s)", image.format, image_dir, disk.name, target.path,
+                 human(target.size_bytes))
+        written.writing(target.path)
+        if disk.raw is not None:
+            restore_raw(disk, target, progress, sizes)
+        else:
+            write_disk_table(disk, target, planned)
+            restore_partitions(disk, target, progress, sizes)
+    process.run(["sync"], check=False)
+    return {"image": image.name, "format": image.format, "disk": ", ".join(t.path for t in targets),
+            "seconds": round(time.monotonic() - started, 1), "disks": len(targets),
+            "partitions": sum(len(d.partitions) for d in image.disks)}
+
+
+def select_targets(image: ForeignImage, disk_spec: str | None) -> list[disks.Disk]:
+    if len(image.disks) == 1:
+        return [disks.select(disk_spec)]
+    targets = disks.select_all(disk_spec)
+    if len(targets) < len(image.disks):
+        raise DiskNotFound(f"the image holds {len(image.disks)} disks ({', '.join(d.name for d in image.disks)}), "
+                           f"this machine offers {len(targets)}", hint="Add disks, or name them comma-separated.")
+    return targets[:len(image.disks)]
+
+
+def plan_target(disk: ForeignDisk, target: disks.Disk) -> Layout:
+    check_sector_size(disk.layout, target.logical_sector_size, target.path)
+    if disk.raw is not None:
+        if target.size_bytes < disk.layout.disk_sectors * disk.layout.sector_size:
+            raise DiskTooSmall(f"{target.path} holds {target.size_bytes} bytes, the raw image of disk {disk.name} "
+                               f"is {disk.layout.disk_sectors * disk.layout.sector_size}")
+        return disk.layout
+    try:
+        return plan.plan_disk(disk, target.size_bytes)
+    except DiskTooSmall as exc:
+        raise DiskTooSmall(f"{target.path} ({human(target.size_bytes)}): {exc.message}") from exc
+
+
+def write_disk_table(disk: ForeignDisk, target: disks.Disk, planned: Layout) -> None:
+    write_table(target.path, disk.boot_area, plan.table_script(disk, planned, target.size_bytes))
+    disks.reread_partitions(target.path, [p.number for p in disk.layout.partitions])
+
+
+def restore_partitions(disk: ForeignDisk, target: disks.Disk, progress: Progress, sizes: dict[str, int]) -> None:
+    shrunk = plan.shrunk_bytes(disk)
+    for i, part in enumerate(disk.partitions, 1):
+        device = disks.partition_path(target.path, part.number)
+        if part.kind == "swap":
+            filesystems.recreate_swap(device, part.swap_uuid, part.swap_label)
+        elif part.stream is not None:
+            stream = part.stream
+            progress.set_stage(f"disk {disk.name}, partition {i}/{len(disk.partitions)}: {os.path.basename(device)}",
+                               total=sizes[stream.name])
+            tool = filesystems.RAW if stream.raw else "restore"
+            datapath.feed_partclone(tool, device, lambda sink: datapath.decompress_pieces(
+                stream.pieces, stream.compression, sink, progress.add), shrunk=part.number in shrunk)
+            progress.flush()
+        if part.number in shrunk:  # captured shrunk by FOG: fill the partition again
+            fstype = probe_filesystem(device)["fstype"]
+            if fstype in filesystems.SHRINKABLE | filesystems.GROW_ONLY:
+                filesystems.grow(device, fstype)
+
+
+def restore_raw(disk: ForeignDisk, target: disks.Disk, progress: Progress, sizes: dict[str, int]) -> None:
+    assert disk.raw is not None
+    stream = disk.raw
+    progress.set_stage(f"whole disk {target.path}", total=sizes[stream.name])
+    tool = partclone.RAW if stream.raw else "restore"   # FOG's raw type is partclone.imager of the disk
+    datapath.feed_partclone(tool, target.path, lambda sink: datapath.decompress_pieces(
+        stream.pieces, stream.compression, sink, progress.add))
+    progress.flush()
+    process.run(["partprobe", target.path], check=False)

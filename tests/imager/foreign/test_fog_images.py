@@ -1,0 +1,279 @@
+"""FOG images as FOS's upload writes them (fos.py), deployed by imager onto same-size, larger and smaller disks.
+
+The layout rule (docs/image-format.md): a same-size disk gets the original table (d1.partitions) exactly;
+on another size the last resizable partition takes the difference, where FOS scales every resizable one.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from imager.errors import DiskTooSmall, InvalidImage
+from imager.ops.deploy import deploy_image
+from imager.progress import Progress
+from tests.disktools import attached, filesystem_fingerprint, make_filesystem
+from tests.imager.foreign import fos
+
+pytestmark = pytest.mark.root
+MiB = 1024 * 1024
+SPLIT = 256 * 1024   # FOS splits at 200 MiB; small pieces make these small streams split too
+
+
+def blank(path, mib):
+    with open(path, "wb") as f:
+        f.truncate(mib * MiB)
+    return path
+
+
+def table(dev):
+    """``sfdisk -d`` without device names: the header and every partition's start, size, type, GUIDs, name."""
+    text = subprocess.run(["sfdisk", "-d", dev], capture_output=True, text=True, check=True).stdout
+    return [re.sub(r"^\S+?(\d+) :", r"\1 :", line) for line in text.splitlines() if not line.startswith("device:")]
+
+
+def dump_table(path):
+    return [re.sub(r"^\S+?(\d+) :", r"\1 :", line) for line in path.read_text().splitlines()
+            if not line.startswith("device:")]
+
+
+def rows(dev):
+    return {r["number"]: (r["start"], r["size"]) for r in fos.partitions(dev)}
+
+
+def last_lba(dev):
+    return int(re.search(r"^last-lba: (\d+)$", "\n".join(table(dev)), re.M).group(1))
+
+
+def sgdisk_clean(dev):
+    return "No problems found" in subprocess.run(["sgdisk", "-v", dev], capture_output=True, text=True).stdout
+
+
+def fills_partition(device, kind):
+    """The filesystem was grown to its partition after a shrunk capture."""
+    with open(device, "rb") as f:
+        part_bytes = f.seek(0, 2)
+    if kind == "ntfs":
+        out = subprocess.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device], capture_output=True,
+                             text=True).stdout
+        fs_bytes = int(re.search(r"Current volume size: (\d+) bytes", out).group(1))
+    else:
+        out = subprocess.run(["dumpe2fs", "-h", device], capture_output=True, text=True).stdout
+        fs_bytes = int(re.search(r"Block count:\s+(\d+)", out).group(1)) * int(
+            re.search(r"Block size:\s+(\d+)", out).group(1))
+    return part_bytes - fs_bytes < 2 * MiB
+
+
+def build(tmp, name, mib, label_script, kinds, label):
+    """A source disk with filesystems and files; returns (image path, fingerprints, original table)."""
+    src = blank(tmp / f"{name}.img", mib)
+    if label == "gpt":
+        subprocess.run(["sgdisk", *label_script, str(src)], check=True, capture_output=True)
+    else:
+        subprocess.run(["sfdisk", "--quiet", str(src)], input=label_script.encode(), check=True)
+    return src, kinds
+
+
+@pytest.fixture(scope="module")
+def windows_gpt(tmp_path_factory):
+    """Windows-like GPT, resizable, zstd split (imgFormat 6): ESP, MSR, C: (NTFS, shrunk), recovery (fixed)."""
+    tmp = tmp_path_factory.mktemp("fog-windows")
+    src, kinds = build(tmp, "src", 1024, ["-n1:0:+100M", "-t1:ef00", "-n2:0:+16M", "-t2:0c01", "-n3:0:-100M",
+                                          "-t3:0700", "-n4:0:0", "-t4:2700"], {1: "fat32", 3: "ntfs", 4: "ntfs"}, "gpt")
+    with attached(src) as dev:
+        for n, kind in kinds.items():
+            make_filesystem(f"{dev}p{n}", kind)
+        expected = {n: (k, filesystem_fingerprint(f"{dev}p{n}", k)) for n, k in kinds.items()}
+        original = rows(dev)
+        image = fos.upload(dev, tmp / "win10", "n", img_format=6, split_bytes=SPLIT, fixed_extra=(4,))
+        assert rows(dev) == original, "the source got its own table back"
+    return image, expected, original
+
+
+def check_files(dev, expected):
+    for n, (kind, fingerprint) in expected.items():
+        got = filesystem_fingerprint(f"{dev}p{n}", kind)
+        if kind == "swap":  # FOG keeps a swap partition's UUID (d1.original.swapuuids), not its label
+            fingerprint = {k: v for k, v in fingerprint.items() if k != "LABEL"}
+        assert got == fingerprint, f"partition {n} ({kind})"
+
+
+def test_fos_wrote_a_resizable_gpt_image_as_fos_does(windows_gpt):
+    image, _, original = windows_gpt
+    assert (image / "d1.fixed_size_partitions").read_text() == "1:2:4\n"
+    assert (image / "d1.mbr").read_bytes()[512:520] == b"EFI PART" and (image / "d1.mbr").stat().st_size == 17920
+    minimum = fos.partitions_of_dump((image / "d1.minimum.partitions").read_text())
+    assert minimum[3][1] < original[3][1] and minimum[4][0] < original[4][0], "d1.minimum: p3 shrunk, p4 moved down"
+    assert (image / "d1p3.img").exists() and (image / "d1p3.img.001").exists() and not (image / "d1p3.img.000").exists()
+
+
+def test_a_resizable_gpt_image_onto_a_same_size_disk_gets_its_original_layout(windows_gpt, tmp_path):
+    image, expected, _ = windows_gpt
+    with attached(blank(tmp_path / "dst.img", 1024)) as dst:
+        deploy_image(str(image), dst, Progress())
+        assert table(dst) == dump_table(image / "d1.partitions")   # not d1.mbr's shrunk, moved table
+        assert fills_partition(f"{dst}p3", "ntfs")
+        check_files(dst, expected)
+
+
+@pytest.mark.parametrize("target_mib", [1300, 800])
+def test_a_resizable_gpt_image_gives_the_room_to_its_last_resizable_partition(windows_gpt, tmp_path, target_mib):
+    image, expected, original = windows_gpt
+    delta = (target_mib - 1024) * 2048
+    with attached(blank(tmp_path / "dst.img", target_mib)) as dst:
+        deploy_image(str(image), dst, Progress())
+        got = rows(dst)
+        assert got[1] == original[1] and got[2] == original[2]
+        assert got[3] == (original[3][0], original[3][1] + delta)
+        assert got[4] == (original[4][0] + delta, original[4][1])    # the fixed recovery partition moves along
+        assert last_lba(dst) == target_mib * 2048 - 34 and sgdisk_clean(dst)
+        assert fills_partition(f"{dst}p3", "ntfs")
+        check_files(dst, expected)
+
+
+def test_a_resizable_image_too_big_for_the_disk_is_refused_before_writing(windows_gpt, tmp_path):
+    image, _, _ = windows_gpt
+    target = blank(tmp_path / "dst.img", 600)   # 100 + 16 + 505 (C: at its minimum) + 100 MiB do not fit
+    with attached(target) as dst, pytest.raises(DiskTooSmall, match=dst):
+        deploy_image(str(image), dst, Progress())
+    assert target.read_bytes().count(0) == 600 * MiB
+
+
+@pytest.fixture(scope="module")
+def linux_mbr(tmp_path_factory):
+    """Linux-like MBR, resizable, gzip (imgFormat 0): /boot, an extended partition with swap and root."""
+    tmp = tmp_path_factory.mktemp("fog-linux")
+    src, kinds = build(tmp, "src", 400, "label: dos\n,100M,83,*\n,,5\n,32M,82\n,,83\n",
+                       {1: "ext4", 5: "swap", 6: "ext4"}, "dos")
+    with attached(src) as dev:
+        for n, kind in kinds.items():
+            make_filesystem(f"{dev}p{n}", kind)
+        expected = {n: (k, filesystem_fingerprint(f"{dev}p{n}", k)) for n, k in kinds.items()}
+        image = fos.upload(dev, tmp / "debian", "n", img_format=0)
+        original = rows(dev)
+    return image, expected, original
+
+
+def test_fos_wrote_a_resizable_mbr_image_as_fos_does(linux_mbr):
+    image, _, _ = linux_mbr
+    assert (image / "d1.fixed_size_partitions").read_text() == "2:5\n"
+    assert (image / "d1.original.swapuuids").read_text().startswith("5 ")
+    assert (image / "d1.mbr").stat().st_size == 2048 * 512 and (image / "d1p2.ebr").stat().st_size == 512
+    assert sorted(p.name for p in image.glob("d1p*.img*")) == ["d1p1.img", "d1p6.img"]
+
+
+@pytest.mark.parametrize("target_mib", [400, 520, 300])
+def test_a_resizable_mbr_image_with_logical_partitions_deploys_onto_any_fitting_disk(linux_mbr, tmp_path,
+                                                                                     target_mib):
+    image, expected, original = linux_mbr
+    with attached(blank(tmp_path / "dst.img", target_mib)) as dst:
+        deploy_image(str(image), dst, Progress())
+        if target_mib == 400:
+            assert table(dst) == dump_table(image / "d1.partitions")
+        got, delta = rows(dst), (target_mib - 400) * 2048
+        assert got[1] == original[1] and got[5] == original[5]
+        assert got[6] == (original[6][0], original[6][1] + delta)
+        assert got[2] == (original[2][0], original[2][1] + delta), "the extended partition stretches with root"
+        assert fills_partition(f"{dst}p6", "ext4") and fills_partition(f"{dst}p1", "ext4")
+        check_files(dst, expected)   # swap: its UUID from d1.original.swapuuids
+
+
+@pytest.fixture(scope="module")
+def multipart_gpt(tmp_path_factory):
+    """FOG's "multiple partition" type on a 320 MiB GPT disk, gzip split (imgFormat 2)."""
+    tmp = tmp_path_factory.mktemp("fog-mps")
+    src, kinds = build(tmp, "src", 320, ["-n1:0:+64M", "-t1:ef00", "-n2:0:+100M", "-n3:0:0"],
+                       {1: "fat32", 2: "ext4", 3: "ext4"}, "gpt")
+    with attached(src) as dev:
+        for n, kind in kinds.items():
+            make_filesystem(f"{dev}p{n}", kind)
+        expected = {n: (k, filesystem_fingerprint(f"{dev}p{n}", k)) for n, k in kinds.items()}
+        image = fos.upload(dev, tmp / "mps", "mps", img_format=2, split_bytes=SPLIT)
+    return image, expected
+
+
+def test_a_multiple_partition_image_onto_a_same_size_disk_keeps_the_gpt_usable_area(multipart_gpt, tmp_path):
+    image, expected = multipart_gpt
+    with attached(blank(tmp_path / "dst.img", 320)) as dst:
+        deploy_image(str(image), dst, Progress())
+        assert last_lba(dst) == 655326   # FOS's own backup loader keeps it; --move-second-header made it 653312
+        assert table(dst) == dump_table(image / "d1.partitions")
+        check_files(dst, expected)
+
+
+def test_a_multiple_partition_image_onto_a_larger_disk_moves_the_backup_gpt_to_the_end(multipart_gpt, tmp_path):
+    image, expected = multipart_gpt
+    with attached(blank(tmp_path / "dst.img", 400)) as dst:
+        deploy_image(str(image), dst, Progress())
+        assert last_lba(dst) == 400 * 2048 - 34 and sgdisk_clean(dst)
+        assert rows(dst) == fos.partitions_of_dump((image / "d1.partitions").read_text())
+        check_files(dst, expected)
+
+
+def test_a_multiple_partition_image_is_refused_by_a_disk_its_partitions_overrun(multipart_gpt, tmp_path):
+    image, _ = multipart_gpt
+    target = blank(tmp_path / "dst.img", 300)
+    with attached(target) as dst, pytest.raises(DiskTooSmall, match="not resizable"):
+        deploy_image(str(image), dst, Progress())
+    assert target.read_bytes().count(0) == 300 * MiB
+
+
+def test_an_all_disks_image_uncompressed_and_split_deploys_disk_for_disk(tmp_path):
+    """FOG's "multiple partitions, all disks" (d1.*, d2.*, dD.size), imgFormat 4 (none, split)."""
+    first, _ = build(tmp_path, "a", 64, ["-n1:0:+20M", "-n2:0:0"], {}, "gpt")
+    second, _ = build(tmp_path, "b", 48, "label: dos\n,,83\n", {}, "dos")
+    kinds = [{1: "ext4", 2: "fat16"}, {1: "ext3"}]
+    with attached(first) as a, attached(second) as b:
+        for dev, parts in zip((a, b), kinds):
+            for n, kind in parts.items():
+                make_filesystem(f"{dev}p{n}", kind)
+        expected = [{n: (k, filesystem_fingerprint(f"{dev}p{n}", k)) for n, k in parts.items()}
+                    for dev, parts in zip((a, b), kinds)]
+        image = fos.upload_all_disks([a, b], tmp_path / "lab", img_format=4, split_bytes=SPLIT)
+    assert (image / "d2.size").read_text() == f"2:{48 * MiB}\n" and (image / "d1p1.img.001").exists()
+    with attached(blank(tmp_path / "x.img", 64)) as x, attached(blank(tmp_path / "y.img", 48)) as y:
+        result = deploy_image(str(image), f"{x},{y}", Progress())
+        assert result["disks"] == 2
+        assert table(x) == dump_table(image / "d1.partitions") and table(y) == dump_table(image / "d2.partitions")
+        check_files(x, expected[0])
+        check_files(y, expected[1])
+
+
+def test_a_raw_image_is_partclone_imager_of_the_whole_disk(tmp_path):
+    """FOG's raw type: <name>.000 (zstd, imgFormat 5), no table files; the disk comes back whole."""
+    src, _ = build(tmp_path, "src", 64, "label: dos\n,30M,83\n,,7\n", {}, "dos")
+    with attached(src) as dev:
+        make_filesystem(f"{dev}p1", "ext4")
+        make_filesystem(f"{dev}p2", "ntfs")
+        expected = {1: ("ext4", filesystem_fingerprint(f"{dev}p1", "ext4")),
+                    2: ("ntfs", filesystem_fingerprint(f"{dev}p2", "ntfs"))}
+        image = fos.upload(dev, tmp_path / "rawimg", "dd", img_format=5)
+    assert [p.name for p in image.iterdir()] == ["rawimg.000"]
+    with attached(blank(tmp_path / "dst.img", 80)) as dst:
+        deploy_image(str(image), dst, Progress())
+        subprocess.run(["partprobe", dst], check=False)
+        check_files(dst, expected)
+    target = blank(tmp_path / "small.img", 60)
+    with attached(target) as dst, pytest.raises(DiskTooSmall):
+        deploy_image(str(image), dst, Progress())
+    assert target.read_bytes().count(0) == 60 * MiB
+
+
+def test_a_partimage_era_image_is_refused_by_name_before_writing(tmp_path):
+    src, _ = build(tmp_path, "src", 48, "label: dos\n,,83\n", {}, "dos")
+    image = tmp_path / "xp"
+    image.mkdir()
+    with attached(src) as dev:
+        subprocess.run(["mkfs.ext3", "-q", f"{dev}p1"], check=True)
+        subprocess.run(["sh", "-c", f"sfdisk -d {dev} > {image}/d1.partitions && "
+                                    f"dd if={dev} of={image}/d1.mbr bs=512 count=2048 status=none"], check=True)
+        subprocess.run(["partimage", "-b", "-z1", "-o", "-d", "-f3", "save", f"{dev}p1", str(tmp_path / "vol")],
+                       check=True, capture_output=True, stdin=subprocess.DEVNULL,
+                       env={**os.environ, "TERM": "xterm"})  # partimage draws with ncurses even in batch mode
+    (tmp_path / "vol.000").rename(image / "d1p1.img")
+    target = blank(tmp_path / "dst.img", 48)
+    with attached(target) as dst, pytest.raises(InvalidImage, match="partimage"):
+        deploy_image(str(image), dst, Progress())
+    assert target.read_bytes().count(0) == 48 * MiB
