@@ -98,20 +98,20 @@ def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     image_dir = imagestore.resolve_path(args.image_dir)
     ours = os.path.exists(os.path.join(image_dir, manifest.MANIFEST))
     image = manifest.load(image_dir) if ours else None
-    alldisks = image is not None and image.get("image_type") == "alldisks"
-    targets = disks.select_all(args.disk) if alldisks else [disks.select(args.disk)]
-    for target in targets[:len(image["disks"])] if image else targets:
+    other = foreign.load(image_dir) if not ours and foreign.detect(image_dir) else None
+    wanted = len(image["disks"]) if image else len(other.disks) if other else 1
+    several = wanted > 1 or (image is not None and image.get("image_type") == "alldisks")
+    targets = disks.select_all(args.disk) if several else [disks.select(args.disk)]
+    for target in targets[:wanted]:
         holdings = disk_holdings(target.path)
         if args.partition is not None:
             confirm(f"partition {args.partition} of {target.path} would be overwritten", args.yes)
         elif holdings:
             confirm(f"{target.path} holds partitions ({', '.join(holdings)})", args.yes)
     progress = Progress([console_sink])
-    if args.verify_first and ours:
-        checked = verify.require_intact(image_dir, progress, _print_check)
-        logging.getLogger(__name__).info("all %d files of the image match the manifest: deploying", checked)
-    elif args.verify_first and foreign.detect(image_dir):
-        checked = foreign_check.require_intact(foreign.load(image_dir), progress, _print_check)
+    if args.verify_first and (image or other):
+        checked = foreign_check.require_intact(other, progress, _print_check) if other else \
+            verify.require_intact(image_dir, progress, _print_check)
         logging.getLogger(__name__).info("all %d checks of the image passed: deploying", checked)
     if image is not None:
         progress.expect(verify.stream_bytes(image, args.partition))

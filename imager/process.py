@@ -145,13 +145,15 @@ class Result:
 # A line that says what went wrong, as against progress lines and partclone's closing
 # "Partclone fail, please check /var/log/partclone.log !" which never names the cause.
 _CAUSE = re.compile(r"error|fail|can't|cannot|invalid|corrupt|too small|not enough|no space|bad ", re.I)
-_NOT_CAUSE = re.compile(r"^(partclone fail|elapsed:|current block:|total time)", re.I)
+_NOT_CAUSE = re.compile(r"^(partclone fail|total time)", re.I)
+# partclone's progress, which an error message may follow on the same line (no newline before it).
+_PROGRESS = re.compile(r"Elapsed: [^,]*, Remaining: [^,]*, Completed: [^,]*,[^,]*,|current block:[^%]*%|\x1b\[[0-9;]*[A-Za-z]")
 
 
 def cause(said: str, otherwise: str) -> str:
     """The program's own reason in what it said on stderr (its last error line), or ``otherwise``."""
-    reasons = [line.strip() for line in said.splitlines()
-               if _CAUSE.search(line) and not _NOT_CAUSE.match(line.strip())]
+    lines = (_PROGRESS.sub("", line).strip() for line in said.splitlines())
+    reasons = [line for line in lines if _CAUSE.search(line) and not _NOT_CAUSE.match(line)]
     return reasons[-1] if reasons else otherwise
 
 

@@ -105,3 +105,6 @@ def test_a_failure_names_the_programs_own_reason_not_its_last_words():
             " Partclone fail, please check /var/log/partclone.log !")
     assert process.cause(said, "tail") == "CRC error, block_id=14206..."
     assert process.cause("done!\nall went well", "the tail") == "the tail"
+    glued = "Elapsed: 00:00:01, Remaining: 00:01:39, Completed:   1.00%,   0.00byte/min,CRC error, block_id=11218..."
+    assert process.cause(glued + "\nPartclone fail, please check /var/log/partclone.log !", "") == \
+        "CRC error, block_id=11218..."

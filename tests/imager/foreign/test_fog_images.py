@@ -12,58 +12,20 @@ import subprocess
 import pytest
 
 from imager.errors import DiskTooSmall, InvalidImage
+from imager.foreign import check, load
 from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from tests.disktools import attached, filesystem_fingerprint, make_filesystem
 from tests.imager.foreign import fos
+from tests.imager.foreign.checks import blank, check_files, dump_table, fills_partition, last_lba, rows, sgdisk_clean, table
 
 pytestmark = pytest.mark.root
 MiB = 1024 * 1024
 SPLIT = 256 * 1024   # FOS splits at 200 MiB; small pieces make these small streams split too
 
 
-def blank(path, mib):
-    with open(path, "wb") as f:
-        f.truncate(mib * MiB)
-    return path
-
-
-def table(dev):
-    """``sfdisk -d`` without device names: the header and every partition's start, size, type, GUIDs, name."""
-    text = subprocess.run(["sfdisk", "-d", dev], capture_output=True, text=True, check=True).stdout
-    return [re.sub(r"^\S+?(\d+) :", r"\1 :", line) for line in text.splitlines() if not line.startswith("device:")]
-
-
-def dump_table(path):
-    return [re.sub(r"^\S+?(\d+) :", r"\1 :", line) for line in path.read_text().splitlines()
-            if not line.startswith("device:")]
-
-
-def rows(dev):
-    return {r["number"]: (r["start"], r["size"]) for r in fos.partitions(dev)}
-
-
-def last_lba(dev):
-    return int(re.search(r"^last-lba: (\d+)$", "\n".join(table(dev)), re.M).group(1))
-
-
-def sgdisk_clean(dev):
-    return "No problems found" in subprocess.run(["sgdisk", "-v", dev], capture_output=True, text=True).stdout
-
-
-def fills_partition(device, kind):
-    """The filesystem was grown to its partition after a shrunk capture."""
-    with open(device, "rb") as f:
-        part_bytes = f.seek(0, 2)
-    if kind == "ntfs":
-        out = subprocess.run(["ntfsresize", "--info", "--force", "--no-progress-bar", device], capture_output=True,
-                             text=True).stdout
-        fs_bytes = int(re.search(r"Current volume size: (\d+) bytes", out).group(1))
-    else:
-        out = subprocess.run(["dumpe2fs", "-h", device], capture_output=True, text=True).stdout
-        fs_bytes = int(re.search(r"Block count:\s+(\d+)", out).group(1)) * int(
-            re.search(r"Block size:\s+(\d+)", out).group(1))
-    return part_bytes - fs_bytes < 2 * MiB
+def check_fog_files(dev, expected):
+    check_files(dev, expected, swap_label=False)   # FOG keeps a swap partition's UUID, not its label
 
 
 def build(tmp, name, mib, label_script, kinds, label):
@@ -92,14 +54,6 @@ def windows_gpt(tmp_path_factory):
     return image, expected, original
 
 
-def check_files(dev, expected):
-    for n, (kind, fingerprint) in expected.items():
-        got = filesystem_fingerprint(f"{dev}p{n}", kind)
-        if kind == "swap":  # FOG keeps a swap partition's UUID (d1.original.swapuuids), not its label
-            fingerprint = {k: v for k, v in fingerprint.items() if k != "LABEL"}
-        assert got == fingerprint, f"partition {n} ({kind})"
-
-
 def test_fos_wrote_a_resizable_gpt_image_as_fos_does(windows_gpt):
     image, _, original = windows_gpt
     assert (image / "d1.fixed_size_partitions").read_text() == "1:2:4\n"
@@ -115,7 +69,7 @@ def test_a_resizable_gpt_image_onto_a_same_size_disk_gets_its_original_layout(wi
         deploy_image(str(image), dst, Progress())
         assert table(dst) == dump_table(image / "d1.partitions")   # not d1.mbr's shrunk, moved table
         assert fills_partition(f"{dst}p3", "ntfs")
-        check_files(dst, expected)
+        check_fog_files(dst, expected)
 
 
 @pytest.mark.parametrize("target_mib", [1300, 800])
@@ -130,7 +84,7 @@ def test_a_resizable_gpt_image_gives_the_room_to_its_last_resizable_partition(wi
         assert got[4] == (original[4][0] + delta, original[4][1])    # the fixed recovery partition moves along
         assert last_lba(dst) == target_mib * 2048 - 34 and sgdisk_clean(dst)
         assert fills_partition(f"{dst}p3", "ntfs")
-        check_files(dst, expected)
+        check_fog_files(dst, expected)
 
 
 def test_a_resizable_image_too_big_for_the_disk_is_refused_before_writing(windows_gpt, tmp_path):
@@ -177,7 +131,7 @@ def test_a_resizable_mbr_image_with_logical_partitions_deploys_onto_any_fitting_
         assert got[6] == (original[6][0], original[6][1] + delta)
         assert got[2] == (original[2][0], original[2][1] + delta), "the extended partition stretches with root"
         assert fills_partition(f"{dst}p6", "ext4") and fills_partition(f"{dst}p1", "ext4")
-        check_files(dst, expected)   # swap: its UUID from d1.original.swapuuids
+        check_fog_files(dst, expected)   # swap: its UUID from d1.original.swapuuids
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +154,7 @@ def test_a_multiple_partition_image_onto_a_same_size_disk_keeps_the_gpt_usable_a
         deploy_image(str(image), dst, Progress())
         assert last_lba(dst) == 655326   # FOS's own backup loader keeps it; --move-second-header made it 653312
         assert table(dst) == dump_table(image / "d1.partitions")
-        check_files(dst, expected)
+        check_fog_files(dst, expected)
 
 
 def test_a_multiple_partition_image_onto_a_larger_disk_moves_the_backup_gpt_to_the_end(multipart_gpt, tmp_path):
@@ -209,7 +163,7 @@ def test_a_multiple_partition_image_onto_a_larger_disk_moves_the_backup_gpt_to_t
         deploy_image(str(image), dst, Progress())
         assert last_lba(dst) == 400 * 2048 - 34 and sgdisk_clean(dst)
         assert rows(dst) == fos.partitions_of_dump((image / "d1.partitions").read_text())
-        check_files(dst, expected)
+        check_fog_files(dst, expected)
 
 
 def test_a_multiple_partition_image_is_refused_by_a_disk_its_partitions_overrun(multipart_gpt, tmp_path):
@@ -237,8 +191,8 @@ def test_an_all_disks_image_uncompressed_and_split_deploys_disk_for_disk(tmp_pat
         result = deploy_image(str(image), f"{x},{y}", Progress())
         assert result["disks"] == 2
         assert table(x) == dump_table(image / "d1.partitions") and table(y) == dump_table(image / "d2.partitions")
-        check_files(x, expected[0])
-        check_files(y, expected[1])
+        check_fog_files(x, expected[0])
+        check_fog_files(y, expected[1])
 
 
 def test_a_raw_image_is_partclone_imager_of_the_whole_disk(tmp_path):
@@ -254,7 +208,7 @@ def test_a_raw_image_is_partclone_imager_of_the_whole_disk(tmp_path):
     with attached(blank(tmp_path / "dst.img", 80)) as dst:
         deploy_image(str(image), dst, Progress())
         subprocess.run(["partprobe", dst], check=False)
-        check_files(dst, expected)
+        check_fog_files(dst, expected)
     target = blank(tmp_path / "small.img", 60)
     with attached(target) as dst, pytest.raises(DiskTooSmall):
         deploy_image(str(image), dst, Progress())
@@ -277,3 +231,28 @@ def test_a_partimage_era_image_is_refused_by_name_before_writing(tmp_path):
     with attached(target) as dst, pytest.raises(InvalidImage, match="partimage"):
         deploy_image(str(image), dst, Progress())
     assert target.read_bytes().count(0) == 48 * MiB
+
+
+def test_info_and_verify_read_a_fog_image(windows_gpt):
+    image, _, _ = windows_gpt
+    loaded = load(str(image))
+    text = "\n".join(check.describe(loaded))
+    assert "fog resizable" in text and "table gpt" in text and re.search(r"p3: ntfs .* zstd, \d+ piece", text)
+    assert re.search(r"needs 7\d\d\.\d MiB", text), "the smallest disk: C: at its minimum"
+    results = check.verify_foreign(loaded)
+    assert [r.ok for r in results] == [True] * 4 and results[2].name.startswith("d1p3.img (+")
+
+
+def test_a_truncated_split_piece_is_found_by_verify_and_blanks_a_deploy(windows_gpt, tmp_path):
+    image, _, _ = windows_gpt
+    copy = tmp_path / "damaged"
+    subprocess.run(["cp", "-a", str(image), str(copy)], check=True)
+    last = sorted(copy.glob("d1p3.img.0*"))[-1]
+    last.write_bytes(last.read_bytes()[:-3000])
+    bad = [r for r in check.verify_foreign(load(str(copy))) if not r.ok]
+    assert [r.name.split()[0] for r in bad] == ["d1p3.img"] and "truncated" in bad[0].reason
+    target = blank(tmp_path / "dst.img", 1024)
+    with attached(target) as dst, pytest.raises(InvalidImage, match="truncated"):
+        deploy_image(str(copy), dst, Progress())
+    with open(target, "rb") as f:
+        assert f.read(1024)[512:520] != b"EFI PART", "the half-written disk was left without a table"
