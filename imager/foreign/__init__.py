@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+from contract.foreign import CLONEZILLA, FOG, detect_format
 from imager.errors import InvalidImage
 from imager.foreign import clonezilla, fog
 from imager.foreign.model import ForeignImage
@@ -12,17 +13,13 @@ from imager.foreign.model import ForeignImage
 
 def detect(image_dir: str) -> str | None:
     """"fog", "clonezilla", or None for anything else (our own images have manifest.json)."""
-    if fog.detect(image_dir):
-        return "fog"
-    if clonezilla.detect(image_dir):
-        return "clonezilla"
-    return None
+    return detect_format(image_dir)
 
 
 def load(image_dir: str) -> ForeignImage:
     kind = detect(image_dir)
-    if kind == "fog":
+    if kind == FOG:
         return fog.load(image_dir)
-    if kind == "clonezilla":
+    if kind == CLONEZILLA:
         return clonezilla.load(image_dir)
     raise InvalidImage(f"{image_dir} is neither an imager, a FOG nor a Clonezilla image")

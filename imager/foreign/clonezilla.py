@@ -22,11 +22,6 @@ from imager.foreign.tables import parse_sfdisk_dump
 CHECKSUM_FILES = ("MD5SUMS", "SHA1SUMS", "SHA256SUMS", "SHA512SUMS", "B2SUMS", "B3SUMS")
 
 
-def detect(image_dir: str) -> bool:
-    return os.path.exists(os.path.join(image_dir, "clonezilla-img")) or bool(
-        glob.glob(os.path.join(glob.escape(image_dir), "*-pt.sf")))
-
-
 def load(image_dir: str) -> ForeignImage:
     names = _disk_names(image_dir)
     if os.path.exists(os.path.join(image_dir, "lvm_vg_dev.list")):

@@ -30,12 +30,6 @@ from imager.partitions import Layout
 MAX_DISKS = 64
 
 
-def detect(image_dir: str) -> bool:
-    names = ("d1.partitions", "d1.original.partitions", "d1.mbr", "d1.size")
-    return any(os.path.exists(os.path.join(image_dir, n)) for n in names) or bool(
-        glob.glob(os.path.join(glob.escape(image_dir), "d1p*.img*"))) or bool(_raw_pieces(image_dir))
-
-
 def load(image_dir: str) -> ForeignImage:
     if not os.path.exists(os.path.join(image_dir, "d1.mbr")) and not os.path.exists(
             os.path.join(image_dir, "d1.partitions")):

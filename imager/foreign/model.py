@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from contract.foreign import CLONEZILLA, FOG
 from imager.partitions import Layout
 
-FOG = "fog"
-CLONEZILLA = "clonezilla"
+__all__ = ["CLONEZILLA", "FOG", "COMPRESSIONS", "Stream", "ForeignPartition", "ForeignDisk", "ForeignImage"]
 
 # How a partition's stream is stored: its pieces concatenated, then decompressed with this.
 COMPRESSIONS = ("gzip", "zstd", "xz", "bzip2", "none")
