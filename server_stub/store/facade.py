@@ -6,6 +6,7 @@ attributes for code that wants one subject (``store.tasks_repo.transition``).
 from __future__ import annotations
 
 from server_stub.store.accounts import Accounts
+from server_stub.store.adopt import ImageAdopter
 from server_stub.store.database import Database
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
@@ -102,6 +103,8 @@ class Store:
         self.image_source_host = self.images_repo.source_host
         self.image_versions = self.versions_repo.image_versions
         self.remove_image_version = self.versions_repo.remove_image_version
+        # FOG and Clonezilla trees on a master become image definitions (issue 14)
+        self.adopt_images = ImageAdopter(self.db, self.storage_repo, self.images_repo).adopt_images
         self.rename_group = self.storage_repo.rename_group
         self.remove_group = self.storage_repo.remove_group
         self.remove_storage = self.storage_repo.remove_storage

@@ -44,7 +44,7 @@ class ImageVersions:
                 if not is_version(entry, name) or not os.path.isdir(path):
                     continue
                 found.append({"version": entry, "node": node["name"], "current": entry == current,
-                              "created": os.path.getmtime(path), "stored_bytes": _bytes_under(path),
+                              "created": os.path.getmtime(path), "stored_bytes": bytes_under(path),
                               "raw_bytes": _raw_bytes(path)})
         return sorted(found, key=lambda v: (-v["created"], v["version"], v["node"]))
 
@@ -83,7 +83,8 @@ def _current(root: str, name: str) -> str | None:
         return None
 
 
-def _bytes_under(path: str) -> int:
+def bytes_under(path: str) -> int:
+    """The size of every file under ``path`` (links not followed; a file gone meanwhile counts 0)."""
     total = 0
     for folder, _dirs, files in os.walk(path):
         for file in files:
