@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract.foreign import detect_format
 from contract.manifest import MANIFEST, NotMulticastable, multicast_streams
 from contract.versions import version_of_link
 
@@ -76,6 +77,10 @@ def local_image(store: Store, image: Image) -> tuple[StorageNode, str, str]:
         if not target.startswith("/"):
             continue
         link = os.path.join(target, image["name"])
+        foreign = detect_format(link) if os.path.isdir(link) and not os.path.islink(link) else None
+        if foreign:
+            raise Conflict(f"image {image['name']} is a {foreign} image read as it lies ({link}); multicast sends "
+                           "images imager captured. Deploy it by unicast, or capture it once with imager")
         try:
             pointed = os.readlink(link)
         except OSError:

@@ -144,6 +144,17 @@ def test_image_must_be_local_to_the_server(store, tmp_path):
         multicast.local_image(store, store.image("img"))
 
 
+def test_a_fog_image_read_as_it_lies_is_not_multicast_but_named(store, tmp_path):
+    fog = tmp_path / "images" / "win10"
+    fog.mkdir()
+    for name in ("d1.partitions", "d1.mbr", "d1p1.img"):
+        (fog / name).write_bytes(b"")
+    store.add_image("win10", storage="node")
+    store.db.execute("UPDATE images SET captured = ? WHERE name = 'win10'", time.time())
+    with pytest.raises(Conflict, match="fog image read as it lies .* Deploy it by unicast"):
+        multicast.local_image(store, store.image("win10"))
+
+
 # --- a real server and real udp-senders, in namespaces (root) -----------------------------------------------
 
 NEEDS = [t for t in ("udp-sender", "udp-receiver", "ip", "curl") if not shutil.which(t)]
