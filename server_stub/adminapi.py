@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from server_stub.accounts import AUDIT_TARGET
 from server_stub.config import ServerConfig
 from server_stub.errors import Invalid
 from server_stub.http import Handler, json_response, optional_str, read_json, require_str
@@ -101,6 +102,16 @@ class AdminApi:
         removed = self.store.remove_image_version(request.match_info["name"], request.match_info["version"])
         return json_response({"removed": removed})
 
+    async def adopt_images(self, request: web.Request) -> web.Response:
+        """The FOG or Clonezilla image directories on a group's master become its images (issue 14)."""
+        body = await read_json(request)
+        unknown = sorted(set(body) - {"group"})
+        if unknown:
+            raise Invalid(f"unknown field {unknown[0]} (adopt takes only group)", field=unknown[0])
+        group = require_str(body, "group")
+        request[AUDIT_TARGET] = group[:100]
+        return json_response(self.store.adopt_images(group))
+
     # --- storage ---------------------------------------------------------------
 
     async def remove_storage(self, request: web.Request) -> web.Response:
@@ -137,6 +148,7 @@ class AdminApi:
             web.post("/api/hosts/{key}", admin_only(self.edit_host)),
             web.delete("/api/hosts/{key}", admin_only(self.remove_host)),
             web.get("/api/pages/tasks", reader(self.tasks_page)),
+            web.post("/api/images/adopt", admin_only(self.adopt_images)),
             web.get("/api/images/{name}", reader(self.show_image)),
             web.delete("/api/images/{name}", admin_only(self.remove_image)),
             web.get("/api/images/{name}/versions", reader(self.image_versions)),

@@ -13,6 +13,7 @@
     imager-server image add NAME --group G [--type resizable|multipart|alldisks|raw] | image list
     imager-server image show NAME | image versions NAME | image remove NAME | image remove-version NAME VERSION
     imager-server image replicate NAME | replication list [--image NAME]   (an image is not renamed: image rename)
+    imager-server image adopt --group G   (the FOG or Clonezilla image directories on G's master become images)
     imager-server task capture|deploy HOST[,HOST…] IMAGE [--disk SEL] [--partition N] [--after reboot|poweroff]
     imager-server task inventory HOST[,HOST…] [--after reboot|poweroff]
     imager-server task list [--active|--state S] [--host H] [--type T] [--image I] [--watch [--interval S]]

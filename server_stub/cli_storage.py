@@ -1,6 +1,6 @@
 """``imager-server storage …``, ``image …``, ``replication list``: storage groups and nodes (added, edited,
 renamed, removed), images and their old versions (removed; an image is not renamed, see ``IMAGE_RENAME``),
-replication jobs. Over the HTTP API (webapp.py, adminapi.py).
+a master's FOG or Clonezilla tree adopted as images, replication jobs. Over the HTTP API (webapp.py, adminapi.py).
 """
 from __future__ import annotations
 
@@ -87,6 +87,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version", help="NAME@STAMP (image versions NAME lists them)")
     image.add_parser("replicate", help="copy the image from its home node to the group's other nodes "
                                        "(also done after every capture)").add_argument("name")
+    image.add_parser("adopt", help="make every FOG or Clonezilla image directory on the group's master (its "
+                                   "--rsync-target directory: a FOG /images or Clonezilla /home/partimag tree) an "
+                                   "image of the group, deployed as it is; again: adopts only new ones")\
+        .add_argument("--group", required=True, help="the storage group whose master holds the tree")
 
     p = sub.add_parser("replication", help="replication jobs: state, bytes, error")
     p.add_argument("action", choices=("list",))
@@ -106,6 +110,15 @@ def _image_text(image: dict) -> str:
 
 def _jobs_table(jobs: list[dict]) -> str:
     return table(jobs, ["id", "image", "source", "node", "state", "version", "bytes", "started", "finished", "error"])
+
+
+def _adopted_text(done: dict) -> str:
+    lines = [f"adopted {len(done['adopted'])} image(s)" + (":" if done["adopted"] else "")]
+    if done["adopted"]:
+        lines.append(table(done["adopted"], ["name", "type", field("stored_bytes", "size"), "captured",
+                                             "description"]))
+    lines += [f"skipped {s['name']}: {s['reason']}" for s in done["skipped"]]
+    return "\n".join(lines)
 
 
 def _node(node: dict) -> Answer:
@@ -180,6 +193,9 @@ def run(args: argparse.Namespace, call: Call) -> Any:
             return Answer(removed, lambda: "\n".join(
                 f"removed {v['version']} from {v['node']} ({local_time(v['created'])})" for v in removed["removed"])
                 or "nothing removed")
+        case "image", "adopt":
+            done = call("POST", "/api/images/adopt", {"group": args.group})
+            return Answer(done, lambda: _adopted_text(done))
         case "image", "replicate":
             jobs = call("POST", f"/api/images/{segment(args.name)}/replicate")
             return Answer(jobs, lambda: _jobs_table(jobs))
