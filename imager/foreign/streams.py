@@ -62,8 +62,31 @@ def head(stream: Stream, size: int = partclone.HEADER_SIZE) -> bytes:
     return bytes(sink.data)
 
 
+def check_pieces(stream: Stream) -> None:
+    """Split pieces numbered without a gap, every one but the last of the same size: a piece lost or cut
+    short in a copy is found before anything is written."""
+    if len(stream.pieces) < 2:
+        return
+    suffixes = [os.path.basename(p).rsplit(".", 1)[-1] for p in stream.pieces]
+    if all(len(s) == 2 and s.isalpha() for s in suffixes):   # Clonezilla: .aa, .ab, … (split -a 2)
+        expected = [chr(97 + n // 26) + chr(97 + n % 26) for n in range(len(suffixes))]
+    else:   # FOG: d1pN.img, .001, .002 … (FOS renamed .000); raw images: <name>.000, .001 …
+        first = 0 if suffixes[0] == "000" else 1
+        suffixes = suffixes if first == 0 else suffixes[1:]
+        expected = [f"{n:03d}" for n in range(first, first + len(suffixes))]
+    missing = sorted(set(expected) - set(suffixes))
+    if missing:
+        raise InvalidImage(f"{stream.name}: split piece(s) .{', .'.join(missing)} missing from the image")
+    sizes = [os.path.getsize(p) for p in stream.pieces[:-1]]
+    short = [os.path.basename(p) for p, size in zip(stream.pieces, sizes) if size != max(sizes)]
+    if short:
+        raise InvalidImage(f"{', '.join(short)}: shorter than the other split pieces of {stream.name} (cut short "
+                           "in a copy?)")
+
+
 def check_contents(stream: Stream) -> partclone.StreamHeader | None:
     """The partclone header of a partition stream (None for raw bytes); refuses what we cannot restore."""
+    check_pieces(stream)
     first = head(stream)
     if first.startswith(PARTIMAGE_MAGIC):
         raise InvalidImage(f"{stream.name} is a partimage volume (FOG's image format 1, from before FOG 1.0); "

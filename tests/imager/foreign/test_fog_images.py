@@ -256,3 +256,15 @@ def test_a_truncated_split_piece_is_found_by_verify_and_blanks_a_deploy(windows_
         deploy_image(str(copy), dst, Progress())
     with open(target, "rb") as f:
         assert f.read(1024)[512:520] != b"EFI PART", "the half-written disk was left without a table"
+
+
+def test_a_split_piece_cut_short_in_the_middle_is_refused_before_writing(windows_gpt, tmp_path):
+    image, _, _ = windows_gpt
+    copy = tmp_path / "damaged"
+    subprocess.run(["cp", "-a", str(image), str(copy)], check=True)
+    middle = copy / "d1p3.img.001"
+    middle.write_bytes(middle.read_bytes()[:-1000])
+    target = blank(tmp_path / "dst.img", 1024)
+    with attached(target) as dst, pytest.raises(InvalidImage, match="d1p3.img.001: shorter"):
+        deploy_image(str(copy), dst, Progress())
+    assert target.read_bytes().count(0) == 1024 * MiB
