@@ -1,6 +1,6 @@
 """Images: what each holds (used data against stored bytes), its versions on the nodes, where its copies
 are and how their replication went, and which capture made it. Everyone signed in sees them; adding,
-removing (an image, an old version) and replicating need an admin."""
+removing (an image, an old version), replicating and adopting a master's FOG or Clonezilla tree need an admin."""
 from __future__ import annotations
 
 import calendar
@@ -10,11 +10,13 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from contract.vocabulary import IMAGE_TYPE_HELP, IMAGE_TYPES
+from server_stub.accounts import AUDIT_TARGET
 from server_stub.appkeys import STORE
 from server_stub.console.formdata import errors_by_field, form_text
 from server_stub.console.render import action, page, redirect_after_post, render
 from server_stub.errors import ApiError
 from server_stub.store import Store
+from server_stub.store.adopt import Adopted
 from server_stub.store.models import Image, ImageVersion, ReplicationJob, Task
 
 # Store checks that name no field, by what their message says; first match wins.
@@ -72,12 +74,12 @@ def _replicas(store: Store, image: Image, jobs: list[ReplicationJob]) -> list[di
 
 
 def _index_page(request: web.Request, status: int = 200, errors: Mapping[str, str] | None = None,
-                values: Mapping[str, str] | None = None) -> web.Response:
+                values: Mapping[str, str] | None = None, adopt_error: str = "") -> web.Response:
     store = request.app[STORE]
     return render(request, "images_index.html", status, title="Images",
                   images=[_summary(store, image) for image in store.images()], groups=store.groups(),
                   types=IMAGE_TYPES, type_help=IMAGE_TYPE_HELP, errors=errors or {}, values=values or {},
-                  notice=request.query.get("notice", ""))
+                  adopt_error=adopt_error, notice=request.query.get("notice", ""))
 
 
 @page()
@@ -95,6 +97,30 @@ async def add_image(request: web.Request) -> web.StreamResponse:
         return _index_page(request, exc.status, errors_by_field(exc, IMAGE_HINTS), fields)
     return redirect_after_post(f"/images/{image['name']}",
                                f"Image {image['name']} added; capture a machine into it to fill it.")
+
+
+def adopted_notice(group: str, done: Adopted, most: int = 10) -> str:
+    """One line for the page after adopting: the names adopted, the ones skipped with why (the first ``most``
+    of each: the notice travels in the URL; a second run adopts nothing new, so listing them all is safe)."""
+    def some(items: list[str]) -> str:
+        more = f" and {len(items) - most} more" if len(items) > most else ""
+        return ", ".join(items[:most]) + more
+    adopted = [i["name"] for i in done["adopted"]]
+    text = f"Group {group}: adopted {some(adopted)}." if adopted else f"Group {group}: no new image to adopt."
+    if done["skipped"]:
+        text += " Skipped: " + some([f"{s['name']} ({s['reason']})" for s in done["skipped"]]) + "."
+    return text
+
+
+@action("admin", "adopt images")
+async def adopt_images(request: web.Request) -> web.StreamResponse:
+    group = (await form_text(request)).get("group", "")
+    request[AUDIT_TARGET] = group[:100]
+    try:
+        done = request.app[STORE].adopt_images(group)
+    except ApiError as exc:  # no such group, or its master has no directory here: said next to the form
+        return _index_page(request, exc.status, values={"adopt_group": group}, adopt_error=exc.message)
+    return redirect_after_post("/images", adopted_notice(group, done))
 
 
 def _image_page(request: web.Request, name: str, status: int = 200, error: str = "") -> web.Response:
@@ -157,6 +183,7 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/images", images_index),
         web.post("/images", add_image),
+        web.post("/images/adopt", adopt_images),
         web.get("/images/{name}", show_image),
         web.post("/images/{name}/remove", remove_image),
         web.post("/images/{name}/replicate", replicate_image),
