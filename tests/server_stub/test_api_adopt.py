@@ -79,8 +79,9 @@ def test_adopt_with_the_cli(server, tmp_path):
     done = cli(server, "image", "adopt", "--group", "fog")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "adopted 2 image(s):" and lines[1].split()[:4] == ["NAME", "TYPE", "SIZE", "CAPTURED"]
+    assert lines[0] == "adopted 2 image(s):" and lines[1].split() == ["NAME", "TYPE", "SIZE", "CAPTURED", "DESCRIPTION"]
     assert lines[2].startswith("kiosk ") and lines[3].startswith("win10 ") and "1.5 KiB" in lines[3]
+    assert lines[3].endswith(f"FOG image adopted from {tmp_path / 'images' / 'win10'}")
     assert lines[4:] == ["skipped dev: an image of this name exists already (group fog)",
                          "skipped not valid: not a valid image name (1-100 letters, digits, '.', '_' or '-', starting "
                          "with a letter or digit): rename it"]
