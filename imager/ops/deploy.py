@@ -91,7 +91,7 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
                   hostname: str | None, written: BlankOnFailure) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and foreign.detect(image_dir):
         from imager.ops.deploy_foreign import deploy_foreign
-        return deploy_foreign(image_dir, disk_spec, progress, written)
+        return deploy_foreign(image_dir, disk_spec, progress, written, hostname)
     started = time.monotonic()
     if hostname:
         postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written

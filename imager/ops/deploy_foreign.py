@@ -12,7 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from imager import datapath, disks, filesystems, foreign, partclone, process
+from imager import datapath, disks, filesystems, foreign, partclone, postdeploy, process
 from imager.errors import DiskNotFound, DiskTooSmall
 from imager.foreign import plan, streams
 from imager.foreign.model import ForeignDisk, ForeignImage
@@ -20,6 +20,7 @@ from imager.manifest import check_sector_size
 from imager.ops.capture import refuse_if_mounted
 from imager.partitions import Layout, probe_filesystem, write_table
 from imager.progress import Progress, human
+from imager.winhostname import set_windows_hostname
 
 if TYPE_CHECKING:
     from imager.ops.deploy import BlankOnFailure
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, written: BlankOnFailure) -> dict[str, Any]:
+def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, written: BlankOnFailure,
+                   hostname: str | None = None) -> dict[str, Any]:
     started = time.monotonic()
+    if hostname:
+        postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
     image = foreign.load(image_dir)
     targets = select_targets(image, disk_spec)
     plans = [plan_target(disk, target) for disk, target in zip(image.disks, targets)]
@@ -46,10 +50,11 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, wr
         else:
             write_disk_table(disk, target, planned)
             restore_partitions(disk, target, progress, sizes)
+    renamed = set_hostname(image, targets, hostname) if hostname else {}
     process.run(["sync"], check=False)
     return {"image": image.name, "format": image.format, "disk": ", ".join(t.path for t in targets),
             "seconds": round(time.monotonic() - started, 1), "disks": len(targets),
-            "partitions": sum(len(d.partitions) for d in image.disks)}
+            "partitions": sum(len(d.partitions) for d in image.disks), "hostname_set": renamed}
 
 
 def select_targets(image: ForeignImage, disk_spec: str | None) -> list[disks.Disk]:
@@ -109,3 +114,15 @@ def restore_raw(disk: ForeignDisk, target: disks.Disk, progress: Progress, sizes
         stream.pieces, stream.compression, sink, progress.add))
     progress.flush()
     process.run(["partprobe", target.path], check=False)
+
+
+def set_hostname(image: ForeignImage, targets: list[disks.Disk], hostname: str) -> dict[str, list[str]]:
+    """The task's hostname on every Linux root and Windows system deployed (as FOG's hostname changer)."""
+    renamed: dict[str, list[str]] = {"linux": [], "windows": []}
+    for disk, target in zip(image.disks, targets):
+        on_disk: list[dict[str, Any]] = [
+            {"number": p.number, "fstype": probe_filesystem(disks.partition_path(target.path, p.number))["fstype"]}
+            for p in disk.partitions if p.stream is not None]
+        renamed["linux"] += postdeploy.set_linux_hostname(target.path, on_disk, hostname)
+        renamed["windows"] += set_windows_hostname(target.path, on_disk, hostname)
+    return renamed

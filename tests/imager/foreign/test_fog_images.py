@@ -15,7 +15,7 @@ from imager.errors import DiskTooSmall, InvalidImage
 from imager.foreign import check, load
 from imager.ops.deploy import deploy_image
 from imager.progress import Progress
-from tests.disktools import attached, filesystem_fingerprint, make_filesystem
+from tests.disktools import attached, filesystem_fingerprint, make_filesystem, mounted_rw
 from tests.imager.foreign import fos
 from tests.imager.foreign.checks import blank, check_files, dump_table, fills_partition, last_lba, rows, sgdisk_clean, table
 
@@ -104,6 +104,10 @@ def linux_mbr(tmp_path_factory):
     with attached(src) as dev:
         for n, kind in kinds.items():
             make_filesystem(f"{dev}p{n}", kind)
+        with mounted_rw(f"{dev}p6", "ext4") as root:
+            (root / "etc").mkdir()
+            (root / "etc" / "hostname").write_text("golden\n")
+            (root / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tgolden\n")
         expected = {n: (k, filesystem_fingerprint(f"{dev}p{n}", k)) for n, k in kinds.items()}
         image = fos.upload(dev, tmp / "debian", "n", img_format=0)
         original = rows(dev)
@@ -132,6 +136,16 @@ def test_a_resizable_mbr_image_with_logical_partitions_deploys_onto_any_fitting_
         assert got[2] == (original[2][0], original[2][1] + delta), "the extended partition stretches with root"
         assert fills_partition(f"{dst}p6", "ext4") and fills_partition(f"{dst}p1", "ext4")
         check_fog_files(dst, expected)   # swap: its UUID from d1.original.swapuuids
+
+
+def test_a_fog_image_gets_the_tasks_hostname_as_fogs_hostname_changer_sets_it(linux_mbr, tmp_path):
+    image, _, _ = linux_mbr
+    with attached(blank(tmp_path / "dst.img", 400)) as dst:
+        result = deploy_image(str(image), dst, Progress(), hostname="lab-pc-7")
+        assert result["hostname_set"]["linux"] == [f"{dst}p6"]
+        with mounted_rw(f"{dst}p6", "ext4", readonly=True) as root:
+            assert (root / "etc" / "hostname").read_text() == "lab-pc-7\n"
+            assert "127.0.1.1\tlab-pc-7" in (root / "etc" / "hosts").read_text()
 
 
 @pytest.fixture(scope="module")
