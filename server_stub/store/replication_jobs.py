@@ -2,9 +2,11 @@
 failed``. What runs them (rsync in the event loop) is server_stub/replication.py."""
 from __future__ import annotations
 
+import os
 import time
 from typing import cast
 
+from contract.foreign import detect_format
 from server_stub.errors import Conflict, NotFound
 from server_stub.store.database import Database
 from server_stub.store.images import Images
@@ -50,6 +52,13 @@ class ReplicationJobs:
         row = self.images.image(image)
         if not row["captured"]:
             raise Conflict(f"image {image} has never been captured; nothing to replicate")
+        home = self.db.one("SELECT rsync_target FROM storage_nodes WHERE id = ?", row["storage_id"])
+        root = str((home or {}).get("rsync_target") or "")
+        found = root.startswith("/") and not os.path.islink(os.path.join(root, image)) and \
+            detect_format(os.path.join(root, image))
+        if found:
+            raise Conflict(f"image {image} is a {found} image adopted as it lies in {root}; replication copies "
+                           "images imager captured. Copy its directory yourself, or capture it once with imager")
         return [self.replication_job(i) for i in self.queue_for(row["id"])]
 
     def replication_job(self, job_id: int) -> ReplicationJob:

@@ -112,3 +112,11 @@ def test_the_master_not_other_nodes_is_scanned(store, tmp_path):
     store.set_storage("second", master=True)
     assert [i["name"] for i in store.adopt_images("fog")["adopted"]] == ["elsewhere"]
     assert store.image("elsewhere")["storage"] == "second"
+
+
+def test_an_adopted_image_is_not_replicated_but_named(store):
+    store.add_storage("second", "10.0.0.6:/images", group="fog", rsync_target="/nonexistent")
+    store.adopt_images("fog")
+    with pytest.raises(Conflict, match="fog image adopted as it lies .* replication copies images imager captured"):
+        store.queue_replication("win10")
+    assert store.replication_jobs("win10") == []
