@@ -21,6 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import firmware  # noqa: E402  (initramfs/ is not a package: run as a script)
+import hardware  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 # The import check both boot images run (buildroot post-build.sh too).
@@ -168,22 +172,14 @@ def fetch_kernel(work: Path) -> tuple[Path, str]:
     return tree, version
 
 
-def add_modules(root: Root, tree: Path, version: str) -> None:
+def add_modules(root: Root, tree: Path, version: str) -> set[str]:
+    """MODULES, and every driver of the hardware classes (initramfs/hardware.py); returns the paths copied."""
     source = tree / "lib" / "modules" / version
     if not (source / "modules.dep").exists():  # the package leaves this to its postinst
         sh("depmod", "-b", str(tree), version)
-    deps: dict[str, list[str]] = {}
-    for line in (source / "modules.dep").read_text().splitlines():
-        module, _, needs = line.partition(":")
-        deps[Path(module).name.removesuffix(".ko")] = [module, *needs.split()]
-    wanted: set[str] = set()
-    for name in MODULES:
-        key = name.replace("-", "_")
-        match = next((k for k in deps if k.replace("-", "_") == key), None)
-        if match is None:
-            continue  # built in, or absent from this kernel
-        wanted.update(deps[match])
+    wanted = hardware.select(hardware.load_index(source), MODULES)
     dest = root.path / "usr/lib/modules" / version
+    # Copied as they are: Debian signs them (lockdown refuses a changed one) and the cpio is compressed anyway.
     for relative in wanted:
         (dest / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / relative, dest / relative)
@@ -191,6 +187,7 @@ def add_modules(root: Root, tree: Path, version: str) -> None:
         if (source / name).exists():
             shutil.copy2(source / name, dest / name)
     sh("depmod", "-b", str(root.path), version)
+    return wanted
 
 
 def add_python(root: Root) -> None:
@@ -284,6 +281,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "build" / "boot"))
     parser.add_argument("--work", default=str(REPO / "build" / "initramfs"))
+    parser.add_argument("--firmware", metavar="DIR",
+                        help="a /lib/firmware tree (e.g. from Debian's firmware-* packages): the files the "
+                             "image's drivers name are copied into the image's /lib/firmware")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("build: run as root (device nodes, chroot check)")
@@ -297,7 +297,10 @@ def main() -> int:
     root = Root(work / "root")
     add_system(root)
     add_python(root)
-    add_modules(root, tree, version)
+    modules = add_modules(root, tree, version)
+    if args.firmware:
+        firmware.add_firmware(Path(args.firmware), tree / "lib/modules" / version, modules,
+                              root.path / "usr/lib/firmware")
     check(root)
     pack(root, out)
     shutil.copy2(tree / "boot" / f"vmlinuz-{version}", out / "vmlinuz")
