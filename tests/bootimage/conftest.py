@@ -20,3 +20,14 @@ def _load_check_config():
 @pytest.fixture(scope="session")
 def check_config():
     return _load_check_config()
+
+
+def load_script(directory: str, name: str):
+    """A module of a directory that is not a package (initramfs/), by path; its siblings import too."""
+    path = REPO / directory / f"{name}.py"
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
