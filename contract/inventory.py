@@ -67,6 +67,8 @@ _DISK = {"path": _text, "size_bytes": _BYTES, "model": _text, "serial": _text, "
          "rotational": _optional(_flag), "removable": _flag, "bus": _text, "logical_sector_size": _count(1 << 16)}
 _NIC = {"name": _text, "mac": _mac, "speed_mbps": _optional(_count(10**7)), "driver": _text}
 _DMI = {key: _text for key in DMI_FIELDS}
+# A NIC whose driver could not load a firmware file (imager/missingfirmware.py).
+_MISSING_FIRMWARE = {"driver": _text, "device": _text, "interface": _text, "file": _text}
 
 
 def _record(value: Any, where: str, fields: Mapping[str, Callable[[Any, str], Any]]) -> dict[str, Any]:
@@ -86,7 +88,8 @@ def _list(value: Any, where: str, fields: Mapping[str, Callable[[Any, str], Any]
 
 _TOP: dict[str, Callable[[Any, str], Any]] = {"cpu": lambda v, w: _record(v, w, _CPU), "memory_bytes": _BYTES,
         "disks": lambda v, w: _list(v, w, _DISK), "nics": lambda v, w: _list(v, w, _NIC),
-        "dmi": lambda v, w: _record(v, w, _DMI)}
+        "dmi": lambda v, w: _record(v, w, _DMI),
+        "firmware_missing": lambda v, w: _list(v, w, _MISSING_FIRMWARE)}
 
 
 def clean(inventory: Any) -> dict[str, Any]:

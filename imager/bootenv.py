@@ -12,7 +12,7 @@ import logging
 import os
 import time
 
-from imager import process
+from imager import missingfirmware, process
 from imager.errors import NetworkError, NoNetworkInterface, NotBootEnvironment, StorageError
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def bring_up_network(mac: str | None, timeout: float = 60.0) -> str:
                 raise
             time.sleep(0.5)
     process.run(["ip", "link", "set", name, "up"])
+    for line in missingfirmware.console_lines(missingfirmware.missing_nic_firmware()):  # r8169 loads it on up
+        log.warning("%s", line)
     while _read(f"/sys/class/net/{name}/carrier") != "1":
         if time.monotonic() > deadline:
             raise NetworkError(f"{name} has no link")

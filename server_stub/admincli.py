@@ -77,6 +77,9 @@ def host_text(host: dict) -> str:
     for n in inv.get("nics", []):
         speed = f"{n['speed_mbps']} Mb/s" if n.get("speed_mbps") is not None else "no link"
         lines.append(f"  nic:      {n.get('name')}  {n.get('mac')}  {speed}  {n.get('driver', '')}")
+    for m in inv.get("firmware_missing", []):  # the agent found it in the kernel log (imager/missingfirmware.py)
+        lines.append(f"  firmware: {m.get('interface') or '-'} ({m.get('driver')} {m.get('device')}) is missing "
+                     f"{m.get('file')}")
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from imager import disks, hwinfo
+from imager import disks, hwinfo, missingfirmware
 from imager.ops.context import OpContext
 
 log = logging.getLogger(__name__)
@@ -17,13 +17,17 @@ log = logging.getLogger(__name__)
 
 def collect(root: str = "/") -> dict[str, Any]:
     """The whole inventory as the server stores it (docs/task-json.md)."""
-    return {
+    found: dict[str, Any] = {
         "dmi": hwinfo.read_dmi(root),
         "cpu": hwinfo.read_cpu(root),
         "memory_bytes": hwinfo.read_memory(root),
         "disks": [disk_facts(d, root) for d in disks.all_disks()],
         "nics": hwinfo.read_nics(root),
     }
+    missing = missingfirmware.missing_nic_firmware(root)
+    if missing:  # only then: a server that predates the field still takes every other inventory
+        found["firmware_missing"] = missing
+    return found
 
 
 def disk_facts(disk: disks.Disk, root: str = "/") -> dict[str, Any]:
@@ -43,6 +47,7 @@ def summary(inventory: dict[str, Any]) -> list[str]:
     lines += [f"disk: {d['path']} {d['size_bytes'] / 1e9:.1f} GB {d['model']} serial {d['serial'] or '-'}"
               for d in inventory.get("disks", [])]
     lines += [f"nic: {n['name']} {n['mac']} {n['driver']}" for n in inventory.get("nics", [])]
+    lines += missingfirmware.console_lines(inventory.get("firmware_missing", []))
     return lines
 
 
