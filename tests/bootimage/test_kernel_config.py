@@ -17,6 +17,10 @@ REQUIRED = [
     # NICs, USB NICs
     "E1000", "E1000E", "IGB", "IGC", "IXGBE", "R8169", "TIGON3", "BNX2", "BNX2X", "MLX4_EN", "MLX5_CORE_EN",
     "VIRTIO_NET", "USB_RTL8152", "USB_NET_AX88179_178A", "USB_NET_CDCETHER",
+    # issue 15: the families the Debian image carries as modules, mirrored (SAS/RAID/FC HBAs, MMC, UFS, more NICs)
+    "SCSI_AACRAID", "SCSI_MPI3MR", "SCSI_ARCMSR", "SCSI_ISCI", "SCSI_QLA_FC", "SCSI_LPFC", "MMC_REALTEK_PCI",
+    "SCSI_UFSHCD_PCI", "ICE", "I40EVF", "QEDE", "CHELSIO_T4", "SFC", "BE2NET", "ENA_ETHERNET", "DWMAC_INTEL",
+    "FORCEDETH", "USB_NET_CDC_EEM", "USB_NET_RNDIS_HOST", "USB_PEGASUS", "REALTEK_PHY",
     # boot
     "EFI_STUB", "BLK_DEV_INITRD", "RD_ZSTD", "DEVTMPFS", "FW_LOADER",
     # filesystems, LVM, NFS, multicast
