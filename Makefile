@@ -35,7 +35,7 @@ $(VENV)/.installed: build/.apt-installed pyproject.toml
 initramfs: $(BOOT)/initrd.img
 
 # FIRMWARE_DIR=/path (a /lib/firmware tree): the firmware files the image's drivers name go into its /lib/firmware
-# (docs/lab.md); given, it rebuilds.
+# (docs/hardware.md); given, it rebuilds.
 $(BOOT)/initrd.img: build/.apt-installed initramfs/build.py initramfs/hardware.py initramfs/firmware.py initramfs/init initramfs/udhcpc.script $(shell find imager contract -name '*.py') buildroot/board/imager/check_imports.py $(if $(FIRMWARE_DIR),.firmware-dir-given)
 	$(PYTHON) initramfs/build.py --out $(BOOT) $(if $(FIRMWARE_DIR),--firmware '$(FIRMWARE_DIR)')
 

@@ -1,7 +1,7 @@
 """NICs whose firmware is missing, read from the kernel log.
 
 Debian's non-free firmware is not in the boot image unless the site added it
-(``make initramfs FIRMWARE_DIR=…``, docs/lab.md).  A driver that lacks its file says so in the
+(``make initramfs FIRMWARE_DIR=…``, docs/hardware.md).  A driver that lacks its file says so in the
 kernel log; this names the NIC (driver, device, interface) and the file, for the console and
 the inventory the server stores.  ``parse`` is pure; ``read_kernel_log`` and ``nic_of`` read
 ``root`` (``/`` on the machine, a fake tree in tests) and never raise.
@@ -117,5 +117,5 @@ def missing_nic_firmware(root: str = "/") -> list[MissingFirmware]:
 
 def console_lines(missing: list[MissingFirmware]) -> list[str]:
     return [f"NIC {m['interface'] or '(no interface)'} ({m['driver']} {m['device']}) is missing firmware "
-            f"{m['file']}: add it to the boot image with make initramfs FIRMWARE_DIR=… (docs/lab.md)"
+            f"{m['file']}: add it to the boot image with make initramfs FIRMWARE_DIR=… (docs/hardware.md)"
             for m in missing]

@@ -68,7 +68,7 @@ def test_only_nics_are_named_with_the_interface_from_sysfs(tmp_path):
     # tg3's device is not on this machine's buses, i915's is a GPU
     lines = missingfirmware.console_lines(missing)
     assert lines[0] == ("NIC eth0 (r8169 0000:02:00.0) is missing firmware rtl_nic/rtl8168h-2.fw: add it to the "
-                        "boot image with make initramfs FIRMWARE_DIR=… (docs/lab.md)")
+                        "boot image with make initramfs FIRMWARE_DIR=… (docs/hardware.md)")
 
 
 def test_no_kernel_log_means_nothing_missing(tmp_path):
