@@ -13,7 +13,7 @@ APT_PACKAGES := \
 	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
 	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
-	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common \
+	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
 	smartmontools nvme-cli python3-pexpect clonezilla partimage \
 	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis
 

@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 _PXELINUX_CONFIG = re.compile(r"pxelinux\.cfg/01-([0-9a-fA-F]{2}(?:-[0-9a-fA-F]{2}){5})")
 _IPXE_SCRIPT = re.compile(r"boot/([0-9a-fA-F:-]{17})\.ipxe")
-PXELINUX_BOOT_FILES = ("imager/vmlinuz", "imager/initrd.img")  # pxelinux fetches over TFTP only
+# GRUB's $prefix is (tftp,SERVER)/grub: the static entry there, then this machine's config (docs/secure-boot.md)
+GRUB_ENTRY = "grub/grub.cfg"
+_GRUB_CONFIG = re.compile(r"grub/grub\.cfg-([0-9a-fA-F:-]{17})")
+PXELINUX_BOOT_FILES = ("imager/vmlinuz", "imager/initrd.img")  # pxelinux and GRUB fetch them over TFTP
 
 
 class BootService:
@@ -35,11 +38,19 @@ class BootService:
         """With serve --tls-cert the imaging environment calls the API over https and pins the certificate.
         The unknown-host policy is the stored setting, read at each boot (serve --unknown-hosts while unset)."""
         unknown_hosts = self.store.unknown_hosts(self.config.unknown_hosts)
+        context = dataclasses.replace(self._context, base_url=base_url, unknown_hosts=unknown_hosts,
+                                      uefi_loader=self.uefi_loader(base_url))
         if self.config.tls is None:
-            return dataclasses.replace(self._context, base_url=base_url, unknown_hosts=unknown_hosts)
-        return dataclasses.replace(self._context, base_url=base_url, unknown_hosts=unknown_hosts,
-                                   api_url=tls.api_url(base_url, self.config.tls.https_port),
+            return context
+        return dataclasses.replace(context, api_url=tls.api_url(base_url, self.config.tls.https_port),
                                    server_fp=self.config.tls.fingerprint)
+
+    def uefi_loader(self, base_url: str) -> str:
+        """What an iPXE client on UEFI chains for its local disk: our GRUB (serve --uefi-local-boot grub, while
+        startup installed it), which chainloads the disk's ESP loader; "": 'exit' to the firmware."""
+        if self.config.uefi_local_boot != "grub" or not (Path(self.config.data_dir) / "tftp" / "grubx64.efi").is_file():
+            return ""
+        return f"{base_url}/files/grubx64.efi"
 
     def http_base(self, request_host: str) -> str:
         """Our URL as a machine that asked over HTTP sees it."""
@@ -49,6 +60,10 @@ class BootService:
         """Our URL for iPXE scripts sent over TFTP: without a configured one, iPXE fills in the address it
         fetched the script from (wrong behind proxyDHCP, where next-server is the site's DHCP server)."""
         return self.config.public_url or f"http://${{next-server}}:{self.config.http_port}"
+
+    def grub_base(self) -> str:
+        """Our URL in GRUB configs sent over TFTP (the imager's API): GRUB fills in its TFTP server's address."""
+        return self.config.public_url or f"http://${{net_default_server}}:{self.config.http_port}"
 
     def decide_for_mac(self, mac: str, base_url: str) -> bootpolicy.BootSpec:
         mac = normalize_mac(mac)
@@ -74,6 +89,15 @@ class BootService:
             return bootpolicy.render_pxelinux(self.decide_for_mac(pxelinux.group(1), base)).encode()
         if path in PXELINUX_BOOT_FILES:
             return Path(self.config.boot_dir) / path.split("/", 1)[1]
+        if path == GRUB_ENTRY:
+            return bootpolicy.render_grub_entry("/grub/grub.cfg-${imager_mac}").encode()
+        grub = _GRUB_CONFIG.fullmatch(path)
+        if grub:  # Debian's signed GRUB has no http: the kernel comes over TFTP too
+            try:
+                spec = self.decide_for_mac(grub.group(1), self.grub_base())
+            except Invalid:
+                return None
+            return bootpolicy.render_grub(spec, bootpolicy.GRUB_TFTP_KERNEL, bootpolicy.GRUB_TFTP_INITRD).encode()
         script = _IPXE_SCRIPT.fullmatch(path)
         if script:
             try:

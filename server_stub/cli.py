@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli
-from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UnknownHosts
+from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
                         "without asking), local (the local disk; registration refused); the value until "
                         "'settings set unknown-hosts' stores one")
     p.add_argument("--menu-timeout", type=int, default=3, help="seconds the unknown-host menu waits (default 3)")
+    p.add_argument("--uefi-local-boot", default="grub", choices=get_args(UefiLocalBoot),
+                   help="how an iPXE client on UEFI boots its local disk: grub (default: chain Debian's signed "
+                        "GRUB, which chainloads the disk's ESP loader, as FOG's rEFInd/GRUB exit types do) or exit "
+                        "(back to the firmware's next boot entry; docs/secure-boot.md)")
     p.add_argument("--register-prefix", default="mac",
                    help="quick registration names a host PREFIX + MAC digits, e.g. mac525400123456")
     p.add_argument("--register-rate", type=int, default=60,

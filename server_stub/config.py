@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UnknownHosts
+from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ServerConfig:
     register_prefix: str = "mac"
     register_rate: int = 60           # registrations per minute, all machines together
     tls: TlsConfig | None = None
+    uefi_local_boot: UefiLocalBoot = "grub"  # an iPXE client on UEFI: chain GRUB for the local disk, or exit
 
 
 def http_url(host: str, port: int, scheme: str = "http") -> str:

@@ -26,7 +26,8 @@ def server_config(args: argparse.Namespace, data_dir: Path, admin_token: str,
     return ServerConfig(admin_token=admin_token, boot_dir=args.boot_dir, data_dir=str(data_dir), bind=args.bind,
                         http_port=args.http_port, public_url=public_url, kernel_args=args.kernel_args,
                         unknown_hosts=args.unknown_hosts, menu_timeout=args.menu_timeout,
-                        register_prefix=args.register_prefix, register_rate=args.register_rate, tls=tls_config)
+                        register_prefix=args.register_prefix, register_rate=args.register_rate, tls=tls_config,
+                        uefi_local_boot=getattr(args, "uefi_local_boot", "grub"))
 
 
 BOOT_FILES = ("vmlinuz", "initrd.img")

@@ -1,4 +1,5 @@
-"""What ``serve`` writes before it answers anyone: the boot binaries in the TFTP root and the admin token.
+"""What ``serve`` writes before it answers anyone: the boot binaries in the TFTP root (iPXE, syslinux, the Secure
+Boot chain) and the admin token.
 
 Each file is written to a temporary name, fsynced and renamed over the target, so a start that fails half way
 (a full disk, a kill) leaves the old file or the new one, never a truncated one. At each start the files are
@@ -18,7 +19,16 @@ IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi", "ipxe.pxe")
 # For syslinux clients (Debian's pxelinux and syslinux-common), when installed.
 SYSLINUX_BINARIES = {"pxelinux.0": "/usr/lib/PXELINUX/pxelinux.0",
                      "ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32"}
-BOOT_BINARIES: dict[str, str] = {**{name: f"/usr/lib/ipxe/{name}" for name in IPXE_BINARIES}, **SYSLINUX_BINARIES}
+# The Secure Boot chain (Debian's shim-signed, grub-efi-amd64-signed; docs/secure-boot.md): shim, signed by
+# Microsoft's UEFI CA, loads grubx64.efi (and, when that fails verification, mmx64.efi) from its own directory;
+# GRUB is Debian's signed network image, whose $prefix is /grub.
+SECURE_BOOT_BINARIES = {"shimx64.efi": "/usr/lib/shim/shimx64.efi.signed",
+                        "mmx64.efi": "/usr/lib/shim/mmx64.efi.signed",
+                        "grubx64.efi": "/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"}
+BOOT_BINARIES: dict[str, str] = {**{name: f"/usr/lib/ipxe/{name}" for name in IPXE_BINARIES}, **SYSLINUX_BINARIES,
+                                 **SECURE_BOOT_BINARIES}
+# The UEFI loaders also served over HTTP (/files/NAME), for UEFI HTTP boot: a URL in the DHCP answer.
+HTTP_LOADERS = ("shimx64.efi", "mmx64.efi", "grubx64.efi", "ipxe.efi", "snponly.efi")
 
 
 def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
+from server_stub import startup
 from server_stub import usersapi
 from server_stub.accounts import AUTH, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
@@ -53,8 +54,27 @@ async def chain_script(request: web.Request) -> web.Response:
     return web.Response(text=bootpolicy.render_chain_script(base), content_type="text/plain")
 
 
+async def grub_config(request: web.Request) -> web.Response:
+    """A GRUB with http asks for its machine's config (Debian's signed one has none: it uses TFTP, boot.py)."""
+    service = request.app[BOOT]
+    spec = service.decide_for_mac(request.match_info["mac"], service.http_base(request.host))
+    return web.Response(text=bootpolicy.render_grub(spec), content_type="text/plain")
+
+
+async def grub_entry(request: web.Request) -> web.Response:
+    """GRUB's $prefix/grub.cfg when GRUB came over HTTP (UEFI HTTP boot): on to this machine's config."""
+    path = bootpolicy.grub_path(request.app[BOOT].http_base(request.host))
+    return web.Response(text=bootpolicy.render_grub_entry(f"{path}/boot/${{imager_mac}}.grub"),
+                        content_type="text/plain")
+
+
 async def boot_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
+    if name in startup.HTTP_LOADERS:  # UEFI HTTP boot: the copies start-up installed in the TFTP root
+        path = os.path.join(request.app[CONFIG].data_dir, "tftp", name)
+        if not os.path.isfile(path):
+            raise NotFound(f"{name} is not installed on this server (its Debian package: docs/secure-boot.md)")
+        return web.FileResponse(path, headers={"Content-Type": "application/efi"})
     if name not in ("vmlinuz", "initrd.img"):
         raise NotFound(f"no boot file {name!r}")
     path = os.path.join(request.app[CONFIG].boot_dir, name)
@@ -317,6 +337,8 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
     app.add_routes([
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
+        web.get("/boot/{mac}.grub", grub_config),
+        web.get("/grub/grub.cfg", grub_entry),
         web.get("/files/{name}", boot_file),
         web.get("/api/openapi.yaml", apidoc.openapi_yaml),  # public: no secrets in it
         web.get("/api/hosts", technician(list_hosts)), web.post("/api/hosts", admin_only(add_host)),
