@@ -10,6 +10,8 @@ DMESG = """\
 [    1.020000] pci 0000:02:00.0: [10ec:8168] type 00 class 0x020000
 [    2.345678] r8169 0000:02:00.0: Direct firmware load for rtl_nic/rtl8168h-2.fw failed with error -2
 [    2.345700] r8169 0000:02:00.0 eth0: unable to load firmware patch rtl_nic/rtl8168h-2.fw (-2)
+[    2.345710] r8169 0000:02:00.0: Unable to load firmware rtl_nic/rtl8168h-2.fw (-2)
+[    2.345720] r8169 0000:04:00.0: Unable to load firmware rtl_nic/rtl8125b-2.fw (-2)
 [    2.400000] r8169 0000:02:00.0 eth0: Link is Up - 1Gbps/Full - flow control off
 [    2.500000] usb 2-1: new SuperSpeed USB device number 2 using xhci_hcd
 [    2.600000] r8152 2-1:1.0: unable to load firmware patch rtl_nic/rtl8153a-4.fw (-2)
@@ -26,6 +28,7 @@ KMSG = ("3,512,2345700,-;bnx2x 0000:03:00.0: Direct firmware load for bnx2x/bnx2
 def test_the_parser_names_driver_device_interface_and_file_once_each():
     assert missingfirmware.parse(DMESG) == [
         {"driver": "r8169", "device": "0000:02:00.0", "interface": "eth0", "file": "rtl_nic/rtl8168h-2.fw"},
+        {"driver": "r8169", "device": "0000:04:00.0", "interface": "", "file": "rtl_nic/rtl8125b-2.fw"},
         {"driver": "r8152", "device": "2-1:1.0", "interface": "", "file": "rtl_nic/rtl8153a-4.fw"},
         {"driver": "tg3", "device": "0000:01:00.0", "interface": "eno2", "file": "tigon/tg3_tso5.bin"},
         {"driver": "i915", "device": "0000:00:02.0", "interface": "", "file": "i915/kbl_dmc_ver1_04.bin"},
