@@ -1,6 +1,7 @@
 """Hardware reach of the Debian boot image (issue 15): which drivers initramfs/build.py selects, how
 initramfs/hardware_report.py counts the device IDs the built initrd covers, FIRMWARE_DIR's filter."""
 import gzip
+import sys
 import subprocess
 from pathlib import Path
 
@@ -193,3 +194,32 @@ def test_the_built_image_reaches_the_goal():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "USB NIC" in result.stdout and "initrd size" in result.stdout
+
+
+def test_the_report_command_fails_below_the_goal_and_names_the_missing_drivers(tmp_path):
+    """main() end to end on a small real cpio: the version found in it picks the alias file."""
+    version = "6.1.0-99-amd64"
+    moddir = tmp_path / "work/kernel" / version / "lib/modules" / version
+    moddir.mkdir(parents=True)
+    (moddir / "modules.dep").write_text(DEP)
+    (moddir / "modules.alias").write_text(ALIASES)
+    (moddir / "modules.builtin").write_text(BUILTIN_AHCI + "\n")
+    (moddir / "modules.builtin.modinfo").write_bytes(BUILTIN_MODINFO)
+    tree = tmp_path / "root"
+    for path in (R8169, MEGARAID, VMD):
+        (tree / "usr/lib/modules" / version / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "usr/lib/modules" / version / path).write_bytes(b"\x7fELF")
+    initrd = tmp_path / "initrd.img"
+    initrd.write_bytes(subprocess.run(["zstd", "-q", "-c"], input=make_cpio(tree), check=True,
+                                      capture_output=True).stdout)
+    run = [sys.executable, str(REPO / "initramfs/hardware_report.py"), str(initrd), "--work", str(tmp_path / "work")]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"kernel {version}, 3 modules" in result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("wired NIC (PCI)") and "100.0 %" in line and line.endswith("ok") for line in lines)
+    assert any(line.startswith("USB NIC") and "0.0 %" in line and "BELOW 95 %" in line for line in lines)
+    assert any(line.startswith("storage controller") and "3 / 3" in line for line in lines)
+    assert "missing: r8152" in result.stdout
+    broken = subprocess.run([*run[:2], str(tmp_path / "nothing.img")], capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 1 and "cannot read" in broken.stderr and "Traceback" not in broken.stderr
