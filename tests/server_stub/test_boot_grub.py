@@ -61,6 +61,7 @@ def test_a_malformed_mac_in_a_grub_path_is_not_found_and_logs_nothing(store, tmp
     boot = service(store, tmp_path)
     assert boot.tftp_file("grub/grub.cfg-zz:zz:zz:zz:zz:zz", "10.0.0.9") is None
     assert boot.tftp_file("grub/grub.cfg-52:54:00", "10.0.0.9") is None
+    assert boot.tftp_file("grub/grub.cfg-525400000001-----", "10.0.0.9") is None  # the path's shape, no MAC
     assert store.boot_log() == []
 
 
