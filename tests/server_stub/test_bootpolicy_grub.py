@@ -3,6 +3,7 @@ that GRUB's own parser (grub-script-check, from Debian's grub-common) accepts.""
 import shutil
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,8 @@ def test_ipxe_on_uefi_chains_grub_for_the_local_disk_when_the_server_offers_it()
     assert f"chain --autofree {loader} || exit" in menu.split(":local\n", 1)[1]
     plain = render_ipxe(LocalBoot("no task"))  # --uefi-local-boot exit, or no GRUB installed
     assert "iseq ${platform} efi && exit ||" in plain and "chain" not in plain
+
+
+def test_the_docs_show_the_static_entry_the_server_sends():
+    doc = (Path(__file__).parents[2] / "docs" / "secure-boot.md").read_text()
+    assert "```\n" + render_grub_entry("/grub/grub.cfg-${imager_mac}") + "```\n" in doc
