@@ -50,7 +50,7 @@ def api_url(base_url: str, https_port: int) -> str:
 
 
 # Paths plain HTTP keeps serving under TLS: what firmware fetches (iPXE scripts, kernel, initrd).
-BOOT_PATH_PREFIXES = ("/boot.ipxe", "/boot/", "/files/")
+BOOT_PATH_PREFIXES = ("/boot.ipxe", "/boot/", "/files/", "/grub/")  # loaders speak plain HTTP
 
 
 def https_only_api(https_port: int) -> Middleware:

@@ -113,3 +113,4 @@ def test_a_real_server_sends_the_signed_loaders_over_tftp_and_http(server):
     config = tftp_client.fetch(server["tftp_port"], f"/grub/grub.cfg-{MAC}").data
     assert b"chainloader /EFI/Microsoft/Boot/bootmgfw.efi" in config
     assert requests.get(f"{server['url']}/files/bootx64.efi", timeout=10).status_code == 404
+
