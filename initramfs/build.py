@@ -55,6 +55,7 @@ PYTHON_PACKAGES = ["python3-pyudev", "python3-parted", "python3-zstandard", "pyt
 STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data", "venv",
                "unittest", "distutils", "config-3.11-x86_64-linux-gnu", "__phello__", "sqlite3"}
 # Drivers: disks, NICs, filesystems, NFS.  udev loads the hardware ones by modalias; mount loads the rest.
+# hardware.py adds every wired/USB NIC and storage-controller driver of the kernel (docs/hardware.md).
 MODULES = [
     "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "sr_mod", "ahci", "ata_piix", "ata_generic",
     "nvme", "mptspi", "vmw_pvscsi", "hv_storvsc", "hv_netvsc", "xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd",

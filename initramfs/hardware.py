@@ -15,7 +15,7 @@ device IDs its `pci:` / `usb:` aliases name (one alias pattern = one ID):
   PCI block devices, virtio's PCI transport).
 
 The image carries every module of a class, the support trees (`SUPPORT_TREES`: PHYs, Hyper-V,
-USB storage, ...) and whatever those need by modules.dep and modules.softdep.
+Xen, USB storage, ...) and whatever those need by modules.dep and modules.softdep.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ STORAGE_TREES = tuple("kernel/drivers/" + d for d in (
 # Carried whole (the modules with an alias: udev loads them by modalias), though not counted in a class.
 SUPPORT_TREES = tuple("kernel/drivers/" + d for d in (
     "net/ethernet/", "net/usb/", "net/phy/", "net/mdio/", "net/pcs/", "net/hyperv/", "net/vmxnet3/",
-    "net/virtio_net.ko", "hv/", "pci/controller/", "usb/storage/", "virtio/"))
+    "net/virtio_net.ko", "net/xen-netfront.ko", "block/xen-blkfront.ko", "hv/", "pci/controller/", "usb/storage/",
+    "virtio/"))
 
 
 @dataclass(frozen=True)
