@@ -29,6 +29,8 @@ HTTP_PORT = 8080
 SERVER_URL = f"http://{SERVER_IP}:{HTTP_PORT}"
 EXPORT = f"{SERVER_IP}:/images"
 OVMF = "/usr/share/ovmf/OVMF.fd"
+# Secure Boot enforced, Microsoft's keys enrolled (Debian's ovmf): code read-only, variables copied per VM.
+OVMF_SB_CODE, OVMF_SB_VARS = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 # For debugging a scenario: e.g. IMAGER_LAB_KERNEL_ARGS=imager.debug=1 logs every command and its stderr.
 LAB_KERNEL_ARGS = os.environ.get("IMAGER_LAB_KERNEL_ARGS", "")
 
@@ -55,10 +57,23 @@ class VM:
         # UEFI: no iPXE option ROM, so OVMF's own PXE client (DHCP client architecture 7) fetches
         # snponly.efi from our TFTP, and that iPXE runs our script.
         firmware_args = ["-bios", OVMF] if firmware == "uefi" else ["-boot", "n"]
-        rom = ",romfile=" if firmware == "uefi" else ""
+        if firmware == "uefi-http":  # OVMF without its PXE boot options: it goes straight to HTTP boot
+            firmware_args = ["-bios", OVMF, "-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+                             "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no"]
+        if firmware == "uefi-sb":  # SMM guards the variable store, as on real Secure Boot hardware
+            variables = lab.dir / f"{name}.OVMF_VARS.fd"
+            shutil.copyfile(OVMF_SB_VARS, variables)
+            firmware_args = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_SB_CODE}",
+                             "-drive", f"if=pflash,format=raw,unit=1,file={variables}"]
+        rom = ",romfile=" if firmware.startswith("uefi") else ""
         # A disk serial (what inventory and serial= selectors see) needs the -device form of the disk.
+        # Secure Boot VMs: OVMF connects only the devices in QEMU's boot order, so the disk gets a bootindex
+        # (else GRUB's local boot finds no disk).
+        device_options = (f",serial={disk_serial}" if disk_serial else "") + (
+            ",bootindex=2" if firmware == "uefi-sb" else "")
         drive = (["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
-                  "-device", f"virtio-blk-pci,drive=d0,serial={disk_serial}"] if disk_serial else
+                  "-device", f"virtio-blk-pci,drive=d0{device_options}"] if device_options else
                  ["-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"])
         if nvme:  # an NVMe controller with one namespace (nvme-cli's format, SMART health log)
             drive = ["-drive", f"file={disk},format=raw,if=none,id=d0,cache=unsafe",
@@ -140,14 +155,17 @@ class VM:
 class Lab:
     def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe",
                  unknown_hosts: str | None = None, pxelinux_macs: tuple[str, ...] = (),
-                 menu_timeout: int | None = None) -> None:
+                 menu_timeout: int | None = None, shim_macs: tuple[str, ...] = ()) -> None:
         """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
         that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
-        PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it."""
+        PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it.
+        dhcp="http": UEFI HTTP boot only (boot files as URLs) and the server's TFTP off port 69, so a
+        client that tried TFTP would find nothing."""
         self.dhcp_mode = dhcp
         self.unknown_hosts = unknown_hosts  # imager-server serve --unknown-hosts; None: the server's default (menu)
         self.menu_timeout = menu_timeout    # serve --menu-timeout; None: the server's default (3 s)
         self.pxelinux_macs = pxelinux_macs  # these get pxelinux.0 as boot file (syslinux clients), dhcp="pxe" only
+        self.shim_macs = shim_macs  # these get shimx64.efi (the Secure Boot chain: shim, GRUB), dhcp="pxe" only
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="imager-lab-"))
         self.ns = f"imagerlab-{os.getpid()}"
         self.site_ns = f"{self.ns}-site"
@@ -211,7 +229,8 @@ EXPORT {{
     def _start_server(self) -> None:
         self.server_log = self.dir / "server.log"
         self.spawn([str(VENV_BIN / "imager-server"), "serve", "--bind", SERVER_IP, "--http-port", str(HTTP_PORT),
-                    "--tftp-port", "69", "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
+                    "--tftp-port", "6969" if self.dhcp_mode == "http" else "69",
+                    "--data-dir", str(self.dir / "server"), "--boot-dir", str(BOOT_DIR),
                     "--kernel-args", f"console=ttyS0,115200n8 imager.fail_wait={self.fail_wait} {LAB_KERNEL_ARGS}".strip()]
                    + (["--unknown-hosts", self.unknown_hosts] if self.unknown_hosts else [])
                    + (["--menu-timeout", str(self.menu_timeout)] if self.menu_timeout else []),
@@ -225,6 +244,9 @@ EXPORT {{
             self._start_proxy_dhcp()
             return
         log = self.dir / "dnsmasq.log"
+        if self.dhcp_mode == "http":
+            self._start_http_dhcp(log)
+            return
         self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
                     "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
                     f"--dhcp-leasefile={self.dir / 'dnsmasq.leases'}", f"--pid-file={self.dir / 'dnsmasq.pid'}",
@@ -232,16 +254,33 @@ EXPORT {{
                     # x86-64 UEFI (client architecture 7 or 9) snponly.efi.
                     "--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7",
                     "--dhcp-match=set:efi64,option:client-arch,9",
-                    *self._pxelinux_args(),
-                    f"--dhcp-boot=tag:!pxelinux,tag:ipxe,boot.ipxe,,{SERVER_IP}",
-                    f"--dhcp-boot=tag:!pxelinux,tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
-                    f"--dhcp-boot=tag:!pxelinux,tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}", "--log-dhcp"],
+                    *self._pxelinux_args(), *self._shim_args(),
+                    f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:ipxe,boot.ipxe,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
+                    f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}",
+                    "--log-dhcp"],
                    log=log)
 
     def _pxelinux_args(self) -> list[str]:
         # The iPXE ROM runs pxelinux.0 like any PXE program; pxelinux then fetches everything over TFTP.
         return [*(f"--dhcp-host={mac},set:pxelinux" for mac in self.pxelinux_macs),
                 f"--dhcp-boot=tag:pxelinux,pxelinux.0,,{SERVER_IP}"]
+
+    def _start_http_dhcp(self, log: Path) -> None:
+        """UEFI HTTP boot (vendor class HTTPClient): a URL to iPXE, then iPXE's script over HTTP; nothing
+        for plain PXE clients, so OVMF's PXE attempt finds no boot file and it goes on to HTTP."""
+        self.spawn(["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+                    "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
+                    f"--dhcp-leasefile={self.dir / 'dnsmasq.leases'}", f"--pid-file={self.dir / 'dnsmasq.pid'}",
+                    "--dhcp-match=set:ipxe,175", "--dhcp-vendorclass=set:http,HTTPClient",
+                    "--dhcp-option-force=tag:http,60,HTTPClient",
+                    f"--dhcp-boot=tag:ipxe,{SERVER_URL}/boot.ipxe",
+                    f"--dhcp-boot=tag:http,tag:!ipxe,{SERVER_URL}/files/snponly.efi", "--log-dhcp"], log=log)
+
+    def _shim_args(self) -> list[str]:
+        # OVMF's own PXE client fetches shim over TFTP; shim then GRUB fetch the rest (docs/secure-boot.md).
+        return [*(f"--dhcp-host={mac},set:shim" for mac in self.shim_macs),
+                f"--dhcp-boot=tag:shim,shimx64.efi,,{SERVER_IP}"]
 
     def _start_site_dhcp(self) -> None:
         """The site's DHCP server on its own host: addresses and a router, no PXE options at all."""
