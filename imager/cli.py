@@ -23,7 +23,7 @@ from typing import Any, Callable
 import imager
 from imager import disks, foreign, imagestore, manifest, resize, verify
 from imager.foreign import check as foreign_check
-from imager.errors import DiskTooSmall, ImagerError
+from imager.errors import ImagerError
 from imager.manifest import DiskEntry
 from imager.progress import Progress, console_sink, human, partition_bytes
 
@@ -174,21 +174,7 @@ def _cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 def minimum_disk_bytes(entry: DiskEntry) -> int:
     """The smallest disk a resizable image's disk deploys onto: the one deploy's own plan accepts."""
     from imager.ops.deploy import shrunk_sizes
-    layout = manifest.Layout.from_dict(entry["layout"])
-    fs_bytes = shrunk_sizes(entry)
-
-    def fits(sectors: int) -> bool:
-        try:
-            resize.plan(layout, fs_bytes, sectors)
-        except DiskTooSmall:
-            return False
-        return True
-
-    low, high = 1, layout.disk_sectors  # the source disk fits; a larger disk fits when a smaller one does
-    while low < high:
-        middle = (low + high) // 2
-        low, high = (low, middle) if fits(middle) else (middle + 1, high)
-    return high * layout.sector_size
+    return resize.smallest_disk_bytes(manifest.Layout.from_dict(entry["layout"]), shrunk_sizes(entry))
 
 
 def version_text() -> str:

@@ -103,6 +103,22 @@ def plan(layout: Layout, fs_bytes: dict[int, int], target_sectors: int) -> Layou
     return new
 
 
+def smallest_disk_bytes(layout: Layout, fs_bytes: dict[int, int]) -> int:
+    """The smallest disk ``plan`` accepts for this layout (the source's own disk always fits)."""
+    def fits(sectors: int) -> bool:
+        try:
+            plan(layout, fs_bytes, sectors)
+        except DiskTooSmall:
+            return False
+        return True
+
+    low, high = 1, layout.disk_sectors  # a larger disk fits when a smaller one does
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return high * layout.sector_size
+
+
 def sfdisk_script(dump: str, layout: Layout) -> str:
     """The saved ``sfdisk --dump`` with each partition's start and size replaced from ``layout``."""
     by_number = {p.number: p for p in layout.partitions}

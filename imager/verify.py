@@ -24,7 +24,7 @@ class FileCheck:
     reason: str = ""   # why not ok: the checksum, the size, a corrupt zstd stream
 
 
-class _Discard:
+class Discard:
     """Where decompressed bytes go when only their checksum matters."""
 
     def write(self, data: bytes) -> int:
@@ -79,7 +79,7 @@ def verify_image(image_dir: str, progress: Progress | None = None,
         try:
             if name in stream_names:
                 with open(path, "rb") as src:
-                    datapath.decompress_stream(src, name, _Discard(), expected_sha256=meta["sha256"],  # type: ignore[arg-type]
+                    datapath.decompress_stream(src, name, Discard(), expected_sha256=meta["sha256"],  # type: ignore[arg-type]
                                                expected_size=meta["size"],
                                                on_stored=progress.add if progress is not None else None)
                 check = FileCheck(name, meta["size"], True)

@@ -15,9 +15,10 @@ from typing import Callable
 from imager import datapath
 from imager.errors import ChecksumMismatch, ImagerError
 from imager.foreign import streams
+from imager.foreign.plan import smallest_disk_bytes
 from imager.foreign.model import ForeignDisk, ForeignImage, Stream
 from imager.progress import Progress, human
-from imager.verify import FileCheck
+from imager.verify import Discard, FileCheck
 
 _ALGORITHMS = {"MD5SUMS": "md5", "SHA1SUMS": "sha1", "SHA256SUMS": "sha256", "SHA512SUMS": "sha512",
                "B2SUMS": "blake2b"}   # B3SUMS (BLAKE3) has no hashlib algorithm: its streams are still checked
@@ -82,14 +83,6 @@ def _check_listed(image_dir: str, listing: str, algorithm: str, name: str, expec
     return FileCheck(name, size, True)
 
 
-class _Discard:
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
 def check_stream(stream: Stream, progress: Progress | None = None) -> FileCheck:
     """Decompress ``stream`` whole; partclone.chkimg reads a partclone image through to its last block."""
     label = stream.name + (f" (+{len(stream.pieces) - 1} pieces)" if len(stream.pieces) > 1 else "")
@@ -99,7 +92,7 @@ def check_stream(stream: Stream, progress: Progress | None = None) -> FileCheck:
             progress.set_stage(f"verifying {label}", total=header.stream_size if header else stream.stored_bytes)
         add = progress.add if progress is not None else None
         if header is None:
-            datapath.decompress_pieces(stream.pieces, stream.compression, _Discard(), add)  # type: ignore[arg-type]
+            datapath.decompress_pieces(stream.pieces, stream.compression, Discard(), add)  # type: ignore[arg-type]
         else:
             datapath.feed_process(["partclone.chkimg", "-B", "-s", "-"], lambda sink: datapath.decompress_pieces(
                 stream.pieces, stream.compression, sink, add))
@@ -122,7 +115,6 @@ def describe(image: ForeignImage) -> list[str]:
 
 
 def _describe_disk(disk: ForeignDisk) -> list[str]:
-    from imager.foreign.plan import smallest_disk_bytes
     if disk.raw is not None:
         return [f"  disk {disk.name}: raw, {human(disk.raw.stored_bytes)} stored  {disk.raw.name}"]
     layout = disk.layout

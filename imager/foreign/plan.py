@@ -52,14 +52,5 @@ def table_script(disk: ForeignDisk, planned: Layout, target_bytes: int) -> bytes
 
 def smallest_disk_bytes(disk: ForeignDisk) -> int:
     """The smallest target ``plan_disk`` accepts."""
-    if not shrunk_bytes(disk):
-        return disk.layout.required_bytes
-    low, high = 1, disk.layout.disk_sectors
-    while low < high:
-        middle = (low + high) // 2
-        try:
-            plan_disk(disk, middle * disk.layout.sector_size)
-            high = middle
-        except DiskTooSmall:
-            low = middle + 1
-    return high * disk.layout.sector_size
+    shrunk = shrunk_bytes(disk)
+    return resize.smallest_disk_bytes(disk.layout, shrunk) if shrunk else disk.layout.required_bytes
