@@ -21,7 +21,7 @@ import sys
 from typing import Any, Callable
 
 import imager
-from imager import disks, foreign, imagestore, manifest, resize, verify
+from imager import foreign, imagestore, manifest, resize, verify
 from imager.foreign import check as foreign_check
 from imager.errors import ImagerError
 from imager.manifest import DiskEntry
@@ -94,15 +94,14 @@ def _cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
-    from imager.ops.deploy import deploy_image
+    from imager.ops.deploy import deploy_image, targets_for
     image_dir = imagestore.resolve_path(args.image_dir)
     ours = os.path.exists(os.path.join(image_dir, manifest.MANIFEST))
     image = manifest.load(image_dir) if ours else None
-    other = foreign.load(image_dir) if not ours and foreign.detect(image_dir) else None
+    other = foreign.load(image_dir) if _is_foreign(image_dir) else None
     wanted = len(image["disks"]) if image else len(other.disks) if other else 1
-    several = wanted > 1 or (image is not None and image.get("image_type") == "alldisks")
-    targets = disks.select_all(args.disk) if several else [disks.select(args.disk)]
-    for target in targets[:wanted]:
+    several = image is not None and image.get("image_type") == "alldisks"
+    for target in targets_for(wanted, args.disk, several):
         holdings = disk_holdings(target.path)
         if args.partition is not None:
             confirm(f"partition {args.partition} of {target.path} would be overwritten", args.yes)
@@ -133,7 +132,7 @@ def _cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _is_foreign(image_dir: str) -> bool:
-    return not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and foreign.detect(image_dir) is not None
+    return foreign.detect(image_dir) is not None   # an image with manifest.json is ours
 
 
 def _print_leftovers(image_path: str) -> None:

@@ -159,10 +159,15 @@ class ImageFiles:
 
 def select_targets(image: Manifest, disk_spec: str | None) -> list[disks.Disk]:
     """The disk (or, for an all-disks image, the disks in order) the image goes to."""
-    if image.get("image_type") != "alldisks":
+    several = image.get("image_type") == "alldisks"
+    return targets_for(len(image["disks"]) if several else 1, disk_spec, several)
+
+
+def targets_for(wanted: int, disk_spec: str | None, several: bool = False) -> list[disks.Disk]:
+    """``wanted`` target disks: the one ``disk_spec`` names, or (several) the ones it lists, default every fixed disk."""
+    if not several and wanted == 1:
         return [disks.select(disk_spec)]
     targets = disks.select_all(disk_spec)
-    wanted = len(image["disks"])
     if len(targets) < wanted:
         raise DiskNotFound(f"the image holds {wanted} disks, this machine offers {len(targets)} "
                            f"({', '.join(t.path for t in targets)})", hint="Add disks, or name them in the task's disk field.")

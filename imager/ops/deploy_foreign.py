@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imager import datapath, disks, filesystems, foreign, partclone, postdeploy, process
-from imager.errors import DiskNotFound, DiskTooSmall
+from imager.errors import DiskTooSmall
 from imager.foreign import plan, streams
-from imager.foreign.model import ForeignDisk, ForeignImage
+from imager.foreign.model import ForeignDisk, ForeignImage, Stream
 from imager.manifest import check_sector_size
 from imager.ops.capture import refuse_if_mounted
+from imager.ops.deploy import BlankOnFailure, targets_for
 from imager.partitions import Layout, probe_filesystem, write_table
 from imager.progress import Progress, human
 from imager.winhostname import set_windows_hostname
-
-if TYPE_CHECKING:
-    from imager.ops.deploy import BlankOnFailure
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, wr
     if hostname:
         postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
     image = foreign.load(image_dir)
-    targets = select_targets(image, disk_spec)
+    targets = targets_for(len(image.disks), disk_spec)
     plans = [plan_target(disk, target) for disk, target in zip(image.disks, targets)]
     # Refuses a partimage volume or unknown contents before any write; the sizes drive progress.
     sizes = {s.name: streams.expected_bytes(s) for d in image.disks for s in d.streams}
@@ -55,16 +53,6 @@ def deploy_foreign(image_dir: str, disk_spec: str | None, progress: Progress, wr
     return {"image": image.name, "format": image.format, "disk": ", ".join(t.path for t in targets),
             "seconds": round(time.monotonic() - started, 1), "disks": len(targets),
             "partitions": sum(len(d.partitions) for d in image.disks), "hostname_set": renamed}
-
-
-def select_targets(image: ForeignImage, disk_spec: str | None) -> list[disks.Disk]:
-    if len(image.disks) == 1:
-        return [disks.select(disk_spec)]
-    targets = disks.select_all(disk_spec)
-    if len(targets) < len(image.disks):
-        raise DiskNotFound(f"the image holds {len(image.disks)} disks ({', '.join(d.name for d in image.disks)}), "
-                           f"this machine offers {len(targets)}", hint="Add disks, or name them comma-separated.")
-    return targets[:len(image.disks)]
 
 
 def plan_target(disk: ForeignDisk, target: disks.Disk) -> Layout:
@@ -92,13 +80,9 @@ def restore_partitions(disk: ForeignDisk, target: disks.Disk, progress: Progress
         if part.kind == "swap":
             filesystems.recreate_swap(device, part.swap_uuid, part.swap_label)
         elif part.stream is not None:
-            stream = part.stream
             progress.set_stage(f"disk {disk.name}, partition {i}/{len(disk.partitions)}: {os.path.basename(device)}",
-                               total=sizes[stream.name])
-            tool = filesystems.RAW if stream.raw else "restore"
-            datapath.feed_partclone(tool, device, lambda sink: datapath.decompress_pieces(
-                stream.pieces, stream.compression, sink, progress.add), shrunk=part.number in shrunk)
-            progress.flush()
+                               total=sizes[part.stream.name])
+            restore_stream(part.stream, device, progress, shrunk=part.number in shrunk)
         if part.number in shrunk:  # captured shrunk by FOG: fill the partition again
             fstype = probe_filesystem(device)["fstype"]
             if fstype in filesystems.SHRINKABLE | filesystems.GROW_ONLY:
@@ -107,13 +91,17 @@ def restore_partitions(disk: ForeignDisk, target: disks.Disk, progress: Progress
 
 def restore_raw(disk: ForeignDisk, target: disks.Disk, progress: Progress, sizes: dict[str, int]) -> None:
     assert disk.raw is not None
-    stream = disk.raw
-    progress.set_stage(f"whole disk {target.path}", total=sizes[stream.name])
-    tool = partclone.RAW if stream.raw else "restore"   # FOG's raw type is partclone.imager of the disk
-    datapath.feed_partclone(tool, target.path, lambda sink: datapath.decompress_pieces(
-        stream.pieces, stream.compression, sink, progress.add))
-    progress.flush()
+    progress.set_stage(f"whole disk {target.path}", total=sizes[disk.raw.name])
+    restore_stream(disk.raw, target.path, progress)   # FOG's raw type is partclone.imager of the disk
     process.run(["partprobe", target.path], check=False)
+
+
+def restore_stream(stream: Stream, device: str, progress: Progress, shrunk: bool = False) -> None:
+    """The pieces concatenated and decompressed into partclone (raw bytes: partclone.dd) onto ``device``."""
+    tool = partclone.RAW if stream.raw else "restore"
+    datapath.feed_partclone(tool, device, lambda sink: datapath.decompress_pieces(
+        stream.pieces, stream.compression, sink, progress.add), shrunk=shrunk)
+    progress.flush()
 
 
 def set_hostname(image: ForeignImage, targets: list[disks.Disk], hostname: str) -> dict[str, list[str]]:
