@@ -17,7 +17,7 @@ import re
 from imager.errors import InvalidImage
 from imager.foreign.model import CLONEZILLA, ForeignDisk, ForeignImage, ForeignPartition, Stream
 from imager.foreign.streams import CLONEZILLA_TAGS
-from imager.foreign.tables import parse_sfdisk_dump
+from imager.foreign.tables import parse_sfdisk_dump, read_if_present
 
 CHECKSUM_FILES = ("MD5SUMS", "SHA1SUMS", "SHA256SUMS", "SHA512SUMS", "B2SUMS", "B3SUMS")
 
@@ -48,19 +48,11 @@ def _disk_names(image_dir: str) -> list[str]:
     return names
 
 
-def _read(image_dir: str, name: str) -> bytes:
-    path = os.path.join(image_dir, name)
-    if not os.path.exists(path):
-        return b""
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def _load_disk(image_dir: str, disk: str) -> ForeignDisk:
-    dump = _read(image_dir, f"{disk}-pt.sf")
+    dump = read_if_present(image_dir, f"{disk}-pt.sf")
     layout = parse_sfdisk_dump(dump.decode(errors="replace"))
-    mbr = _read(image_dir, f"{disk}-mbr")
-    boot = mbr[:440] if layout.label == "gpt" else mbr + _read(image_dir, f"{disk}-hidden-data-after-mbr")
+    mbr = read_if_present(image_dir, f"{disk}-mbr")
+    boot = mbr[:440] if layout.label == "gpt" else mbr + read_if_present(image_dir, f"{disk}-hidden-data-after-mbr")
     partitions = [_partition(image_dir, disk, part.number, part.kind) for part in layout.partitions]
     return ForeignDisk(disk, layout, dump, boot, partitions)
 
@@ -76,7 +68,7 @@ def _partition(image_dir: str, disk: str, number: int, kind: str) -> ForeignPart
             return _stream_partition(number, pieces, raw)
     info = os.path.join(image_dir, f"swappt-{name}.info")
     if os.path.exists(info):
-        text = _read(image_dir, os.path.basename(info)).decode(errors="replace")
+        text = read_if_present(image_dir, os.path.basename(info)).decode(errors="replace")
         found = dict(re.findall(r'^(UUID|LABEL)="([^"]*)"', text, re.M))
         return ForeignPartition(number, "swap", swap_uuid=found.get("UUID", ""), swap_label=found.get("LABEL", ""),
                                 fstype="swap")

@@ -24,7 +24,7 @@ import re
 from imager.errors import InvalidImage
 from imager.foreign import streams
 from imager.foreign.model import FOG, ForeignDisk, ForeignImage, ForeignPartition, Stream
-from imager.foreign.tables import parse_sfdisk_dump
+from imager.foreign.tables import parse_sfdisk_dump, read_if_present
 from imager.partitions import Layout
 
 MAX_DISKS = 64
@@ -50,34 +50,27 @@ def load(image_dir: str) -> ForeignImage:
     return ForeignImage(FOG, kind, image_dir, disks)
 
 
-def _read(image_dir: str, name: str) -> bytes | None:
-    path = os.path.join(image_dir, name)
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def _load_disk(image_dir: str, prefix: str) -> ForeignDisk:
-    dump = _read(image_dir, f"{prefix}.partitions") or _read(image_dir, f"{prefix}.original.partitions")
-    if dump is None:
+    dump = (read_if_present(image_dir, f"{prefix}.partitions")
+            or read_if_present(image_dir, f"{prefix}.original.partitions"))   # older FOG's name
+    if not dump:
         raise InvalidImage(f"{image_dir}: {prefix}.mbr without {prefix}.partitions: the original layout is missing")
     layout = parse_sfdisk_dump(dump.decode(errors="replace"))
-    mbr = _read(image_dir, f"{prefix}.mbr") or b""
+    mbr = read_if_present(image_dir, f"{prefix}.mbr")
     gpt = mbr[512:520] == b"EFI PART"
     if mbr and gpt != (layout.label == "gpt"):
         raise InvalidImage(f"{image_dir}: {prefix}.mbr holds {'a GPT' if gpt else 'an MBR'} but "
                            f"{prefix}.partitions describes {'a GPT' if layout.label == 'gpt' else 'an MBR'} disk")
     if layout.label == "gpt":
-        boot = (_read(image_dir, f"{prefix}.grub.mbr") or mbr)[:440]   # the boot code; sfdisk writes the rest
+        boot = (read_if_present(image_dir, f"{prefix}.grub.mbr") or mbr)[:440]   # the boot code; sfdisk writes the rest
     else:
         boot = mbr[:layout.boot_area_bytes]
-    minimum_text = _read(image_dir, f"{prefix}.minimum.partitions")
+    minimum_text = read_if_present(image_dir, f"{prefix}.minimum.partitions")
     minimum = parse_sfdisk_dump(minimum_text.decode(errors="replace")) if minimum_text else None
-    fixed_text = (_read(image_dir, f"{prefix}.fixed_size_partitions") or b"").decode(errors="replace")
+    fixed_text = read_if_present(image_dir, f"{prefix}.fixed_size_partitions").decode(errors="replace")
     fixed = {int(n) for n in re.findall(r"\d+", fixed_text)}
     swaps = {}
-    for line in (_read(image_dir, f"{prefix}.original.swapuuids") or b"").decode(errors="replace").splitlines():
+    for line in read_if_present(image_dir, f"{prefix}.original.swapuuids").decode(errors="replace").splitlines():
         match = re.match(r"^\S*?(\d+)\s+(\S+)\s*$", line)   # "N UUID" (older FOS: "/dev/sdaN UUID")
         if match:
             swaps[int(match.group(1))] = match.group(2)

@@ -1,6 +1,7 @@
 """``sfdisk -d`` dumps, the one table format FOG and Clonezilla both keep."""
 from __future__ import annotations
 
+import os
 import re
 
 from imager.errors import InvalidImage
@@ -41,3 +42,12 @@ def last_usable(text: str) -> int | None:
     """The GPT's last usable sector the dump records (None for MBR, or when it does not say)."""
     match = re.search(r"^last-lba:\s*(\d+)\s*$", text, re.M)
     return int(match.group(1)) if match else None
+
+
+def read_if_present(image_dir: str, name: str) -> bytes:
+    """A small file of the image (a table, a boot area, a list), or b"" when the image has none."""
+    path = os.path.join(image_dir, name)
+    if not os.path.exists(path):
+        return b""
+    with open(path, "rb") as f:
+        return f.read()
