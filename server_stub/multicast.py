@@ -36,7 +36,8 @@ from server_stub.store.models import Image, InterruptedSession, Session, Storage
 
 log = logging.getLogger(__name__)
 
-NEXT_FILE_WAIT = 30      # s a later file's sender waits for the receivers of the previous one
+NEXT_FILE_WAIT = 150     # s a later file's sender waits for the receivers of the previous one; under the
+                         # receivers' own 180 s start timeout, so a slow one is waited for, not failed
 SENDER_START_TIMEOUT = 120
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]?)$", re.I)
 

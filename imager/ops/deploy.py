@@ -222,8 +222,11 @@ def restore_disk(image_dir: str, entry: DiskEntry, target: disks.Disk, planned: 
             restore_volume_group(image_dir, part, device, source, progress, stage)
         elif part["tool"] != filesystems.CONTAINER:
             restore_partition(part, target.path, source, progress, stage)
+    # Grown only once every stream is in: a multicast receiver that stopped to grow between two streams
+    # would come late for the next one, which the others' sender does not wait for forever.
+    for part in parts:
         if part["number"] in shrunk:  # captured shrunk: fill the partition again
-            filesystems.grow(device, part["fstype"] or "")
+            filesystems.grow(disks.partition_path(target.path, part["number"]), part["fstype"] or "")
 
 
 def check_raw_target(entry: DiskEntry, target: disks.Disk) -> None:
