@@ -131,6 +131,11 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE INDEX limit_attempts_by_key ON limit_attempts(key, time);
     CREATE INDEX limit_attempts_by_time ON limit_attempts(time);
 """,
+    # 9: who queued each task (a console user, "admin" for the admin token, the technician's menu); older tasks
+    # have none and read "unknown" (server_stub/store/reports.py).
+    """
+    ALTER TABLE tasks ADD COLUMN queued_by TEXT;
+""",
 ]
 
 
