@@ -136,6 +136,22 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """
     ALTER TABLE tasks ADD COLUMN queued_by TEXT;
 """,
+    # 10: post-deploy scripts (store/scripts.py): the script's bytes and the SHA-256 the server computed; each
+    # attachment to an image or to a host group (hosts.group_name) with its order, timeout and failure policy.
+    """
+    CREATE TABLE scripts (
+        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, description TEXT NOT NULL DEFAULT '',
+        content BLOB NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, created REAL NOT NULL,
+        created_by TEXT NOT NULL DEFAULT '');
+    CREATE TABLE script_attachments (
+        id INTEGER PRIMARY KEY, script_id INTEGER NOT NULL REFERENCES scripts(id) ON DELETE CASCADE,
+        image_id INTEGER REFERENCES images(id) ON DELETE CASCADE, host_group TEXT,
+        position INTEGER NOT NULL, timeout INTEGER NOT NULL, policy TEXT NOT NULL CHECK (policy IN ('fail', 'warn')),
+        CHECK ((image_id IS NULL) <> (host_group IS NULL)),
+        UNIQUE (script_id, image_id), UNIQUE (script_id, host_group));
+    CREATE INDEX script_attachments_by_image ON script_attachments(image_id);
+    CREATE INDEX script_attachments_by_group ON script_attachments(host_group);
+""",
 ]
 
 
