@@ -152,6 +152,48 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE INDEX script_attachments_by_image ON script_attachments(image_id);
     CREATE INDEX script_attachments_by_group ON script_attachments(host_group);
 """,
+    # 11: host groups (store/hostgroups.py): a host in any number of groups, as in FOG. A host's group_name (set by
+    # a full registration or host set --group) is kept as a membership of the group of that name, created if
+    # needed, by the triggers below, whoever writes it; the groups hosts named so far become groups. A group's
+    # rename or removal carries over to the scripts attached to it. Wake-on-LAN targets (store/wake.py): one per
+    # storage group, and the server's default (storage_group_id NULL).
+    """
+    CREATE TABLE host_groups (
+        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, description TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL);
+    CREATE TABLE host_group_members (
+        group_id INTEGER NOT NULL REFERENCES host_groups(id) ON DELETE CASCADE,
+        host_id INTEGER NOT NULL REFERENCES hosts(id) ON DELETE CASCADE, added REAL NOT NULL,
+        PRIMARY KEY (group_id, host_id));
+    CREATE INDEX host_group_members_by_host ON host_group_members(host_id);
+    INSERT INTO host_groups(name, created)
+        SELECT group_name, MIN(created) FROM hosts WHERE group_name IS NOT NULL GROUP BY group_name;
+    INSERT INTO host_group_members(group_id, host_id, added)
+        SELECT g.id, h.id, h.created FROM hosts h JOIN host_groups g ON g.name = h.group_name;
+    CREATE TRIGGER host_group_of_new_host AFTER INSERT ON hosts WHEN NEW.group_name IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO host_groups(name, created) VALUES (NEW.group_name, NEW.created);
+        INSERT OR IGNORE INTO host_group_members(group_id, host_id, added)
+            SELECT id, NEW.id, NEW.created FROM host_groups WHERE name = NEW.group_name;
+    END;
+    CREATE TRIGGER host_group_name_changed AFTER UPDATE OF group_name ON hosts
+        WHEN NEW.group_name IS NOT OLD.group_name BEGIN
+        DELETE FROM host_group_members WHERE host_id = NEW.id
+            AND group_id = (SELECT id FROM host_groups WHERE name = OLD.group_name);
+        INSERT OR IGNORE INTO host_groups(name, created)
+            SELECT NEW.group_name, (julianday('now') - 2440587.5) * 86400.0 WHERE NEW.group_name IS NOT NULL;
+        INSERT OR IGNORE INTO host_group_members(group_id, host_id, added)
+            SELECT id, NEW.id, (julianday('now') - 2440587.5) * 86400.0 FROM host_groups WHERE name = NEW.group_name;
+    END;
+    CREATE TRIGGER host_group_renamed AFTER UPDATE OF name ON host_groups BEGIN
+        UPDATE script_attachments SET host_group = NEW.name WHERE host_group = OLD.name;
+    END;
+    CREATE TRIGGER host_group_removed BEFORE DELETE ON host_groups BEGIN
+        DELETE FROM script_attachments WHERE host_group = OLD.name;
+    END;
+    CREATE TABLE wake_targets (
+        id INTEGER PRIMARY KEY, storage_group_id INTEGER UNIQUE REFERENCES storage_groups(id) ON DELETE CASCADE,
+        broadcast TEXT, interface TEXT, updated REAL NOT NULL, CHECK (broadcast IS NOT NULL OR interface IS NOT NULL));
+""",
 ]
 
 
