@@ -210,7 +210,8 @@ async def add_task(request: web.Request) -> web.Response:
         raise NotFound(f"MAC {session.mac} is not registered: register this machine first")
     task = state.store.add_task(host["name"], optional_str(body, "type", "") or "", optional_str(body, "image"),
                                 disk=optional_str(body, "disk"), partition=optional_int(body, "partition"),
-                                options=optional_object(body, "options"), origin="menu")
+                                options=optional_object(body, "options"), origin="menu",
+                                queued_by=f"menu ({session.by} password)")
     log.info("menu: task %d (%s) for %s", task["id"], task["type"], host["name"])
     return json_response({"task": {k: v for k, v in task.items() if k != "token"}, "token": task["token"]}, 201)
 

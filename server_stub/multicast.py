@@ -168,7 +168,7 @@ class MulticastManager:
     # --- commands -----------------------------------------------------------
     async def create(self, image_name: str, hosts: list[str], *, min_receivers: int | None = None,
                      max_wait: int = 300, rate: str | int | None = None, interface: str | None = None,
-                     disk: str | None = None, after: str = "reboot") -> Session:
+                     disk: str | None = None, after: str = "reboot", queued_by: str | None = None) -> Session:
         image = self.store.image(image_name)
         node, image_dir, version = local_image(self.store, image)
         files = image_files(json.loads(Path(image_dir, MANIFEST).read_text()))
@@ -182,7 +182,8 @@ class MulticastManager:
             raise Invalid(str(exc)) from None
         session = self.store.add_session(image, hosts, min_receivers=min_receivers, max_wait=max_wait,
                                          rate=parse_rate(rate), interface=interface, image_dir=image_dir,
-                                         version=version, files=files, storage_id=node["id"], disk=disk, after=after)
+                                         version=version, files=files, storage_id=node["id"], disk=disk, after=after,
+                                         queued_by=queued_by)
         self._launch(session["id"])
         return session
 

@@ -5,6 +5,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from server_stub.accounts import PRINCIPAL_KEY
 from server_stub.errors import Invalid
 from server_stub.http import (Handler, json_response, optional_int, optional_str, path_id, read_json,
                               require_str, require_str_list)
@@ -26,7 +27,7 @@ async def create_session(request: web.Request) -> web.Response:
         require_str(body, "image"), require_str_list(body, "hosts"),
         min_receivers=optional_int(body, "min_receivers"), max_wait=max_wait,
         rate=rate, interface=optional_str(body, "interface"), disk=optional_str(body, "disk"),
-        after=optional_str(body, "after", "reboot") or "")
+        after=optional_str(body, "after", "reboot") or "", queued_by=request[PRINCIPAL_KEY].actor)
     return json_response(session, 201)
 
 

@@ -15,7 +15,8 @@ from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub import startup
 from server_stub import usersapi
-from server_stub.accounts import AUTH, Authenticator, require
+from server_stub import scriptsapi
+from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
 from server_stub.console.live import LIVE, LiveHub
@@ -168,7 +169,8 @@ async def add_task(request: web.Request) -> web.Response:
     type_, image = require_str(body, "type"), optional_str(body, "image")
     options: dict[str, Any] = {
         "disk": optional_str(body, "disk"), "after": optional_str(body, "after", "reboot") or "",
-        "partition": optional_int(body, "partition"), "options": optional_object(body, "options")}
+        "partition": optional_int(body, "partition"), "options": optional_object(body, "options"),
+        "queued_by": request[PRINCIPAL_KEY].actor}
     if "hosts" in body:  # several machines at once: all tasks or none
         tasks = store.add_tasks(require_str_list(body, "hosts"), type_, image, **options)
         return json_response([_public_task(t) for t in tasks], 201)
@@ -238,6 +240,7 @@ async def client_checkin(request: web.Request) -> web.Response:
         "image": {"name": image["name"], "type": image["type"]} if image else None,
         "storage": {"name": node["name"], "export": node["export"], "options": node["options"]} if node else None,
         **({"multicast": session} if session is not None else {}),
+        "scripts": scriptsapi.task_scripts(store, task),  # run after the deploy (docs/task-json.md)
     })
 
 
@@ -370,5 +373,6 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
         *adminapi.AdminApi(store, config).routes(admin_only, read_only=technician),
         *usersapi.routes(admin_only),  # console accounts and the audit log
+        *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
     ])
     return app

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server_stub.accounts import PRINCIPAL_KEY
 from server_stub.appkeys import STORE
 from server_stub.console import taskform
 from server_stub.console.formdata import errors_by_field, form_text
@@ -86,7 +87,7 @@ async def add_host(request: web.Request) -> web.StreamResponse:
 async def queue_for_hosts(request: web.Request) -> web.StreamResponse:
     values, hosts = await taskform.read(request)
     try:
-        tasks = taskform.queue(request.app[STORE], values, hosts)
+        tasks = taskform.queue(request.app[STORE], values, hosts, request[PRINCIPAL_KEY].actor)
     except ApiError as exc:
         return await render_list(request, exc.status, task_form=values, task_errors=taskform.errors(exc),
                                  checked=set(hosts))
@@ -157,7 +158,7 @@ async def queue_for_host(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     host = store.host(request.match_info["name"])
     try:
-        tasks = taskform.queue(store, values, [host["mac"]])
+        tasks = taskform.queue(store, values, [host["mac"]], request[PRINCIPAL_KEY].actor)
     except ApiError as exc:
         return render_host(request, exc.status, task_form=values, task_errors=taskform.errors(exc))
     return redirect_after_post(host_url(host["name"]), taskform.queued_notice(tasks))

@@ -7,6 +7,7 @@ from typing import Mapping
 from aiohttp import web
 
 from contract.vocabulary import AFTER_VALUES
+from server_stub.accounts import PRINCIPAL_KEY
 from server_stub.appkeys import STORE
 from server_stub.console.formdata import errors_by_field, whole_number
 from server_stub.console.render import action, page, redirect_after_post, render
@@ -57,7 +58,7 @@ async def start_session(request: web.Request) -> web.StreamResponse:
             min_receivers=whole_number(fields.get("min_receivers", ""), "min_receivers", "min receivers"),
             max_wait=DEFAULT_MAX_WAIT if max_wait is None else max_wait, rate=fields.get("rate") or None,
             interface=fields.get("interface") or None, disk=fields.get("disk") or None,
-            after=fields.get("after") or "reboot")
+            after=fields.get("after") or "reboot", queued_by=request[PRINCIPAL_KEY].actor)
     except ApiError as exc:
         return _index_page(request, exc.status, errors_by_field(exc, SESSION_HINTS), values)
     return redirect_after_post(f"/multicast/{session['id']}",

@@ -44,8 +44,9 @@ async def read(request: web.Request) -> tuple[dict[str, str], list[str]]:
     return values, checked or typed
 
 
-def queue(store: Store, values: Mapping[str, str], hosts: list[str]) -> list[Task]:
-    """Queue the form's task for ``hosts``, all or none; ApiError as the store (and the API) refuses it."""
+def queue(store: Store, values: Mapping[str, str], hosts: list[str], queued_by: str | None = None) -> list[Task]:
+    """Queue the form's task for ``hosts``, all or none, as ``queued_by`` (the signed-in user); ApiError as the
+    store (and the API) refuses it."""
     type_ = values.get("type", "")
     if not hosts:
         raise Invalid("choose at least one host", field="hosts")
@@ -53,7 +54,8 @@ def queue(store: Store, values: Mapping[str, str], hosts: list[str]) -> list[Tas
     options = {"mode": values.get("mode", "")} if type_ == "wipe" else None
     image = values.get("image") or None if type_ in IMAGE_TASK_TYPES else None
     return store.add_tasks(hosts, type_, image, disk=values.get("disk") or None,
-                           after=values.get("after") or "reboot", partition=partition, options=options)
+                           after=values.get("after") or "reboot", partition=partition, options=options,
+                           queued_by=queued_by)
 
 
 def errors(error: ApiError) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from contract.vocabulary import QUEUEABLE_TASK_TYPES, TASK_STATES, TaskType
+from server_stub.accounts import PRINCIPAL_KEY
 from server_stub.appkeys import STORE
 from server_stub.console import taskform
 from server_stub.console.live import task_text
@@ -75,7 +76,7 @@ async def new_task(request: web.Request) -> web.StreamResponse:
 async def add_tasks(request: web.Request) -> web.StreamResponse:
     values, hosts = await taskform.read(request)
     try:
-        tasks = taskform.queue(request.app[STORE], values, hosts)
+        tasks = taskform.queue(request.app[STORE], values, hosts, request[PRINCIPAL_KEY].actor)
     except ApiError as exc:
         return render_new(request, exc.status, task_form=values, task_errors=taskform.errors(exc))
     location = f"/tasks/{tasks[0]['id']}" if len(tasks) == 1 else "/tasks?state=active"

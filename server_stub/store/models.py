@@ -93,6 +93,7 @@ class Task(TypedDict):
     claims_refused: int             # second claims refused (docs/security.md#task-claims)
     claim_refused_at: float | None
     claim_refused_from: str | None
+    queued_by: str | None           # who queued it (migration 9; older tasks: None)
     mac: str
     host: str
     image: str | None

@@ -46,7 +46,8 @@ class MulticastRecords:
 
     def add_session(self, image: Image, hosts: list[str], *, min_receivers: int | None, max_wait: int,
                     rate: int | None, interface: str | None, image_dir: str, version: str, files: list[str],
-                    storage_id: int, disk: str | None = None, after: str = "reboot") -> Session:
+                    storage_id: int, disk: str | None = None, after: str = "reboot",
+                    queued_by: str | None = None) -> Session:
         """The session and one queued ``multicast`` task per host, all or none."""
         if not hosts or len(set(hosts)) != len(hosts):
             raise Invalid("give each host once")
@@ -73,7 +74,8 @@ class MulticastRecords:
             self.db.execute("UPDATE multicast_sessions SET portbase = ? WHERE id = ?",
                             portbase_for(session_id), session_id)
             for key in hosts:
-                task_id = self.tasks.create(self.hosts.host(key), "multicast", image["id"], disk, after)
+                task_id = self.tasks.create(self.hosts.host(key), "multicast", image["id"], disk, after,
+                                           queued_by=queued_by)
                 self.db.execute("INSERT INTO multicast_clients(task_id, session_id, state, updated) "
                                 "VALUES (?, ?, 'queued', ?)", task_id, session_id, now)
         self.tasks.changed("session", session_id)

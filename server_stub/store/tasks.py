@@ -79,17 +79,19 @@ class Tasks:
     # --- creating ----------------------------------------------------------
     def create(self, host: Host, type_: str, image_id: int | None, disk: str | None = None,
                after: str = "reboot", partition: int | None = None, options: str | None = None,
-               origin: str = "admin") -> int:
+               origin: str = "admin", queued_by: str | None = None) -> int:
         """A queued task (checked by the caller); a host with an active task already: Conflict. The menu's
-        tasks are claimed at birth: the menu got the token, so no boot script may claim them."""
+        tasks are claimed at birth: the menu got the token, so no boot script may claim them. ``queued_by``:
+        the authenticated caller (its history; None reads "unknown")."""
         now = time.time()
         try:
             with self.db.transaction():
                 cur = self.db.execute(
                     "INSERT INTO tasks(host_id, type, image_id, disk, partition, after, state, token, created, "
-                    "options, origin, claimed, claimed_from) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    "options, origin, claimed, claimed_from, queued_by) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                     host["id"], type_, image_id, disk, partition, after, secrets.token_urlsafe(24), now,
-                    options, origin, *((now, "menu") if origin == "menu" else (None, None)))
+                    options, origin, *((now, "menu") if origin == "menu" else (None, None)), queued_by)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"host {host['name']} has an active task already; cancel it first") from exc
         assert cur.lastrowid is not None
@@ -97,7 +99,7 @@ class Tasks:
 
     def add_task(self, host: str, type_: str, image: str | None, disk: str | None = None,
                  after: str = "reboot", partition: int | None = None, options: dict[str, Any] | None = None,
-                 origin: str = "admin") -> Task:
+                 origin: str = "admin", queued_by: str | None = None) -> Task:
         check_task_type(type_)
         stored_options = check_task_options(type_, options)
         check_origin(origin)
@@ -114,7 +116,8 @@ class Tasks:
             if type_ == "deploy" and not image_row["captured"]:
                 raise Conflict(f"image {image} has never been captured; nothing to deploy")
             image_id = image_row["id"]
-        return self.task(self.create(host_row, type_, image_id, disk, after, partition, stored_options, origin))
+        return self.task(self.create(host_row, type_, image_id, disk, after, partition, stored_options, origin,
+                                     queued_by))
 
     def add_tasks(self, hosts: list[str], type_: str, image: str | None, **options: Any) -> list[Task]:
         """The same task for several hosts, all or none (deploy a room in one command)."""
