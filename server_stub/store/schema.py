@@ -194,6 +194,25 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         id INTEGER PRIMARY KEY, storage_group_id INTEGER UNIQUE REFERENCES storage_groups(id) ON DELETE CASCADE,
         broadcast TEXT, interface TEXT, updated REAL NOT NULL, CHECK (broadcast IS NOT NULL OR interface IS NOT NULL));
 """,
+    # 12: schedules (store/schedules.py): a task queued once at run_at or on a cron rule, for hosts (ids, JSON) or a
+    # host group (its members at each run; a removed group leaves the schedule without targets, said at its run);
+    # next_run is the instant the runner (server_stub/scheduler.py) acts next; every run's record.
+    """
+    CREATE TABLE schedules (
+        id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, rule TEXT, run_at REAL, task_type TEXT NOT NULL,
+        image TEXT, disk TEXT, after TEXT NOT NULL, partition INTEGER, task_options TEXT, hosts TEXT NOT NULL,
+        host_group_id INTEGER REFERENCES host_groups(id) ON DELETE SET NULL, group_removed TEXT,
+        wake INTEGER NOT NULL, catch_up INTEGER NOT NULL, enabled INTEGER NOT NULL, next_run REAL, last_run REAL,
+        created REAL NOT NULL, created_by TEXT NOT NULL);
+    CREATE INDEX schedules_by_next_run ON schedules(enabled, next_run);
+    CREATE TRIGGER schedule_group_removed BEFORE DELETE ON host_groups BEGIN
+        UPDATE schedules SET group_removed = OLD.name WHERE host_group_id = OLD.id;
+    END;
+    CREATE TABLE schedule_runs (
+        id INTEGER PRIMARY KEY, schedule_id INTEGER NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+        due REAL NOT NULL, time REAL NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL, task_ids TEXT NOT NULL);
+    CREATE INDEX schedule_runs_by_schedule ON schedule_runs(schedule_id, id);
+""",
 ]
 
 
