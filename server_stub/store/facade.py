@@ -14,6 +14,7 @@ from server_stub.store.menu import MenuSettings
 from server_stub.store.multicast import MulticastRecords
 from server_stub.store.placement import Placer
 from server_stub.store.replication_jobs import ReplicationJobs
+from server_stub.store.scripts import Scripts
 from server_stub.store.storage import Storage
 from server_stub.store.tasks import Tasks
 from server_stub.store.versions import ImageVersions
@@ -31,6 +32,7 @@ class Store:
         self.multicast_repo = MulticastRecords(self.db, self.hosts_repo, self.tasks_repo)
         self.menu_repo = MenuSettings(self.db)
         self.accounts = Accounts(self.db)  # console users, their sessions, the audit log
+        self.scripts_repo = Scripts(self.db)  # post-deploy scripts and their attachments (issue 16)
 
         # hosts
         self.add_host = self.hosts_repo.add_host
