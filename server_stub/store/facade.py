@@ -14,6 +14,7 @@ from server_stub.store.menu import MenuSettings
 from server_stub.store.multicast import MulticastRecords
 from server_stub.store.placement import Placer
 from server_stub.store.replication_jobs import ReplicationJobs
+from server_stub.store.schedules import Schedules
 from server_stub.store.scripts import Scripts
 from server_stub.store.storage import Storage
 from server_stub.store.tasks import Tasks
@@ -113,6 +114,8 @@ class Store:
         self.unknown_hosts = self.menu_repo.unknown_hosts
         self.set_unknown_hosts = self.menu_repo.set_unknown_hosts
         self.settings = self.menu_repo.settings
+        # scheduled and recurring tasks (issue 16; their times and runs: server_stub/scheduler.py)
+        self.schedules_repo = Schedules(self.db, self.hosts_repo, self.images_repo)
 
     def close(self) -> None:
         self.db.close()
