@@ -25,6 +25,7 @@
     imager-server user add NAME [--role admin|technician] [--password-stdin] | user list
     imager-server user passwd NAME [--password-stdin] | user role NAME ROLE | user remove NAME
     imager-server audit list [--actor A] [--limit N] [--offset N]
+    imager-server report tasks [--host H] [--image I] [--since DATE] [--until DATE] [--csv] | report storage
 
 Unknown machines (settings set unknown-hosts; serve --unknown-hosts until set): "menu" (default, like
 FOG) shows a 3-second iPXE menu whose default boots the local disk, with "Quick registration and
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli
+from server_stub import cli_reports
 from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
 
@@ -69,7 +71,7 @@ JSON_HELP = "print the server's answer as JSON (machine-readable), not a table"
 
 
 def _admin(args: argparse.Namespace, call: Call) -> Any:
-    for module in (admincli, cli_storage, cli_tasks):
+    for module in (admincli, cli_storage, cli_tasks, cli_reports):
         done = module.run(args, call)
         if done is not NotImplemented:
             return done
@@ -142,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_tasks.add_parsers(sub)
     multicastcli.add_parser(sub)
     cli_users.add_parsers(sub)
+    cli_reports.add_parsers(sub)
     _json_after_every_command(parser)
     return parser
 

@@ -15,6 +15,7 @@ from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub import startup
 from server_stub import usersapi
+from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
@@ -373,6 +374,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
         *adminapi.AdminApi(store, config).routes(admin_only, read_only=technician),
         *usersapi.routes(admin_only),  # console accounts and the audit log
+        *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
     ])
     return app
