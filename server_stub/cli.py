@@ -25,6 +25,11 @@
     imager-server user add NAME [--role admin|technician] [--password-stdin] | user list
     imager-server user passwd NAME [--password-stdin] | user role NAME ROLE | user remove NAME
     imager-server audit list [--actor A] [--limit N] [--offset N]
+    imager-server group add|show|remove NAME | group list | group set NAME [--name N] [--description D]
+    imager-server group add-hosts|remove-hosts NAME HOST[,HOST…] | group wake NAME
+    imager-server group task NAME TYPE [IMAGE] [--multicast] [--no-wake] [task options]   (busy hosts skipped)
+    imager-server host wake HOST[,HOST…] | host wake --group G
+    imager-server wake show | wake set [--storage-group G] [--broadcast ADDR] [--interface IF] | wake clear
     imager-server report tasks [--host H] [--image I] [--since DATE] [--until DATE] [--csv] | report storage
 
 Unknown machines (settings set unknown-hosts; serve --unknown-hosts until set): "menu" (default, like
@@ -51,6 +56,7 @@ from typing import Any, get_args
 
 from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli
 from server_stub import cli_reports
+from server_stub import cli_groups
 from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
 
@@ -71,7 +77,7 @@ JSON_HELP = "print the server's answer as JSON (machine-readable), not a table"
 
 
 def _admin(args: argparse.Namespace, call: Call) -> Any:
-    for module in (admincli, cli_storage, cli_tasks, cli_reports):
+    for module in (admincli, cli_storage, cli_tasks, cli_reports, cli_groups):
         done = module.run(args, call)
         if done is not NotImplemented:
             return done
@@ -145,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     multicastcli.add_parser(sub)
     cli_users.add_parsers(sub)
     cli_reports.add_parsers(sub)
+    cli_groups.add_parsers(sub)  # after admincli's: host wake joins host's commands
     _json_after_every_command(parser)
     return parser
 
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args))
         return 0
     cli_tasks.check(args, parser)
+    cli_groups.check(args, parser)
     try:
         call = ApiClient(args.server, find_admin_token(args.token_file, args.admin_data_dir), trust(args.cacert))
         result = _admin(args, call)

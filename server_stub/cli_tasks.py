@@ -16,6 +16,7 @@ from server_stub.store.tasks import TASK_SORTS, TASK_TYPES
 
 HOSTS_HELP = "MAC or name; several as pc1,pc2,pc3 (all tasks or none)"
 DISK_HELP = "/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); default: the machine's only fixed, non-USB disk"
+NO_WAKE_HELP = "send no Wake-on-LAN packets (by default the server wakes the machine, as FOG does)"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen: the list redrawn in place
 TASK_KEYS = ("id", "host", "mac", "type", "image", "disk", "partition", "after", "options", "origin", "state",
              "storage", "created", "started", "finished")
@@ -34,6 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         if kind == "deploy":
             p.add_argument("--partition", type=int, default=None,
                            help="restore only this partition, into the disk's existing table")
+        p.add_argument("--no-wake", action="store_true", help=NO_WAKE_HELP)
     for kind, text in (("inventory", "boot the imager, collect CPU, RAM, disks, NICs and DMI, store them"),
                        ("wipe", "erase a disk: fast (signatures, first/last MiB), normal (one zero pass), full "
                                 "(NVMe sanitize/format when the drive can, else random + zero passes)"),
@@ -46,6 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         if kind == "wipe":
             p.add_argument("--mode", required=True, choices=("fast", "normal", "full"), help="how thoroughly")
         p.add_argument("--after", default="reboot", choices=AFTER_VALUES, help="what the machine does after")
+        p.add_argument("--no-wake", action="store_true", help=NO_WAKE_HELP)
     p = task.add_parser("list", help="tasks, filtered; --watch redraws them until Ctrl-C")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--active", action="store_true", help="queued and running tasks only")
@@ -112,6 +115,8 @@ def _tasks(data: Any) -> Answer:
 def _queue(args: argparse.Namespace, call: Call, body: dict[str, Any]) -> Answer:
     hosts = [h for h in args.host.split(",") if h]
     body.update({"hosts": hosts} if len(hosts) > 1 else {"host": args.host})
+    if args.no_wake:
+        body["wake"] = False
     return _tasks(call("POST", "/api/tasks", body))
 
 

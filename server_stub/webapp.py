@@ -15,6 +15,7 @@ from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub import startup
 from server_stub import usersapi
+from server_stub import hostgroupsapi, wol
 from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
@@ -172,10 +173,15 @@ async def add_task(request: web.Request) -> web.Response:
         "disk": optional_str(body, "disk"), "after": optional_str(body, "after", "reboot") or "",
         "partition": optional_int(body, "partition"), "options": optional_object(body, "options"),
         "queued_by": request[PRINCIPAL_KEY].actor}
+    wake = hostgroupsapi.wake_wanted(body)  # on unless "wake": false, as FOG wakes on every queued task
     if "hosts" in body:  # several machines at once: all tasks or none
         tasks = store.add_tasks(require_str_list(body, "hosts"), type_, image, **options)
+        if wake:
+            wol.wake_tasks(store, tasks)
         return json_response([_public_task(t) for t in tasks], 201)
     task = store.add_task(require_str(body, "host"), type_, image, **options)
+    if wake:
+        wol.wake_tasks(store, [task])
     return json_response(_public_task(task), 201)
 
 
@@ -374,6 +380,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         # Lists a page at a time, edits, removals, settings: the console's and the CLI's (adminapi.py).
         *adminapi.AdminApi(store, config).routes(admin_only, read_only=technician),
         *usersapi.routes(admin_only),  # console accounts and the audit log
+        *hostgroupsapi.routes(admin_only, technician),  # host groups and Wake-on-LAN (issue 16)
         *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
     ])
