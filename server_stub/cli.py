@@ -1,5 +1,6 @@
 """``imager-server``: run the server, or administer it over its HTTP API.
 
+    imager-server init [--data-dir DIR] [--server-ip IP] [--only SECTION]   (docs/install.md)
     imager-server serve [--bind IP] [--http-port N] [--tftp-port N] [--data-dir DIR] [--boot-dir DIR]
                         [--tls-cert FILE --tls-key FILE [--https-port N]]
     imager-server host add MAC NAME | host list [--search Q] [--sort KEY] [--desc] | host show NAME
@@ -25,6 +26,9 @@
     imager-server user add NAME [--role admin|technician] [--password-stdin] | user list
     imager-server user passwd NAME [--password-stdin] | user role NAME ROLE | user remove NAME
     imager-server audit list [--actor A] [--limit N] [--offset N]
+    imager-server schedule add NAME TYPE [IMAGE] --hosts H[,H…]|--group G --cron RULE|--at TIME [--no-wake]
+                           [--catch-up S] [task options] | schedule list | schedule show|pause|resume|delete ID
+    imager-server schedule edit ID [--name N] [--cron R|--at T] [--hosts H|--group G] [--wake|--no-wake] …
     imager-server group add|show|remove NAME | group list | group set NAME [--name N] [--description D]
     imager-server group add-hosts|remove-hosts NAME HOST[,HOST…] | group wake NAME
     imager-server group task NAME TYPE [IMAGE] [--multicast] [--no-wake] [task options]   (busy hosts skipped)
@@ -54,8 +58,9 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
-from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli
+from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users, multicastcli, siteinit
 from server_stub import cli_reports
+from server_stub import cli_schedules
 from server_stub import cli_groups
 from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
@@ -83,6 +88,8 @@ def _admin(args: argparse.Namespace, call: Call) -> Any:
             return done
     if args.command == "multicast":
         return multicastcli.run(args, call)
+    if args.command == "schedule":
+        return cli_schedules.run(args, call)
     if args.command in ("user", "audit"):
         try:
             return cli_users.run(args, call)
@@ -96,7 +103,7 @@ def _json_after_every_command(parser: argparse.ArgumentParser) -> None:
     commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for action in commands:
         for name, command in action.choices.items():
-            if name != "serve":
+            if name not in ("serve", "init"):
                 _json_after_every_command(command)
     if not commands and "--json" not in parser._option_string_actions:
         parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
@@ -151,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     multicastcli.add_parser(sub)
     cli_users.add_parsers(sub)
     cli_reports.add_parsers(sub)
+    cli_schedules.add_parsers(sub)
     cli_groups.add_parsers(sub)  # after admincli's: host wake joins host's commands
+    siteinit.add_parser(sub)
     _json_after_every_command(parser)
     return parser
 
@@ -159,8 +168,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "serve" and args.admin_data_dir:  # the admin commands' option: serve has its own
-        parser.error("the server's data directory goes after the command: imager-server serve --data-dir DIR")
+    if args.command in ("serve", "init") and args.admin_data_dir:  # the admin commands' option: these have their own
+        parser.error(f"the server's data directory goes after the command: imager-server {args.command} --data-dir DIR")
+    if args.command == "init":
+        return siteinit.run(args)
     if args.command == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         asyncio.run(_serve(args))
