@@ -45,6 +45,7 @@ ERROR_CODES: dict[str, str] = {
     "interrupted": "the client was stopped by a signal (SIGINT, SIGTERM, SIGHUP) and cleaned up",
     "storage_full": "the image store ran out of space (ENOSPC)",
     "not_boot_environment": "the agent was started outside imager's PXE boot environment and refused",
+    "postdeploy_script": "a post-deploy script with the fail policy failed, timed out, or did not match its SHA-256",
 }
 
 

@@ -42,6 +42,16 @@ class MulticastSession(TypedDict, total=False):
     join: bool                      # (answer to ready) the sender runs
 
 
+class TaskScript(TypedDict):
+    """A post-deploy script the deploy runs afterwards, in list order (docs/fleet.md#post-deploy-scripts)."""
+    name: str
+    sha256: str                     # of the bytes the server holds; checked before the script runs
+    size: int
+    timeout: int                    # seconds; then its process group is killed
+    policy: str                     # fail (the task fails) or warn (logged, the task goes on)
+    url: str                        # a path on the same server: GET with the task token
+
+
 class Task(TypedDict, total=False):
     id: int
     type: str                       # contract.vocabulary.TaskType
@@ -56,3 +66,4 @@ class Task(TypedDict, total=False):
     options: dict[str, Any] | None  # wipe: {"mode": …}
     multicast: MulticastSession
     origin: str                     # admin or menu
+    scripts: list[TaskScript]       # deploy: post-deploy scripts (absent: none)

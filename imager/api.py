@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, cast
+from urllib.parse import urlsplit
 
 import requests
 
@@ -147,6 +148,23 @@ class TaskClient:
     def ready(self) -> MulticastSession:
         """Multicast: this machine's disk is ready; the answer says wait, join the sender, or fall back."""
         return cast(MulticastSession, self._post("ready", {}))  # docs/task-json.md#multicast-tasks
+
+    def script(self, url: str) -> bytes:
+        """A post-deploy script the task listed: a path under this task on this server, fetched with the task
+        token (never another host: the URL is a path). 4xx are final (ServerError), network and 5xx retried."""
+        prefix = f"{urlsplit(self.base).path}/scripts/"
+        if not url.startswith(prefix) or not url[len(prefix):].isdigit():
+            raise ServerError(f"the task names a script at {url!r}, not under {prefix}: refused")
+        root = self.base[:-len(urlsplit(self.base).path)]
+
+        def judge(response: requests.Response) -> bytes | RetryLater:
+            if 400 <= response.status_code < 500:
+                raise ServerError(f"server refused the script {url}: HTTP {response.status_code} "
+                                  f"{reason_of(response)}")
+            return server_trouble(response) or response.content
+
+        return call_with_retries("script", self.server, lambda: self.session.get(root + url, timeout=self.timeout),
+                                 judge, Backoff(3, self.backoff.base_delay, self.backoff.max_delay))
 
     def done(self, result: dict[str, Any]) -> None:
         self._post("done", {"result": result})

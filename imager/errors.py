@@ -177,3 +177,9 @@ class NotBootEnvironment(ImagerError):
     code = "not_boot_environment"
     hint = ("`imager agent` only runs in the boot image the imaging server PXE-boots; it would reboot this "
             "machine. On an ordinary system use `imager capture`, `imager deploy`, `imager info`.")
+
+
+class PostDeployScriptFailed(ImagerError):
+    code = "postdeploy_script"
+    hint = ("The image is on the disk; a post-deploy script attached with the fail policy did not succeed. Its "
+            "output is in the task's log: fix the script (or attach it with --policy warn) and deploy again.")

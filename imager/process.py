@@ -257,6 +257,27 @@ def interactive(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
     return proc.wait()
 
 
+def run_bounded(argv: Sequence[str], *, env: dict[str, str], cwd: str, timeout: float, output: IO[bytes]) -> int | None:
+    """A program that is not ours (a post-deploy script): ``env`` is its whole environment, stdout and stderr go
+    to ``output``. Past ``timeout`` seconds its process group is killed and None returned; after it ends, what
+    it left running in its group is killed too, so nothing it started outlives it."""
+    log.debug("run bounded (%.0f s): %s", timeout, " ".join(argv))
+    try:
+        proc = _popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    except OSError as exc:  # not executable, a missing interpreter
+        raise CommandFailed(f"{argv[0]} could not be started: {exc.strerror or exc}", argv=list(argv)) from exc
+    try:
+        code: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # own group (_popen): the program and whatever it started
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return code
+
+
 def spawn(argv: Sequence[str], *, stdin: IO | int | None = None, stdout: IO | int | None = None) -> Spawned:
     return Spawned(argv, stdin=stdin, stdout=stdout)
 

@@ -22,6 +22,7 @@ import time
 from typing import Any, Mapping, Protocol
 
 from imager import datapath, disks, filesystems, foreign, imagestore, lvm, manifest, partclone, postdeploy, process, resize
+from imager import postscripts
 from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
@@ -37,8 +38,9 @@ log = logging.getLogger(__name__)
 def deploy(ctx: OpContext) -> dict[str, Any]:
     """The deploy task: the image it names, from its storage node, onto its disk."""
     image_dir = imagestore.resolve(ctx.storage_root, ctx.image_name)
-    return deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
-                        hostname=ctx.task.get("hostname"))
+    result = deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
+                          hostname=ctx.task.get("hostname"))
+    return postscripts.after_deploy(ctx, result)  # the task's post-deploy scripts, on the deployed disks
 
 
 INTERRUPTED_HINT = ("The deploy was stopped: the disk it had begun to write was left blank (no partition table), "

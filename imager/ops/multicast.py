@@ -20,7 +20,7 @@ import os
 import time
 from typing import Any, Callable, Mapping, cast
 
-from imager import bootenv, datapath, manifest, postdeploy, process
+from imager import bootenv, datapath, manifest, postdeploy, postscripts, process
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
 from imager.ops import deploy as unicast
 from imager.ops.capture import refuse_if_mounted
@@ -42,6 +42,11 @@ Ready = Callable[[], MulticastSession]
 
 
 def multicast_deploy(ctx: OpContext) -> dict[str, Any]:
+    """The session's image on this disk (or the unicast fallback), then the task's post-deploy scripts."""
+    return postscripts.after_deploy(ctx, receive_and_restore(ctx))
+
+
+def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
     task, progress = ctx.task, ctx.progress
     session = task.get("multicast")
     if ctx.client is None or not isinstance(session, dict):
