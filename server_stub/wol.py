@@ -71,7 +71,7 @@ class WakeReport(TypedDict):
 
 def mac_bytes(mac: str) -> bytes:
     """52:54:00:12:34:56, 52-54-00-…, or 525400123456 → 6 bytes; anything else: Invalid naming it."""
-    if not isinstance(mac, str) or not _MAC.match(mac.strip()):
+    if not isinstance(mac, str) or not _MAC.fullmatch(mac.strip()):
         raise Invalid(f"{mac!r} is not a MAC address (like 52:54:00:12:34:56)", field="mac")
     return bytes.fromhex(re.sub(r"[:-]", "", mac.strip()))
 
@@ -94,7 +94,7 @@ def check_broadcast(text: object) -> str:
 
 
 def check_interface(text: object) -> str:
-    if not isinstance(text, str) or not _INTERFACE.match(text) or text in (".", ".."):
+    if not isinstance(text, str) or not _INTERFACE.fullmatch(text) or text in (".", ".."):
         raise Invalid(f"interface {text!r} must be a network interface name (1-15 letters, digits, '_', '.', "
                       "'-', ':' or '@'), like eth1 or vlan30", field="interface")
     return text
