@@ -26,6 +26,9 @@
     imager-server user add NAME [--role admin|technician] [--password-stdin] | user list
     imager-server user passwd NAME [--password-stdin] | user role NAME ROLE | user remove NAME
     imager-server audit list [--actor A] [--limit N] [--offset N]
+    imager-server script add NAME FILE [--description D] | script list | script show|delete NAME
+    imager-server script attach NAME --image I|--group G [--order N] [--timeout S] [--policy fail|warn]
+    imager-server script detach NAME --image I|--group G
     imager-server schedule add NAME TYPE [IMAGE] --hosts H[,H…]|--group G --cron RULE|--at TIME [--no-wake]
                            [--catch-up S] [task options] | schedule list | schedule show|pause|resume|delete ID
     imager-server schedule edit ID [--name N] [--cron R|--at T] [--hosts H|--group G] [--wake|--no-wake] …
@@ -62,6 +65,7 @@ from server_stub import admincli, cli_format, cli_storage, cli_tasks, cli_users,
 from server_stub import cli_reports
 from server_stub import cli_schedules
 from server_stub import cli_groups
+from server_stub import cli_scripts
 from server_stub.bootpolicy import DEFAULT_KERNEL_ARGS, UefiLocalBoot, UnknownHosts
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, find_admin_token, trust
 
@@ -82,7 +86,7 @@ JSON_HELP = "print the server's answer as JSON (machine-readable), not a table"
 
 
 def _admin(args: argparse.Namespace, call: Call) -> Any:
-    for module in (admincli, cli_storage, cli_tasks, cli_reports, cli_groups):
+    for module in (admincli, cli_storage, cli_tasks, cli_reports, cli_groups, cli_scripts):
         done = module.run(args, call)
         if done is not NotImplemented:
             return done
@@ -160,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_reports.add_parsers(sub)
     cli_schedules.add_parsers(sub)
     cli_groups.add_parsers(sub)  # after admincli's: host wake joins host's commands
+    cli_scripts.add_parsers(sub)
     siteinit.add_parser(sub)
     _json_after_every_command(parser)
     return parser
