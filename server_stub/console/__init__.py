@@ -14,6 +14,7 @@ from server_stub.console import dashboard, live, signin
 from server_stub.console import audit, settings
 from server_stub.console import images, multicast, storage
 from server_stub.console import hosts, tasks
+from server_stub.console import reports
 from server_stub.console.render import STATIC_DIR
 
 
@@ -24,6 +25,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *images.routes(), *multicast.routes(), *storage.routes(),
         *hosts.routes(), *tasks.routes(),
         *settings.routes(), *audit.routes(),
+        *reports.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]

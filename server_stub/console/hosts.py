@@ -11,7 +11,7 @@ from aiohttp import web
 
 from server_stub.accounts import PRINCIPAL_KEY
 from server_stub.appkeys import STORE
-from server_stub.console import taskform
+from server_stub.console import reports, taskform
 from server_stub.console.formdata import errors_by_field, form_text
 from server_stub.console.live import task_text
 from server_stub.console.render import action, page, redirect_after_post, render
@@ -116,7 +116,8 @@ def render_host(request: web.Request, status: int = 200, **values: Any) -> web.R
                   active=active, active_text=task_text(active) if active else {},
                   boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
                   images=store.images(), groups=store.groups(), task_choices=taskform.choices(store),
-                  url=host_url(host["name"]), notice=request.query.get("notice", ""), **{**defaults, **values})
+                  url=host_url(host["name"]), notice=request.query.get("notice", ""),
+                  **reports.history_of(store, host=host["name"]), **{**defaults, **values})
 
 
 @page()

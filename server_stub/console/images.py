@@ -12,6 +12,7 @@ from aiohttp import web
 from contract.vocabulary import IMAGE_TYPE_HELP, IMAGE_TYPES
 from server_stub.accounts import AUDIT_TARGET
 from server_stub.appkeys import STORE
+from server_stub.console import reports
 from server_stub.console.formdata import errors_by_field, form_text
 from server_stub.console.render import action, page, redirect_after_post, render
 from server_stub.errors import ApiError
@@ -129,7 +130,8 @@ def _image_page(request: web.Request, name: str, status: int = 200, error: str =
     jobs = store.replication_jobs(name)
     return render(request, "images_show.html", status, title=f"Image {name}", summary=_summary(store, image),
                   image=image, capture=_capture_task(store, name), replicas=_replicas(store, image, jobs),
-                  jobs=jobs, type_help=IMAGE_TYPE_HELP, error=error, notice=request.query.get("notice", ""))
+                  jobs=jobs, type_help=IMAGE_TYPE_HELP, error=error, notice=request.query.get("notice", ""),
+                  **reports.history_of(store, image=name))
 
 
 @page()

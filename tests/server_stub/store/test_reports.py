@@ -176,3 +176,14 @@ def test_the_storage_report_lists_versions_and_free_space_of_local_nodes(tmp_pat
     assert abs(nodes["main"]["free_bytes"] - stats.f_bavail * stats.f_frsize) < 64 * 1024 * 1024
     assert (nodes["far"]["free_bytes"], nodes["far"]["total_bytes"]) == (None, None)
     assert json.dumps(report)  # the API answers it as JSON
+
+
+def test_a_multicast_sessions_tasks_name_who_started_it(store):
+    store.db.execute("UPDATE images SET captured = 1")
+    image = store.image("win10")
+    session = store.add_session(image, ["pc1", "pc2"], min_receivers=None, max_wait=60, rate=None, interface=None,
+                                image_dir="/srv/images/win10", version="win10@1", files=["d1p1.img"],
+                                storage_id=image["storage_id"], queued_by="carol")
+    rows, total = reports(store).task_history(HistoryFilter(image="win10"))
+    assert total == 2 and {(r["type"], r["queued_by"]) for r in rows} == {("multicast", "carol")}
+    assert len(session["clients"]) == 2
