@@ -18,6 +18,7 @@ from server_stub import usersapi
 from server_stub import hostgroupsapi, wol
 from server_stub import reportsapi
 from server_stub import scriptsapi
+from server_stub import scheduler, schedulesapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
@@ -344,6 +345,10 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
     app.on_shutdown.append(app[LIVE].close)
     app[multicastweb.MULTICAST] = multicast.MulticastManager(store, config)
     app.cleanup_ctx.append(multicastweb.lifecycle)
+    # scheduled tasks (issue 16): the runner in this loop, in the server's time zone ($TZ, else the system's)
+    app[schedulesapi.SCHEDULER] = scheduler.Scheduler(store, scheduler.server_zone(),
+                                                      waker=schedulesapi.wake_on_lan(store))
+    app.cleanup_ctx.append(schedulesapi.lifecycle)
     app.add_routes([
         web.get("/boot.ipxe", chain_script),
         web.get("/boot/{mac}.ipxe", boot_script),
@@ -383,5 +388,6 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         *hostgroupsapi.routes(admin_only, technician),  # host groups and Wake-on-LAN (issue 16)
         *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
+        *schedulesapi.routes(admin_only, technician),  # scheduled and recurring tasks (issue 16)
     ])
     return app

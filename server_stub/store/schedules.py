@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, cast
+from typing import Any, Iterator, TypedDict, cast
 
 from contract.vocabulary import IMAGE_TASK_TYPES
 from server_stub import cron
-from server_stub.errors import Conflict, Invalid, NotFound
+from server_stub.errors import ApiError, Conflict, Invalid, NotFound
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
 from server_stub.store.validate import (check_after, check_disk_selector, check_name, check_partition,
-                                        check_task_options, check_task_type)
+                                        check_task_options)
 
 # Task types a schedule may queue: multicast comes from a session, a debug shell needs someone at the machine.
 SCHEDULED_TYPES = ("capture", "deploy", "inventory", "wipe", "disktest")
@@ -84,7 +85,17 @@ _SCHEDULES = "SELECT s.*, g.name AS group_name FROM schedules s LEFT JOIN host_g
 
 
 def schedule_key_is_id(key: str) -> bool:
-    return key.isdigit()
+    return key.isascii() and key.isdigit()
+
+
+@contextmanager
+def _about(field_name: str) -> Iterator[None]:
+    """A refusal from a shared check names the field it is about (the console shows it there)."""
+    try:
+        yield
+    except ApiError as exc:
+        exc.details.setdefault("field", field_name)
+        raise
 
 
 class Schedules:
@@ -95,7 +106,8 @@ class Schedules:
     def check(self, spec: ScheduleSpec) -> tuple[list[int], int | None, str | None]:
         """The spec refused as the task itself would be (type, image, options, disk, hosts), plus a schedule's
         own rules; → the hosts' ids, the group's id and the stored task options."""
-        check_name(spec.name, "schedule")
+        with _about("name"):
+            check_name(spec.name, "schedule")
         if schedule_key_is_id(spec.name):
             raise Invalid("a schedule's name is not only digits (those are its id)", field="name")
         if (spec.rule is None) == (spec.run_at is None):
@@ -106,14 +118,18 @@ class Schedules:
             except cron.CronError as exc:
                 raise Invalid(f"cron rule: {exc}", field="rule") from None
         if spec.type not in SCHEDULED_TYPES:
-            check_task_type(spec.type)
-            raise Invalid(f"a schedule queues one of {', '.join(SCHEDULED_TYPES)}, not {spec.type}", field="type")
-        stored_options = check_task_options(spec.type, spec.options)
-        check_after(spec.after)
-        check_disk_selector(spec.disk)
-        check_partition(spec.type, spec.partition)
+            raise Invalid(f"a schedule queues one of {', '.join(SCHEDULED_TYPES)}, not {spec.type!r}", field="type")
+        with _about("options"):
+            stored_options = check_task_options(spec.type, spec.options)
+        with _about("after"):
+            check_after(spec.after)
+        with _about("disk"):
+            check_disk_selector(spec.disk)
+        with _about("partition"):
+            check_partition(spec.type, spec.partition)
         if spec.type in IMAGE_TASK_TYPES:
-            self.images.image(spec.image or "")  # NotFound names it; a deploy's capture may come before the run
+            with _about("image"):  # a deploy's capture may come before its run: only the image must exist
+                self.images.image(spec.image or "")
         elif spec.image is not None:
             raise Invalid(f"a {spec.type} task names no image", field="image")
         if isinstance(spec.catch_up, bool) or not isinstance(spec.catch_up, int) \
@@ -123,13 +139,16 @@ class Schedules:
             raise Invalid("give the hosts or a group, one of them", field="hosts")
         group_id = None
         if spec.group is not None:
-            found = self.db.one("SELECT id FROM host_groups WHERE name = ?", check_name(spec.group, "group"))
+            with _about("group"):
+                check_name(spec.group, "group")
+            found = self.db.one("SELECT id FROM host_groups WHERE name = ?", spec.group)
             if found is None:
                 raise NotFound(f"no host group {spec.group!r}", field="group")
             group_id = found["id"]
         if len(spec.hosts) > MAX_HOSTS:
             raise Invalid(f"a schedule names at most {MAX_HOSTS} hosts; use a group", field="hosts")
-        host_ids = [self.hosts.host(h)["id"] for h in spec.hosts]
+        with _about("hosts"):
+            host_ids = [self.hosts.host(h)["id"] for h in spec.hosts]
         if len(set(host_ids)) != len(host_ids):
             raise Invalid("give each host once", field="hosts")
         if spec.type == "capture" and (len(host_ids) > 1 or spec.group is not None):
