@@ -15,7 +15,8 @@ APT_PACKAGES := \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
 	smartmontools nvme-cli python3-pexpect clonezilla partimage \
-	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis
+	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis \
+	isc-dhcp-server
 
 .PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 
@@ -87,6 +88,11 @@ bench-console: setup
 .PHONY: screenshots
 screenshots: setup
 	$(VENV)/bin/python -m tests.browser.screenshots --out docs/img
+
+# The server as a Debian package (packaging/, docs/install.md): build/deb/imager-server_<version>_<arch>.deb.
+.PHONY: deb
+deb: setup
+	$(VENV)/bin/python packaging/build_deb.py --out build/deb
 
 # The production boot image (issue 7): make kernel, kernel-config-check, buildroot, buildroot-check.
 include mk/bootimage.mk
