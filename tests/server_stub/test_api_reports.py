@@ -8,6 +8,7 @@ import sys
 
 import requests
 
+from imager.menuapi import MenuClient
 from tests.server_stub.test_api import admin, token_of
 
 MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
@@ -128,3 +129,14 @@ def test_storage_report_over_the_api_and_the_cli(server, tmp_path):
     far = next(line for line in shown.stdout.splitlines() if line.startswith("far "))
     assert far.split()[-2:] == ["unknown", "unknown"]
     assert "stored in all: 2.0 KiB" in shown.stdout
+
+
+def test_a_menu_task_names_the_menu_and_its_credential(server):
+    setup(server)
+    assert admin(server, "POST", "/api/technician-password", password="fog-like-pass").status_code == 200
+    client = MenuClient(server["url"], MAC2, attempts=1)
+    client.login("fog-like-pass")
+    task_id, _token = client.create_task("inventory")
+    assert admin(server, "GET", f"/api/tasks/{task_id}").json()["queued_by"] == "menu (technician password)"
+    row = admin(server, "GET", "/api/reports/tasks?host=pc2").json()["rows"][0]
+    assert (row["id"], row["origin"], row["queued_by"]) == (task_id, "menu", "menu (technician password)")

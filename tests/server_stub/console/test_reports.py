@@ -4,6 +4,9 @@ import urllib.parse
 
 import pytest
 
+from tests.server_stub.console.conftest import ADMIN_TOKEN
+from tests.server_stub.console.test_multicast import ready, start  # noqa: F401 (ready: a fixture)
+
 
 def setup(store):
     store.add_storage("main", "10.0.0.1:/images")
@@ -97,3 +100,12 @@ def test_a_task_queued_in_the_console_names_the_signed_in_user(technician):
 def test_the_reports_page_needs_a_sign_in(anonymous):
     page = anonymous.get("/reports")
     assert page.status == 302 and page.location.startswith("/signin")
+
+
+def test_a_multicast_session_names_who_started_it_in_the_console_and_the_api(technician, ready):  # noqa: F811
+    assert start(technician, hosts=["pc0"]).status == 303
+    assert technician.store.active_task_for_mac("52:54:00:00:00:00")["queued_by"] == "tech"
+    made = technician.request("POST", "/api/multicast", json={"image": "img", "hosts": ["pc1"], "interface": "lo"},
+                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert made.status == 201, made.text
+    assert technician.store.active_task_for_mac("52:54:00:00:00:01")["queued_by"] == "admin"
