@@ -15,6 +15,7 @@ from server_stub.console import audit, settings
 from server_stub.console import images, multicast, storage
 from server_stub.console import hosts, tasks
 from server_stub.console import reports
+from server_stub.console import schedules
 from server_stub.console import scripts
 from server_stub.console.render import STATIC_DIR
 
@@ -27,6 +28,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *hosts.routes(), *tasks.routes(),
         *settings.routes(), *audit.routes(),
         *reports.routes(),
+        *schedules.routes(),
         *scripts.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
