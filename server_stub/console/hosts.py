@@ -24,7 +24,6 @@ HOST_HINTS = {"MAC address": "mac", "host name": "name", "group name": "group", 
 SORT_LABELS = {"name": "Name", "mac": "MAC", "registered": "Registered", "created": "Added", "group": "Group",
                "image": "Image", "task": "Task"}
 BOOT_LOG_LINES = 50
-HOST_TASKS = 50
 
 
 def list_query(request: web.Request) -> dict[str, Any]:
@@ -105,14 +104,13 @@ def render_host(request: web.Request, status: int = 200, **values: Any) -> web.R
         host = store.host(request.match_info["name"])
     except NotFound as exc:
         return render(request, "error.html", 404, title="No such host", message=exc.message, back="/hosts")
-    tasks, task_total = store.tasks_page(host=host["mac"], limit=HOST_TASKS)
     active = store.active_task_for_mac(host["mac"])
     defaults: dict[str, Any] = {
         "edit_form": {"name": host["name"], "mac": host["mac"], "image": host["image"] or "",
                       "group": host["group_name"] or ""},
         "edit_errors": {}, "delete_error": "", "task_form": dict(taskform.EMPTY_FORM), "task_errors": {}}
     return render(request, "hosts_detail.html", status, title=f"Host {host['name']}", host=host,
-                  inventory=store.inventory(host["mac"]), tasks=tasks, task_total=task_total,
+                  inventory=store.inventory(host["mac"]),
                   active=active, active_text=task_text(active) if active else {},
                   boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
                   images=store.images(), groups=store.groups(), task_choices=taskform.choices(store),

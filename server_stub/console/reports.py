@@ -16,7 +16,7 @@ from server_stub.store import Store
 from server_stub.store.reports import HistoryFilter, parse_when
 
 PAGE_SIZE = 50
-DETAIL_ROWS = 20  # a host's or an image's page shows its latest tasks; the Reports page has them all
+DETAIL_ROWS = 50  # a host's or an image's page shows its latest tasks; the Reports page has them all
 FILTERS = ("host", "image", "since", "until")
 
 
