@@ -17,6 +17,7 @@ from server_stub.console import hosts, tasks
 from server_stub.console import reports
 from server_stub.console import schedules
 from server_stub.console import scripts
+from server_stub.console import hostgroups
 from server_stub.console.render import STATIC_DIR
 
 
@@ -30,6 +31,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *reports.routes(),
         *schedules.routes(),
         *scripts.routes(),
+        *hostgroups.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]

@@ -12,6 +12,7 @@ from server_stub.console.formdata import errors_by_field, whole_number
 from server_stub.errors import ApiError, Invalid
 from server_stub.store import Store
 from server_stub.store.models import Task
+from server_stub.wol import wake_tasks
 
 # Store checks that name no field, by what their message says (server_stub/store/validate.py, tasks.py).
 TASK_HINTS = {"task type": "type", "after must": "after", "disk selector": "disk", "partition": "partition",
@@ -20,7 +21,8 @@ TASK_HINTS = {"task type": "type", "after must": "after", "disk selector": "disk
 TYPE_HELP = {"capture": "copy the disk into an image", "deploy": "write an image onto the disk",
              "inventory": "collect CPU, RAM, disks, NICs and DMI", "wipe": "erase a disk",
              "disktest": "SMART health and a read-only surface scan", "debug": "a root shell on the machine"}
-EMPTY_FORM = {"type": "deploy", "image": "", "disk": "", "partition": "", "after": "reboot", "mode": "", "hosts": ""}
+EMPTY_FORM = {"type": "deploy", "image": "", "disk": "", "partition": "", "after": "reboot", "mode": "", "hosts": "",
+              "wake": "on"}
 
 
 def choices(store: Store) -> dict[str, Any]:
@@ -39,6 +41,7 @@ async def read(request: web.Request) -> tuple[dict[str, str], list[str]]:
         value = posted.get(key)
         if isinstance(value, str):
             values[key] = value.strip()
+    values["wake"] = "on" if "1" in posted.getall("wake", ["1"]) else ""  # a hidden 0, then the checkbox's 1
     checked = [h.strip() for h in posted.getall("host", []) if isinstance(h, str) and h.strip()]
     typed = [h.strip() for h in values["hosts"].split(",") if h.strip()]
     return values, checked or typed
@@ -53,9 +56,12 @@ def queue(store: Store, values: Mapping[str, str], hosts: list[str], queued_by: 
     partition = whole_number(values.get("partition", ""), "partition", "partition")
     options = {"mode": values.get("mode", "")} if type_ == "wipe" else None
     image = values.get("image") or None if type_ in IMAGE_TASK_TYPES else None
-    return store.add_tasks(hosts, type_, image, disk=values.get("disk") or None,
-                           after=values.get("after") or "reboot", partition=partition, options=options,
-                           queued_by=queued_by)
+    tasks = store.add_tasks(hosts, type_, image, disk=values.get("disk") or None,
+                            after=values.get("after") or "reboot", partition=partition, options=options,
+                            queued_by=queued_by)
+    if values.get("wake", "on") == "on":  # as the API: a queued task wakes its host (server_stub/wol.py)
+        wake_tasks(store, tasks)
+    return tasks
 
 
 def errors(error: ApiError) -> dict[str, str]:

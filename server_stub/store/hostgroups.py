@@ -12,6 +12,7 @@ import sqlite3
 import time
 from typing import Any, TypedDict, cast
 
+from contract.vocabulary import IMAGE_TASK_TYPES
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
 from server_stub.store.hosts import Hosts
@@ -244,12 +245,17 @@ class HostGroups:
     def queue_for_group(self, name: str, type_: str, image: str | None, **options: Any) -> GroupQueued:
         """The same task (add_task's options) for each of the group's hosts that has none active, all of them or
         none; a busy host is skipped and listed, not a refusal. The options are checked even when every host
-        is busy, so a mistake shows at once."""
+        is busy, so a mistake shows at once; so are the image and, for a deploy, that it was captured."""
         check_task_type(type_)
         check_task_options(type_, options.get("options"))
         check_after(options.get("after", "reboot"))
         check_disk_selector(options.get("disk"))
         check_partition(type_, options.get("partition"))
+        if type_ in IMAGE_TASK_TYPES:  # as add_task checks it, but before any host is looked at
+            if image is None:
+                raise Invalid(f"a {type_} task names its image", field="image")
+            if type_ == "deploy" and not self.tasks.images.image(image)["captured"]:
+                raise Conflict(f"image {image} has never been captured; nothing to deploy", field="image")
         with self.db.transaction():
             idle, busy = self.idle_and_busy(name)
             queued = [self.tasks.add_task(mac, type_, image, **options) for mac in idle]
