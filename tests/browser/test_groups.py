@@ -54,3 +54,17 @@ def test_a_group_is_made_filled_queued_for_and_woken(server: ConsoleServer, brow
     browser.get(server.url + "/groups")
     row = browser.find_element(By.ID, "group-lab3").find_elements(By.TAG_NAME, "td")
     assert [c.text for c in row[:6]] == ["lab3", "3", "1", "2", "0", "0"]
+
+
+def test_the_groups_pages_fit_a_phone_screen(server: ConsoleServer, browser):
+    from tests.browser.test_layout import OVERFLOW, PHONE
+
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        sign_in(browser, server)
+        for path in ("/groups", "/groups/lab3"):  # lab3 and its hosts: the test above
+            browser.get(server.url + path)
+            scroll_width, width, sticking_out = browser.execute_script(OVERFLOW)
+            assert scroll_width <= width and not sticking_out, (path, scroll_width, sticking_out)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
