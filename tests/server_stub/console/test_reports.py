@@ -86,10 +86,13 @@ def test_host_and_image_pages_show_their_history_with_who_queued(console):
     assert [(r[0], r[3]) for r in image] == [(str(capture), "pc1")]
 
 
-def test_a_task_queued_in_the_console_names_the_signed_in_user(technician):
+@pytest.mark.parametrize("path, form", [("/tasks", {"hosts": "pc3"}), ("/hosts/queue", {"host": "pc3"}),
+                                        ("/hosts/pc3/tasks", {})])
+def test_a_task_queued_in_the_console_names_the_signed_in_user(technician, path, form):
+    """The three places the console queues a task: the tasks page, ticked hosts, a host's own page."""
     setup(technician.store)
     technician.store.add_host("52:54:00:00:00:03", "pc3")
-    done = technician.post("/tasks", {"type": "inventory", "hosts": "pc3", "after": "reboot"})
+    done = technician.post(path, {"type": "inventory", "after": "reboot", **form})
     assert done.status == 303, done.text[:500]
     active = technician.store.active_task_for_mac("52:54:00:00:00:03")
     assert active is not None and active["queued_by"] == "tech"
