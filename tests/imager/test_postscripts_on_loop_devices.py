@@ -182,7 +182,7 @@ def test_a_script_from_elsewhere_or_deleted_is_refused(server, tmp_path):
     admin(server, "DELETE", "/api/scripts/gone")
     outcomes = postscripts.run_task_scripts(task, client, [])
     assert outcomes[0]["outcome"] == "refused" and "HTTP 404" in outcomes[0]["output"]
-    elsewhere = [{**task["scripts"][0], "url": "http://198.51.100.7/evil.sh"}]
+    elsewhere = [{**task["scripts"][0], "url": "http://127.0.0.1:9/evil.sh"}]
     outcomes = postscripts.run_task_scripts({**task, "scripts": elsewhere}, client, [])
     assert outcomes[0]["outcome"] == "refused" and "not under /api/tasks/" in outcomes[0]["output"]
 
