@@ -118,22 +118,26 @@ def local_networks() -> str:
         return "[]"
 
 
-def site_from(args: argparse.Namespace, owner: Owner) -> Site:
-    server_ip = parse_server_ip(args.server_ip) if args.server_ip else default_route_address()
-    if args.clients:
-        clients = parse_clients(args.clients)
-    else:
-        clients = network_of(server_ip, local_networks()) or ipaddress.IPv4Network(f"{server_ip}/24", strict=False)
-    if server_ip not in clients:
-        raise InitError(f"--clients {clients} does not contain the server's address {server_ip}")
-    if not 1 <= args.http_port <= 65535:
-        raise InitError(f"--http-port {args.http_port}: a port from 1 to 65535")
-    if not os.path.isabs(args.images_dir) or any(c in args.images_dir for c in " \t\n\"'()"):
-        raise InitError(f"--images-dir {args.images_dir!r}: an absolute path without spaces, quotes or brackets "
+def make_site(server_ip: str | None, clients: str | None, http_port: int, images_dir: str, uid: int, gid: int,
+              secure_boot: bool, ip_addr_json: str) -> Site:
+    """The site from what the admin gave (text, as typed; None: guessed); InitError names the bad one."""
+    address = parse_server_ip(server_ip) if server_ip else default_route_address()
+    network = (parse_clients(clients) if clients else
+               network_of(address, ip_addr_json) or ipaddress.IPv4Network(f"{address}/24", strict=False))
+    if address not in network:
+        raise InitError(f"--clients {network} does not contain the server's address {address}")
+    if not 1 <= http_port <= 65535:
+        raise InitError(f"--http-port {http_port}: a port from 1 to 65535")
+    if not os.path.isabs(images_dir) or any(c in images_dir for c in " \t\n\"'()"):
+        raise InitError(f"--images-dir {images_dir!r}: an absolute path without spaces, quotes or brackets "
                         "(it goes into /etc/exports)")
-    return Site(server_ip=server_ip, clients=clients, http_port=args.http_port,
-                images_dir=os.path.normpath(args.images_dir), uid=owner.uid, gid=owner.gid,
-                secure_boot=args.secure_boot)
+    return Site(server_ip=address, clients=network, http_port=http_port, images_dir=os.path.normpath(images_dir),
+                uid=uid, gid=gid, secure_boot=secure_boot)
+
+
+def site_from(args: argparse.Namespace, owner: Owner) -> Site:
+    return make_site(args.server_ip, args.clients, args.http_port, args.images_dir, owner.uid, owner.gid,
+                     args.secure_boot, "[]" if args.clients else local_networks())
 
 
 # --- directories -----------------------------------------------------------------

@@ -19,6 +19,7 @@ from server_stub import hostgroupsapi, wol
 from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub import scheduler, schedulesapi
+from server_stub import setupapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
@@ -389,5 +390,6 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
         *schedulesapi.routes(admin_only, technician),  # scheduled and recurring tasks (issue 16)
+        *setupapi.routes(technician),  # the site's DHCP, NFS and firewall settings (issue 16, imager-server init)
     ])
     return app

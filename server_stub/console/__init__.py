@@ -18,6 +18,7 @@ from server_stub.console import reports
 from server_stub.console import schedules
 from server_stub.console import scripts
 from server_stub.console import hostgroups
+from server_stub.console import setup
 from server_stub.console.render import STATIC_DIR
 
 
@@ -32,6 +33,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *schedules.routes(),
         *scripts.routes(),
         *hostgroups.routes(),
+        *setup.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]
