@@ -9,6 +9,7 @@ from selenium.webdriver.support.ui import Select
 
 from tests.browser.conftest import sign_in, wait_for
 from tests.browser.serverproc import ConsoleServer
+from tests.browser.test_layout import OVERFLOW, PHONE
 
 
 def fleet(server: ConsoleServer) -> None:
@@ -58,3 +59,18 @@ def test_add_pause_resume_and_a_refusal(server, browser):
     assert "hour: 25 is outside 0-23" in error.text
     assert browser.find_element(By.ID, "add-schedule-name").get_attribute("value") == "broken"
     assert len(server.api("GET", "/api/schedules", expect=200)["schedules"]) == 1
+
+
+def test_the_pages_fit_a_phone_screen(server, browser):
+    """(After the test above: a schedule with a run-less page exists.) As tests/browser/test_layout.py checks the
+    other pages: nothing but tables' own scrolling boxes sticks out of a phone's width."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        sign_in(browser, server, path="/schedules")
+        for path in ("/schedules", "/schedules/lab3-nightly"):
+            browser.get(server.url + path)
+            assert browser.find_elements(By.TAG_NAME, "h1"), path
+            scroll_width, width, sticking_out = browser.execute_script(OVERFLOW)
+            assert width == PHONE["width"] and scroll_width <= width and not sticking_out, (path, sticking_out)
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
