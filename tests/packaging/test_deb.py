@@ -119,6 +119,7 @@ def check_the_installed_server_runs_with_the_units_capability_only():
         assert "TFTP on 127.0.0.1 port 69" in log, log
         token = Path("/var/lib/imager/admin.token")
         assert token.stat().st_uid == pwd.getpwnam("imager").pw_uid and token.stat().st_mode & 0o077 == 0
+        token.unlink()  # admin commands elsewhere on this machine look in /var/lib/imager too
     finally:
         run("ip", "netns", "del", ns, check=False)
 
@@ -155,7 +156,7 @@ def test_the_package_installs_runs_and_goes_away_cleanly(deb):
     for gone in ("/usr/lib/imager-server", "/usr/bin/imager-server", f"/lib/systemd/system/{UNIT}"):
         assert not Path(gone).exists(), gone
     assert not WANTS.is_symlink()  # disabled
-    assert Path("/var/lib/imager/admin.token").exists() and user_exists("imager")  # remove keeps the data
+    assert Path("/var/lib/imager/imager.sqlite3").exists() and user_exists("imager")  # remove keeps the data
     assert Path("/etc/default/imager-server").exists()
 
     run(*APT, "purge", "imager-server")
