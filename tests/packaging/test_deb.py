@@ -25,6 +25,9 @@ LEFT_BY_AN_INSTALL = [Path("/usr/lib/imager-server"), Path("/usr/bin/imager-serv
                       Path("/var/lib/imager"), Path("/usr/share/doc/imager-server"),
                       Path("/var/lib/systemd/deb-systemd-helper-enabled") / f"{UNIT}.dsh-also",
                       Path("/var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants") / UNIT]
+# The unit's capabilities (AmbientCapabilities=, CapabilityBoundingSet=CAP_NET_BIND_SERVICE) for setpriv.
+UNIT_CAPS = ("--bounding-set=-all,+net_bind_service", "--inh-caps=-all,+net_bind_service",
+             "--ambient-caps=-all,+net_bind_service")
 APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "--no-install-recommends"]
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(900),
@@ -104,8 +107,7 @@ def check_the_installed_server_runs_with_the_units_capability_only():
         output = bare.communicate(timeout=60)[0]
         assert bare.returncode != 0 and "a port below 1024 needs root" in output, output
         # With the unit's set (ambient CAP_NET_BIND_SERVICE, bounding set reduced to it), it serves.
-        server = serve_in_namespace(ns, "--bounding-set=-all,+net_bind_service", "--inh-caps=-all,+net_bind_service",
-                                    "--ambient-caps=-all,+net_bind_service")
+        server = serve_in_namespace(ns, *UNIT_CAPS)
         try:
             for _ in range(100):
                 if get_in_namespace(ns, "/api/openapi.yaml") == "200":
@@ -114,6 +116,19 @@ def check_the_installed_server_runs_with_the_units_capability_only():
                 time.sleep(0.2)
             assert get_in_namespace(ns, "/api/openapi.yaml") == "200"  # docs/openapi.yaml shipped beside the code
             assert get_in_namespace(ns, "/signin") == "200"            # the console's templates
+            fetched = run("ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w", "%{size_download}",
+                          "tftp://127.0.0.1:69/undionly.kpxe")   # TFTP on port 69, iPXE copied from Debian's
+            assert int(fetched.stdout) == Path("/usr/lib/ipxe/undionly.kpxe").stat().st_size > 0
+            # Wake-on-LAN out of a named interface (server_stub/wol.py) needs no more: SO_BINDTODEVICE is
+            # allowed without CAP_NET_RAW since Linux 5.7.
+            woke = run("ip", "netns", "exec", ns, "setpriv", "--reuid", "imager", "--regid", "imager",
+                       "--init-groups", "--no-new-privs", *UNIT_CAPS, "/usr/bin/python3", "-c",
+                       "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                       "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1); "
+                       "s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'lo'); "
+                       "s.sendto(bytes(6) + bytes.fromhex('525400123456') * 16, ('127.255.255.255', 9))",
+                       check=False, cwd="/")
+            assert woke.returncode == 0, woke.stderr
         finally:
             log = stop(server)
         assert "TFTP on 127.0.0.1 port 69" in log, log
