@@ -28,9 +28,10 @@ from server_stub.http import (Handler, json_response, optional_int, optional_obj
 from server_stub.multicastweb import MULTICAST
 from server_stub.appkeys import STORE
 from server_stub.store.wake import WakeTargets
-from server_stub.wol import wake_hosts
+from server_stub.wol import wake_hosts, wake_wanted
 
 Wrap = Callable[[Handler], Handler]
+# wake_wanted (from wol) is imported from here by webapp.py for POST /api/tasks
 TASK_FIELDS = ("type", "image", "disk", "after", "partition", "options", "multicast", "wake", "min_receivers",
                "max_wait", "rate", "interface")
 MULTICAST_FIELDS = ("min_receivers", "max_wait", "rate", "interface")
@@ -50,11 +51,6 @@ def flag(body: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise Invalid(f"{key} must be true or false", field=key)
     return value
-
-
-def wake_wanted(body: dict[str, Any]) -> bool:
-    """A hand-queued task wakes its host unless ``"wake": false`` (FOG wakes on every queued task)."""
-    return flag(body, "wake", True)
 
 
 def group_task(body: dict[str, Any], queued_by: str | None) -> GroupTask:

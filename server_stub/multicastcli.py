@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                       "(default: the one holding --bind, else the default route's)")
     p.add_argument("--disk", default=None, help="the clients' target disk selector, as for task deploy")
     p.add_argument("--after", default="reboot", choices=("reboot", "poweroff"), help="what the machines do after")
+    p.add_argument("--no-wake", action="store_true", help="send no Wake-on-LAN packets to the machines")
     actions.add_parser("list", help="sessions: image, state, clients done, what is being sent")
     for action in ("show", "go", "cancel"):
         p = actions.add_parser(action, help={"show": "the session and each client's state",
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace, call: Call) -> Any:
             hosts = [h for h in args.hosts.split(",") if h]
             return shown(call("POST", "/api/multicast", {
                 "image": args.image, "hosts": hosts, "min_receivers": args.min_receivers, "max_wait": args.max_wait,
-                "rate": args.rate, "interface": args.interface, "disk": args.disk, "after": args.after}))
+                "rate": args.rate, "interface": args.interface, "disk": args.disk, "after": args.after,
+                "wake": not args.no_wake}))
         case "list":
             sessions = call("GET", "/api/multicast")
             return Answer(sessions, lambda: table(sessions, ["id", "image", "state", computed("clients", _done),

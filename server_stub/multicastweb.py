@@ -11,6 +11,7 @@ from server_stub.http import (Handler, json_response, optional_int, optional_str
                               require_str, require_str_list)
 from server_stub.multicast import MulticastManager
 from server_stub.store.models import Task
+from server_stub.wol import wake_tasks, wake_wanted
 
 MULTICAST = web.AppKey("multicast", MulticastManager)
 
@@ -23,11 +24,15 @@ async def create_session(request: web.Request) -> web.Response:
     max_wait = optional_int(body, "max_wait", 300)
     if max_wait is None:
         raise Invalid("max_wait is whole seconds ≥ 0")
+    wake = wake_wanted(body)  # the session's machines wake, as any queued task's (server_stub/wol.py)
     session = await request.app[MULTICAST].create(
         require_str(body, "image"), require_str_list(body, "hosts"),
         min_receivers=optional_int(body, "min_receivers"), max_wait=max_wait,
         rate=rate, interface=optional_str(body, "interface"), disk=optional_str(body, "disk"),
         after=optional_str(body, "after", "reboot") or "", queued_by=request[PRINCIPAL_KEY].actor)
+    if wake:
+        store = request.app[MULTICAST].store
+        wake_tasks(store, store.tasks_by_id([c["task_id"] for c in session["clients"]]))
     return json_response(session, 201)
 
 

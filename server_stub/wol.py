@@ -17,9 +17,9 @@ import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from server_stub.errors import Invalid
 
@@ -67,6 +67,16 @@ class WakeReport(TypedDict):
     sent: list[WakeSent]
     failed: list[WakeFailed]
     not_configured: list[str]  # hosts no wake target covers: nothing sent (imager-server wake set …)
+
+
+def wake_wanted(body: Mapping[str, Any]) -> bool:
+    """A request's ``wake``: true unless ``"wake": false`` (FOG wakes a host whenever a task is queued for it)."""
+    value = body.get("wake")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise Invalid("wake must be true or false", field="wake")
+    return value
 
 
 def mac_bytes(mac: str) -> bytes:

@@ -14,6 +14,7 @@ from server_stub.console.render import action, page, redirect_after_post, render
 from server_stub.errors import ApiError, Invalid
 from server_stub.http import path_id
 from server_stub.multicastweb import MULTICAST
+from server_stub.wol import wake_tasks
 
 # Checks that name no field, by what their message says; first match wins.
 SESSION_HINTS = {"min_receivers": "min_receivers", "max_wait": "max_wait", "rate": "rate", "interface": "interface",
@@ -61,6 +62,9 @@ async def start_session(request: web.Request) -> web.StreamResponse:
             after=fields.get("after") or "reboot", queued_by=request[PRINCIPAL_KEY].actor)
     except ApiError as exc:
         return _index_page(request, exc.status, errors_by_field(exc, SESSION_HINTS), values)
+    if "1" in posted.getall("wake", ["1"]):  # a hidden 0, then the ticked box's 1 (server_stub/wol.py)
+        store = request.app[STORE]
+        wake_tasks(store, store.tasks_by_id([c["task_id"] for c in session["clients"]]))
     return redirect_after_post(f"/multicast/{session['id']}",
                                f"Session {session['id']} waits for {len(session['clients'])} machines: boot them "
                                "from the network.")

@@ -53,6 +53,8 @@ def test_bad_group_requests_are_4xx_with_a_clear_message(server):
         (("POST", "/api/hosts/pc1/wake"), {}, 200, ""),
         (("POST", "/api/hosts/pc9/wake"), {}, 404, "no host 'pc9'"),
         (("POST", "/api/host-groups/lab3/wake"), {}, 400, "no hosts to wake"),
+        (("POST", "/api/multicast"), {"image": "win10", "hosts": ["pc1"], "wake": "yes"}, 400, "wake must be"),
+        (("POST", "/api/tasks"), {"host": "pc1", "type": "inventory", "wake": 1}, 400, "wake must be"),
         (("POST", "/api/wake-targets"), {"broadcast": "10.0.3"}, 400, "IPv4 broadcast address"),
         (("POST", "/api/wake-targets"), {"broadcast": "224.0.0.1"}, 400, "IPv4 broadcast address"),
         (("POST", "/api/wake-targets"), {"broadcast": "ff02::1"}, 400, "IPv4 broadcast address"),

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from server_stub.groupqueue import host_groups
+from server_stub.store.wake import WakeTargets
 from tests.server_stub.test_multicast import published
 
 
@@ -123,3 +124,22 @@ def test_technicians_queue_and_wake_but_do_not_change_groups(console, lab, techn
     entries, _ = lab.accounts.audit_page(actor="tech")
     assert {(e["action"], e["target"], e["outcome"]) for e in entries} >= {
         ("console: queue task for group", "lab3", "303"), ("console: wake host group", "lab3", "303")}
+
+
+def test_a_multicast_session_started_on_its_page_wakes_its_machines(console, lab, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    lab.set_storage("main", rsync_target=str(images))
+    lab.add_image("img", "main")
+    lab.db.execute("UPDATE images SET captured = ? WHERE name = 'img'", time.time())
+    published(images, "img", {"d1p1.pcl.zst": b"one"})
+    WakeTargets(lab.db).set_target(None, None, "nosuch0")  # an interface this machine lacks: nothing is sent
+    form = {"image": "img", "hosts": ["pc1"], "hosts_text": "pc2", "min_receivers": "", "max_wait": "60",
+            "rate": "", "interface": "lo", "disk": "", "after": "reboot"}
+    assert console.post("/multicast", form).status == 303  # no wake field (an older page): woken
+    assert console.post("/multicast", {**form, "hosts": ["pc3"], "hosts_text": "", "wake": ["0"]}).status == 303
+    tried = {mac: [e["decision"] for e in lab.boot_log(mac)] for mac in
+             ("52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03")}
+    assert all(any(d.startswith("wake-on-lan failed") for d in tried[m])
+               for m in ("52:54:00:00:00:01", "52:54:00:00:00:02"))
+    assert not any(d.startswith("wake-on-lan") for d in tried["52:54:00:00:00:03"])
