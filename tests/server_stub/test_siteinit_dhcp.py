@@ -1,7 +1,8 @@
-"""The DHCP settings ``imager-server init`` prints, served for real: dnsmasq and ISC dhcpd run the printed text in a
-network namespace of this test, and busybox's udhcpc in another asks as a BIOS PXE ROM, a UEFI one, a UEFI HTTP
+"""The DHCP settings ``imager-server init`` prints, served for real: dnsmasq, ISC dhcpd and Kea run the printed text
+in a network namespace of this test, and busybox's udhcpc in another asks as a BIOS PXE ROM, a UEFI one, a UEFI HTTP
 boot client and iPXE (option 93, vendor class, user class, option 175). Each must get the boot file and next
 server the lab and docs/secure-boot.md use. Namespaces are this test's own (unique names), removed on every path."""
+import json
 import os
 import secrets
 import shutil
@@ -16,8 +17,9 @@ import pytest
 from tests.server_stub.cliproc import REPO, clean_env
 
 pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(not (shutil.which("dnsmasq") and shutil.which("dhcpd") and shutil.which("busybox")),
-                                 reason="dnsmasq, dhcpd (isc-dhcp-server) and busybox: make setup")]
+              pytest.mark.skipif(not all(shutil.which(tool) for tool in ("dnsmasq", "dhcpd", "kea-dhcp4", "busybox")),
+                                 reason="dnsmasq, dhcpd (isc-dhcp-server), kea-dhcp4 (kea-dhcp4-server), busybox: "
+                                        "make setup")]
 
 SERVER_IP = "10.99.0.1"
 UDHCPC_SCRIPT = """#!/bin/sh
@@ -132,6 +134,31 @@ def test_isc_dhcpd_serves_the_printed_settings(tmp_path):
     with link() as (server_ns, client_ns), running(
             ["ip", "netns", "exec", server_ns, "dhcpd", "-4", "-f", "-d", "-cf", str(conf), "-lf", str(leases),
              "-pf", str(tmp_path / "dhcpd.pid"), "eth0"], tmp_path / "dhcpd.log"):
+        check_answers(client_ns, tmp_path, CLIENTS)
+
+
+def kea_config(snippet, tmp_path):
+    """A whole kea-dhcp4 configuration around the printed classes (comment lines dropped, as Kea would)."""
+    classes = json.loads("\n".join(line for line in snippet.splitlines() if not line.startswith("//")))
+    config = {"Dhcp4": {"interfaces-config": {"interfaces": ["eth0"]},
+                        "lease-database": {"type": "memfile", "persist": False}, "valid-lifetime": 600,
+                        "subnet4": [{"subnet": "10.99.0.0/24", "pools": [{"pool": "10.99.0.100 - 10.99.0.150"}]}],
+                        **classes["Dhcp4"],
+                        "loggers": [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}],
+                                     "severity": "INFO"}]}}
+    path = tmp_path / "kea-dhcp4.json"
+    path.write_text(json.dumps(config, indent=1))
+    return path
+
+
+def test_kea_serves_the_printed_classes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KEA_PIDFILE_DIR", str(tmp_path))  # not /run/kea
+    monkeypatch.setenv("KEA_LOCKFILE_DIR", str(tmp_path))
+    conf = kea_config(init_section("kea"), tmp_path)
+    check = subprocess.run(["kea-dhcp4", "-t", str(conf)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with link() as (server_ns, client_ns), running(["ip", "netns", "exec", server_ns, "kea-dhcp4", "-c", str(conf)],
+                                                   tmp_path / "kea.log"):
         check_answers(client_ns, tmp_path, CLIENTS)
 
 
