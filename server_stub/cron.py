@@ -145,11 +145,9 @@ def instant_of(local: dt.datetime, zone: ZoneInfo) -> float:
 def next_after(rule: CronRule, after: float, zone: ZoneInfo) -> float:
     """The first instant the rule names strictly after ``after`` (POSIX seconds)."""
     start_local = dt.datetime.fromtimestamp(after, zone).replace(tzinfo=None)
-    # Near a DST change an earlier wall time can be a later instant (a repeated hour, a gap), so there every
-    # candidate within 3 h (no change moves a clock further) is compared as an instant; elsewhere the wall
-    # times compare alone, which keeps a frequent rule's search short.
-    steady = zone.utcoffset(start_local - dt.timedelta(hours=3)) == zone.utcoffset(start_local + dt.timedelta(hours=3))
-    floor = start_local if steady else start_local - dt.timedelta(hours=3)
+    # Wall times up to ``after``'s own are never later instants: a repeated hour's times run in its first pass
+    # only (fold 0) and a skipped time runs at the gap's end, so only the later ones are compared as instants.
+    floor = start_local
     day = floor.date()
     hours, minutes = sorted(rule.hours), sorted(rule.minutes)
     for _ in range(SEARCH_DAYS):

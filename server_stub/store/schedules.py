@@ -264,6 +264,10 @@ class Schedules:
                            f"t.state IN ('queued', 'running') AND h.name IN ({','.join('?' * len(hosts))})", *hosts)
         return {r["name"]: (r["id"], r["state"]) for r in rows}
 
+    def group_names(self) -> list[str]:
+        """The host groups a schedule may target (the console's choices)."""
+        return [r["name"] for r in self.db.all("SELECT name FROM host_groups ORDER BY name")]
+
     def spec_of(self, schedule: Schedule) -> ScheduleSpec:
         """The definition as a spec again (an edit starts from it)."""
         return ScheduleSpec(name=schedule["name"], type=schedule["type"], hosts=list(schedule["hosts"]),

@@ -128,3 +128,37 @@ def test_local_times():
         with pytest.raises(CronError) as refused:
             local(bad)
         assert "YYYY-MM-DD HH:MM" in str(refused.value)
+
+
+def reference_next(rule, after, zone):
+    """A slow, obvious answer: walk the real minutes after ``after``; a minute fires when its wall time matches,
+    except a repeated hour's second pass; after a gap, the first minute fires if a skipped wall time matched."""
+    instant = (int(after) // 60 + 1) * 60
+    previous = dt.datetime.fromtimestamp(instant - 60, zone).replace(tzinfo=None)
+    while True:
+        moment = dt.datetime.fromtimestamp(instant, zone)
+        wall = moment.replace(tzinfo=None)
+
+        def matches(w):
+            return w.minute in rule.minutes and w.hour in rule.hours and rule.day_matches(w.date())
+        skipped = []
+        probe = previous + dt.timedelta(minutes=1)
+        while probe < wall:  # the wall minutes the clock jumped over (a gap)
+            skipped.append(probe)
+            probe += dt.timedelta(minutes=1)
+        if (matches(wall) and not moment.fold) or any(matches(w) for w in skipped):
+            return float(instant)
+        previous, instant = wall, instant + 60
+
+
+@pytest.mark.parametrize("rule", ["*/7 * * * *", "30 2 * * *", "0,15,59 1-3 * * *", "*/20 2 * 10 *",
+                                  "5 2 29 * sun", "59 1 * * *", "0 3 * * *", "45 2 * 3,10 *"])
+@pytest.mark.parametrize("start", ["2026-03-28 23:50", "2026-03-29 01:58", "2026-03-29 02:59+02:00",
+                                   "2026-10-25 01:55", "2026-10-25 02:30+02:00", "2026-10-25 02:30+01:00"])
+def test_the_same_answers_as_walking_every_minute(rule, start):
+    parsed, t = parse_rule(rule), local(start)
+    for _ in range(6):
+        expected = reference_next(parsed, t, BERLIN)
+        got = next_after(parsed, t, BERLIN)
+        assert shown(got) == shown(expected) and got == expected, (rule, shown(t))
+        t = got
