@@ -1,6 +1,7 @@
 """End-to-end: QEMU clients PXE-boot in the lab, capture a disk to NFS, deploy it elsewhere."""
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -69,13 +70,17 @@ def watch_in_browser(lab, task_id: int):
     return proc, log
 
 
-def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios", watched: dict | None = None):
+def deploy_to_new_client(lab, name: str, mac: str, firmware: str = "bios", watched: dict | None = None,
+                         group: str | None = None):
     """An empty 1 GiB client registered, given a deploy of IMAGE, booted until it powers itself off.
-    ``watched``: a browser watches the deploy in the console; its report goes to watched["report"]."""
+    ``watched``: a browser watches the deploy in the console; its report goes to watched["report"].
+    ``group``: the host's group (its post-deploy scripts run too)."""
     target = lab.dir / f"{name}.img"
     with open(target, "wb") as f:
         f.truncate(1024 * 1024 * 1024)
     lab.cli("host", "add", mac, f"pc-{name}")
+    if group:
+        lab.cli("host", "set", f"pc-{name}", "--group", group)
     task = lab.cli_json("task", "deploy", f"pc-{name}", IMAGE)
     watcher = watch_in_browser(lab, task["id"]) if watched is not None else None
     vm = lab.boot(name, mac, target, firmware=firmware)
@@ -156,12 +161,53 @@ def test_deploy_onto_too_small_disk_fails_and_writes_nothing(lab, captured):
     assert file_sha256(small) == before, "the target disk was modified"
 
 
+# The lab's image is no installed system: this first script makes its data partition look like a Linux root
+# cloned with its machine-id, so the shipped example has something to reset (busybox sh in the boot image).
+SEED_MACHINE_ID = """#!/bin/sh
+set -eu
+for pair in $IMAGER_MOUNTS; do
+    case $pair in 2=*) root=${pair#2=};; esac
+done
+mkdir -p "$root/etc" "$root/var/lib/dbus"
+echo 0123456789abcdef0123456789abcdef > "$root/etc/machine-id"
+cp "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
+echo "seeded $IMAGER_HOSTNAME $IMAGER_MAC $IMAGER_DISK [$IMAGER_FSTYPES]"
+"""
+
+
+def attach_post_deploy_scripts(lab, group: str) -> None:
+    """Both shipped examples (examples/postdeploy/) after the seed, for the hosts of ``group``; a driver
+    folder on the storage node for the Windows one (the lab's image has no Windows: it says so)."""
+    seed = lab.dir / "seed-machine-id.sh"
+    seed.write_text(SEED_MACHINE_ID)
+    examples = REPO / "examples" / "postdeploy"
+    for order, (name, path) in enumerate([("seed-machine-id", seed),
+                                          ("machine-id-reset", examples / "linux-machine-id-reset.sh"),
+                                          ("windows-drivers", examples / "windows-drivers.py")]):
+        lab.cli("script", "add", name, str(path))
+        lab.cli("script", "attach", name, "--group", group, "--order", str(order), "--timeout", "60")
+    drivers = lab.images / "drivers" / "common"
+    drivers.mkdir(parents=True, exist_ok=True)
+    (drivers / "lab.inf").write_text("[Version]\n")
+
+
 def test_a_uefi_client_boots_the_imager_and_deploys(lab, captured):
-    """OVMF's PXE fetches snponly.efi from our TFTP (DHCP client architecture 7), then the same iPXE path."""
-    target = deploy_to_new_client(lab, "uefi", MAC_UEFI, firmware="uefi")
+    """OVMF's PXE fetches snponly.efi from our TFTP (DHCP client architecture 7), then the same iPXE path;
+    then its group's post-deploy scripts run in the boot image on the deployed filesystems."""
+    attach_post_deploy_scripts(lab, "scripted")
+    target = deploy_to_new_client(lab, "uefi", MAC_UEFI, firmware="uefi", group="scripted")
     assert "sent snponly.efi" in lab.server_log.read_text(), "the UEFI client took iPXE from our TFTP"
     _, files = read_disk(target)
-    assert files == captured["written"]
+    reset = {**captured["written"]["2"], "etc/machine-id": hashlib.sha256(b"").hexdigest()}  # emptied; dbus's gone
+    assert files == {**captured["written"], "2": reset}
+    task = lab.task(next(t["id"] for t in lab.cli_json("task", "list", "--host", "pc-uefi") if t["type"] == "deploy"))
+    outcomes = {o["name"]: o for o in task["result"]["scripts"]}
+    assert [o["outcome"] for o in task["result"]["scripts"]] == ["ok", "ok", "ok"], task["result"]["scripts"]
+    assert outcomes["seed-machine-id"]["output"].startswith(f"seeded pc-uefi {MAC_UEFI} /dev/")
+    assert "[1=ext4 2=ext4]" in outcomes["seed-machine-id"]["output"]
+    assert "machine-id reset on partition 2" in outcomes["machine-id-reset"]["output"]
+    assert "no Windows (SOFTWARE hive) among the NTFS partitions" in outcomes["windows-drivers"]["output"]
+    print(f"post-deploy scripts in the lab: {[(o['name'], o['seconds']) for o in task['result']['scripts']]}")
 
 
 def test_a_deploy_waits_behind_a_full_storage_node_then_runs(lab, captured):
