@@ -26,16 +26,16 @@ MAX_GROUP_HOSTS = 10_000        # hosts in one group
 MAX_HOSTS_PER_CALL = 1000       # hosts added or removed in one request
 MAX_DESCRIPTION = 500
 
-# Each member's latest task; a host's active task is always its latest (one active task per host).
-_MEMBER_STATE = ("SELECT m.group_id, m.host_id, "
-                 "(SELECT t.state FROM tasks t WHERE t.host_id = m.host_id ORDER BY t.id DESC LIMIT 1) AS latest "
-                 "FROM host_group_members m")
-_GROUPS = ("SELECT g.id, g.name, g.description, g.created, COUNT(ms.host_id) AS hosts, "
-           "COALESCE(SUM(ms.host_id IS NOT NULL AND (ms.latest IS NULL OR ms.latest NOT IN ('queued', 'running'))), 0)"
-           " AS idle, "
-           "COALESCE(SUM(ms.latest = 'queued'), 0) AS queued, COALESCE(SUM(ms.latest = 'running'), 0) AS running, "
-           f"COALESCE(SUM(ms.latest = 'failed'), 0) AS failed FROM host_groups g LEFT JOIN ({_MEMBER_STATE}) ms "
-           "ON ms.group_id = g.id ")
+# Each member joined to its latest task (the MAX id on the tasks_by_host index); a host's active task is always
+# its latest (one active task per host). The group's last task is the highest of those ids.
+_GROUPS = ("SELECT g.id, g.name, g.description, g.created, COUNT(m.host_id) AS hosts, "
+           "COALESCE(SUM(m.host_id IS NOT NULL AND (l.state IS NULL OR l.state NOT IN ('queued', 'running'))), 0) "
+           "AS idle, COALESCE(SUM(l.state = 'queued'), 0) AS queued, COALESCE(SUM(l.state = 'running'), 0) AS running, "
+           "COALESCE(SUM(l.state = 'failed'), 0) AS failed, MAX(l.id) AS last_task_id "
+           "FROM host_groups g LEFT JOIN host_group_members m ON m.group_id = g.id "
+           "LEFT JOIN tasks l ON l.id = (SELECT MAX(id) FROM tasks WHERE host_id = m.host_id) ")
+_LAST_TASKS = ("SELECT t.id, t.type, t.state, h.name AS host, t.created, t.finished FROM tasks t "
+               "JOIN hosts h ON h.id = t.host_id WHERE t.id IN ")
 _MEMBERS = ("SELECT h.id, h.mac, h.name, h.group_name, i.name AS image, m.added, a.id AS task_id, a.type AS task_type, "
             "a.state AS task_state, l.id AS last_task_id, l.type AS last_type, l.state AS last_state, "
             "l.finished AS last_finished FROM host_group_members m JOIN hosts h ON h.id = m.host_id "
@@ -133,20 +133,22 @@ class HostGroups:
         return row
 
     def group(self, name: str) -> HostGroup:
-        row = self.db.one(_GROUPS + "WHERE g.name = ? GROUP BY g.id", name)
-        if not row:
+        rows = self.db.all(_GROUPS + "WHERE g.name = ? GROUP BY g.id", name)
+        if not rows:
             raise NotFound(f"no host group {name!r}")
-        return self._with_last_task(row)
+        return self._with_last_tasks(rows)[0]
 
     def groups(self) -> list[HostGroup]:
-        return [self._with_last_task(r) for r in self.db.all(_GROUPS + "GROUP BY g.id ORDER BY g.name")]
+        return self._with_last_tasks(self.db.all(_GROUPS + "GROUP BY g.id ORDER BY g.name"))
 
-    def _with_last_task(self, row: dict[str, Any]) -> HostGroup:
-        row["last_task"] = self.db.one(
-            "SELECT t.id, t.type, t.state, h.name AS host, t.created, t.finished FROM host_group_members m "
-            "JOIN tasks t ON t.host_id = m.host_id JOIN hosts h ON h.id = t.host_id WHERE m.group_id = ? "
-            "ORDER BY t.id DESC LIMIT 1", row["id"])
-        return cast(HostGroup, row)
+    def _with_last_tasks(self, rows: list[dict[str, Any]]) -> list[HostGroup]:
+        """Each row's ``last_task_id`` replaced by that task (one query for all of them; ≤ MAX_GROUPS ids)."""
+        ids = [r["last_task_id"] for r in rows if r["last_task_id"] is not None]
+        found = {t["id"]: t for t in self.db.all_as(LastTask, _LAST_TASKS + f"({','.join('?' * len(ids))})", *ids)} \
+            if ids else {}
+        for row in rows:
+            row["last_task"] = found.get(row.pop("last_task_id"))
+        return cast(list[HostGroup], rows)
 
     def group_detail(self, name: str) -> HostGroupDetail:
         group = self.group(name)

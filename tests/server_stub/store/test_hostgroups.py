@@ -100,12 +100,16 @@ def test_state_at_a_glance_counts_hosts_by_their_latest_task(store, groups):
     store.fail_task(failed["id"], {"code": "disk_not_found", "message": "no disk"}, "log")
     running = store.add_task("pc2", "inventory", None)
     store.start_task(running["id"])
+    store.add_host("52:54:00:aa:bb:05", "pc5")
+    groups.add_members("lab3", ["pc5"])
+    store.add_task("pc5", "wipe", None, options={"mode": "fast"})
     queued = store.add_task("pc3", "inventory", None)
     state = groups.group("lab3")
     assert {k: state[k] for k in ("hosts", "idle", "queued", "running", "failed")} == \
-        {"hosts": 4, "idle": 2, "queued": 1, "running": 1, "failed": 1}
+        {"hosts": 5, "idle": 2, "queued": 2, "running": 1, "failed": 1}
     assert state["last_task"] is not None and state["last_task"]["id"] == queued["id"]
     assert state["last_task"]["host"] == "pc3" and state["last_task"]["state"] == "queued"
+    assert groups.groups() == [state]
     members = {m["name"]: m for m in groups.group_detail("lab3")["members"]}
     assert members["pc1"]["last_state"] == "failed" and members["pc1"]["task_id"] is None
     assert members["pc2"]["task_state"] == "running" and members["pc4"]["last_task_id"] is None
