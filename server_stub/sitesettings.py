@@ -159,13 +159,14 @@ def exports(site: Site) -> str:
 
 def ganesha(site: Site) -> str:
     return f"""\
-# imager: /etc/ganesha/ganesha.conf (nfs-ganesha with nfs-ganesha-vfs; NFSv4 only, as the clients mount 4.1)
-NFS_CORE_PARAM {{ Protocols = 4; }}
+# imager: /etc/ganesha/ganesha.conf (nfs-ganesha with nfs-ganesha-vfs; NFSv4 only, as the clients mount 4.1:
+# no NLM, RQUOTA or UDP, so no rpcbind)
+NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}
 EXPORT {{
     Export_Id = 1; Path = "{site.images_dir}"; Pseudo = {GANESHA_PSEUDO}; Protocols = 4; Transports = TCP;
     Access_Type = None; SecType = sys;
     Squash = All_Squash; Anonymous_Uid = {site.uid}; Anonymous_Gid = {site.gid};
-    CLIENT {{ Clients = {site.clients}; Access_Type = RW; }}
+    CLIENT {{ Clients = {site.clients}; Access_Type = RW; Protocols = 4; }}
     FSAL {{ Name = VFS; }}
 }}
 # the storage node: imager-server storage add main {site.server_ip}:{GANESHA_PSEUDO} --rsync-target {site.images_dir}

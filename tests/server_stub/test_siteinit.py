@@ -129,7 +129,7 @@ def test_nfs_exports_map_every_client_write_to_the_service_user(tmp_path):
     ganesha = out["ganesha"]
     assert ganesha.count("{") == ganesha.count("}")
     assert f'Path = "{tmp_path / "images"}"' in ganesha and "Squash = All_Squash" in ganesha
-    assert f"Anonymous_Uid = {uid};" in ganesha and "Clients = 192.168.5.0/24; Access_Type = RW;" in ganesha
+    assert f"Anonymous_Uid = {uid};" in ganesha and "Clients = 192.168.5.0/24; Access_Type = RW; Protocols = 4;" in ganesha
     assert "storage add main 192.168.5.10:/images" in ganesha
 
 
