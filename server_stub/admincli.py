@@ -55,6 +55,8 @@ def host_text(host: dict) -> str:
     """A host record and its latest inventory, for a technician."""
     lines = [f"{k + ':':<12}{host.get(k) if host.get(k) is not None else '-'}"
              for k in ("name", "mac", "registered", "image", "group_name")]
+    if "groups" in host:  # every host group it is in (docs/fleet.md#host-groups)
+        lines.append(f"{'groups:':<12}{', '.join(host['groups']) or '-'}")
     found = host.get("inventory")
     if not found:
         return "\n".join(lines + ["inventory:  none yet (imager-server task inventory " + host["name"] + ")"])

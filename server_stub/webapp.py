@@ -102,7 +102,8 @@ async def add_host(request: web.Request) -> web.Response:
 async def show_host(request: web.Request) -> web.Response:
     store = request.app[STORE]
     host = store.host(request.match_info["key"])
-    return json_response({**host, "inventory": store.inventory(host["name"])})
+    return json_response({**host, "groups": hostgroupsapi.host_groups(store).groups_of_host(host["mac"]),
+                          "inventory": store.inventory(host["name"])})
 
 
 async def host_inventory(request: web.Request) -> web.Response:

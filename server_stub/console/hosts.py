@@ -16,6 +16,7 @@ from server_stub.console.formdata import errors_by_field, form_text
 from server_stub.console.live import task_text
 from server_stub.console.render import action, page, redirect_after_post, render
 from server_stub.errors import ApiError, Invalid, NotFound
+from server_stub.groupqueue import host_groups
 from server_stub.store.hosts import HOST_SORTS
 
 PAGE_SIZE = 50
@@ -114,6 +115,7 @@ def render_host(request: web.Request, status: int = 200, **values: Any) -> web.R
                   active=active, active_text=task_text(active) if active else {},
                   boot_log=store.boot_log(host["mac"], BOOT_LOG_LINES),
                   images=store.images(), groups=store.groups(), task_choices=taskform.choices(store),
+                  member_of=host_groups(store).groups_of_host(host["mac"]),
                   url=host_url(host["name"]), notice=request.query.get("notice", ""),
                   **reports.history_of(store, host=host["name"]), **{**defaults, **values})
 

@@ -27,6 +27,7 @@ def test_groups_are_made_filled_shown_renamed_and_removed(server):
     assert admin(server, "POST", "/api/host-groups/windows/hosts", hosts=["pc1"]).status_code == 200
     listed = admin(server, "GET", "/api/host-groups").json()
     assert [(g["name"], g["hosts"], g["idle"]) for g in listed] == [("lab3", 2, 2), ("windows", 1, 1)]
+    assert admin(server, "GET", "/api/hosts/pc1").json()["groups"] == ["lab3", "windows"]
     r = admin(server, "POST", "/api/host-groups/lab3", name="lab-3")
     assert r.status_code == 200 and r.json()["name"] == "lab-3"
     r = admin(server, "POST", "/api/host-groups/lab-3/hosts/remove", hosts=["pc2"])
@@ -110,6 +111,7 @@ def test_the_cli_manages_groups_queues_for_them_and_reports_wakes(server):
     assert cli(server, "group", "add", "lab3", "--description", "room 3").returncode == 0
     done = cli(server, "group", "add-hosts", "lab3", "pc1,pc2")
     assert done.returncode == 0 and "pc1" in done.stdout and "pc2" in done.stdout, done.stderr
+    assert "groups:     lab3\n" in cli(server, "host", "show", "pc1").stdout
     done = cli(server, "group", "task", "lab3", "inventory", "--no-wake", "--after", "poweroff")
     assert done.returncode == 0 and done.stdout.count("inventory") == 2, done.stderr
     listed = cli(server, "group", "list")

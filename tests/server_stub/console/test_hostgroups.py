@@ -32,6 +32,7 @@ def test_groups_are_added_filled_and_shown_with_their_state(console, lab):
     assert page.by_id("group-lab3").rows()[0][:6] == ["lab3", "2", "1", "1", "0", "0"]
     page = console.get("/groups/lab3")
     assert [r[1] for r in page.by_id("members").rows()] == ["pc1", "pc2"]
+    assert console.get("/hosts/pc1").by_id("host-groups").text == "lab3"
     assert page.by_id("group-queued").text == "1" and "inventory" in page.by_id("member-pc2").text
     refused = console.post("/groups/lab3/hosts", {"hosts": "pc9"})
     assert refused.status == 404 and "no host 'pc9'" in refused.by_id("members-add-hosts-error").text
