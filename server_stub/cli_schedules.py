@@ -33,9 +33,9 @@ def _targets(schedule: dict) -> str:
     return ",".join(schedule.get("hosts") or []) or "(none)"
 
 
-COLUMNS: list[Column | str] = ["id", "name", "state", computed("when", _when), computed("next run", lambda s: s.get(
-    "next_run_local") or "-"), "type", "image", computed("targets", _targets), computed("wake", lambda s: "yes" if s.get(
-        "wake") else "no")]
+COLUMNS: list[Column | str] = [
+    "id", "name", "state", computed("when", _when), computed("next run", lambda s: s.get("next_run_local") or "-"),
+    "type", "image", computed("targets", _targets), computed("wake", lambda s: "yes" if s.get("wake") else "no")]
 RUN_COLUMNS: list[Column | str] = [computed("due", lambda r: local_time(r["due"])), "outcome",
                                    computed("tasks", lambda r: ",".join(str(t) for t in r["task_ids"])), "detail"]
 

@@ -111,7 +111,8 @@ def _show_page(request: web.Request, key: str, status: int = 200, error: str = "
                   "partition": "" if schedule["partition"] is None else str(schedule["partition"]),
                   "mode": (schedule["options"] or {}).get("mode", ""), "hosts": schedule["hosts"],
                   "group": schedule["group"] or "", "rule": schedule["rule"] or "",
-                  "at": (schedule["run_at_local"] or "")[:16].replace(" ", "T"), "wake": "on" if schedule["wake"] else "",
+                  "at": (schedule["run_at_local"] or "")[:16].replace(" ", "T"),
+                  "wake": "on" if schedule["wake"] else "",
                   "catch_up": str(schedule["catch_up"] // 60)}
     return render(request, "schedules_show.html", status, title=f"Schedule {schedule['name']}", schedule=schedule,
                   error=error, errors=errors or {}, values=values, notice=request.query.get("notice", ""),

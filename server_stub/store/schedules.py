@@ -181,8 +181,8 @@ class Schedules:
                 raise Conflict(f"a schedule named {spec.name} exists already", field="name")
             self.db.execute(
                 "UPDATE schedules SET name = ?, rule = ?, run_at = ?, task_type = ?, image = ?, disk = ?, after = ?, "
-                "partition = ?, task_options = ?, hosts = ?, host_group_id = ?, group_removed = NULL, wake = ?, catch_up = ?, enabled = ?, "
-                "next_run = ? WHERE id = ?",
+                "partition = ?, task_options = ?, hosts = ?, host_group_id = ?, group_removed = NULL, wake = ?, "
+                "catch_up = ?, enabled = ?, next_run = ? WHERE id = ?",
                 spec.name, spec.rule, spec.run_at, spec.type, spec.image, spec.disk, spec.after, spec.partition,
                 options, json.dumps(host_ids), group_id, int(spec.wake), spec.catch_up, int(enabled), next_run,
                 schedule_id)

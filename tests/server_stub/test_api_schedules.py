@@ -96,7 +96,8 @@ def test_cli_refusals_are_one_line(fleet, args, words):
 
 
 def test_cli_argument_refusals(fleet):
-    both = cli(fleet, "schedule", "add", "s1", "deploy", "win10", "--hosts", "pc1", "--group", "lab3", "--cron", "@daily")
+    both = cli(fleet, "schedule", "add", "s1", "deploy", "win10", "--hosts", "pc1", "--group", "lab3",
+               "--cron", "@daily")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     neither = cli(fleet, "schedule", "add", "s1", "deploy", "win10", "--hosts", "pc1")
     assert neither.returncode == 2 and "one of the arguments --cron --at is required" in neither.stderr
