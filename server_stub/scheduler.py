@@ -91,9 +91,7 @@ class Scheduler:
         spec = changes(dataclasses.replace(before, hosts=list(before.hosts)))
         self.repo.check(spec)
         timing_changed = (spec.rule, spec.run_at) != (before.rule, before.run_at)
-        next_run = old["next_run"]
-        if timing_changed or (old["state"] == "finished" and spec.run_at is None):
-            next_run = self._first_run(spec, self.clock())
+        next_run = self._first_run(spec, self.clock()) if timing_changed else old["next_run"]
         schedule = self.repo.replace(old["id"], spec, next_run, old["enabled"])
         self.poke()
         return schedule
@@ -194,8 +192,6 @@ class Scheduler:
             outcome, detail, task_ids = self._fire(schedule)
             records.append(self.repo.record_run(schedule["id"], latest, outcome, detail, task_ids, next_run, now))
             self._audit(schedule, outcome)
-        if not records:  # nothing ran (cannot happen for a due schedule, but keep next_run moving)
-            self.repo.record_run(schedule["id"], now, "missed", "nothing was due", [], next_run, now)
         return records
 
     def _fire(self, schedule: Schedule) -> tuple[str, str, list[int]]:

@@ -148,6 +148,18 @@ def test_a_one_time_schedule_runs_once_then_is_finished(store, scheduler, clock)
     assert (after["state"], after["next_run"]) == ("finished", None)
     clock.at("2026-12-10 18:31")
     assert scheduler.tick() == []
+
+    def later(spec):
+        spec.run_at = parse_local_time("2026-12-11 07:00", BERLIN)
+        return spec
+    again = scheduler.edit("inv-once", later)   # a finished one-time schedule with a new time runs again
+    assert (again["state"], local(again["next_run"])) == ("active", "2026-12-11 07:00")
+    scheduler.pause("inv-once")
+    clock.at("2026-12-11 08:00")
+    assert scheduler.tick() == []
+    with pytest.raises(Invalid) as passed:      # its time went by while paused: a new time is needed
+        scheduler.resume("inv-once")
+    assert "is past" in passed.value.message
     with pytest.raises(Invalid) as past:
         scheduler.add(ScheduleSpec(name="late", type="inventory", hosts=["pc3"], run_at=at), "bob")
     assert "is past" in past.value.message and past.value.details["field"] == "at"
