@@ -18,8 +18,8 @@ HOSTS_HELP = "MAC or name; several as pc1,pc2,pc3 (all tasks or none)"
 DISK_HELP = "/dev/…, serial=…, wwn=…, model=… or size=… (±1%%); default: the machine's only fixed, non-USB disk"
 NO_WAKE_HELP = "send no Wake-on-LAN packets (by default the server wakes the machine, as FOG does)"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"  # cursor home, erase the screen: the list redrawn in place
-TASK_KEYS = ("id", "host", "mac", "type", "image", "disk", "partition", "after", "options", "origin", "state",
-             "storage", "created", "started", "finished")
+TASK_KEYS = ("id", "host", "mac", "type", "image", "disk", "partition", "after", "options", "origin", "queued_by",
+             "state", "storage", "created", "started", "finished")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -78,6 +78,8 @@ def test_history_names_who_queued_each_task_and_exports_csv(server):
     assert lines[0].split()[:6] == ["ID", "HOST", "TYPE", "IMAGE", "STATE", "QUEUED_BY"]
     assert lines[1].split()[1:6] == ["pc2", "deploy", "win10", "queued", "tess"]
     assert "120.6 KiB" in lines[2]
+    shown = cli(server, "task", "show", str(capture["id"]))
+    assert shown.returncode == 0 and "queued_by: admin" in shown.stdout, shown.stdout
     as_csv = cli(server, "report", "tasks", "--host", "pc1", "--csv", text=False)
     assert as_csv.returncode == 0 and as_csv.stdout == exported.content  # the same bytes, CRLF line ends
 

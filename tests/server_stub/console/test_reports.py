@@ -112,3 +112,9 @@ def test_a_multicast_session_names_who_started_it_in_the_console_and_the_api(tec
                               headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert made.status == 201, made.text
     assert technician.store.active_task_for_mac("52:54:00:00:00:01")["queued_by"] == "admin"
+
+
+def test_a_tasks_page_says_who_queued_it(technician):
+    capture, wipe = setup(technician.store)
+    assert technician.get(f"/tasks/{capture}").by_id("task-queued-by").text == "by alice"
+    assert technician.get(f"/tasks/{wipe}").by_id("task-queued-by").text == "by an admin"  # before issue 16
