@@ -107,7 +107,7 @@ def _json_after_every_command(parser: argparse.ArgumentParser) -> None:
     commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for action in commands:
         for name, command in action.choices.items():
-            if name not in ("serve", "init"):
+            if name != "serve":
                 _json_after_every_command(command)
     if not commands and "--json" not in parser._option_string_actions:
         parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)

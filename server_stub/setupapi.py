@@ -63,11 +63,7 @@ async def settings_for(query: Mapping[str, str], config: ServerConfig, local_add
         message = str(exc)
         field = next((f for option, f in FIELD_OF_OPTION.items() if message.startswith(option)), "server_ip")
         raise Invalid(message, field=field) from None
-    return {"server_ip": str(site.server_ip), "clients": str(site.clients), "http_port": site.http_port,
-            "images_dir": site.images_dir, "secure_boot": site.secure_boot,
-            "ports": [{"protocol": proto, "port": port, "what": what} for proto, port, what in sitesettings.ports(site)],
-            "sections": [{"name": name, "title": sitesettings.TITLES[name], "text": sitesettings.RENDERERS[name](site)}
-                         for name in sitesettings.SECTIONS]}
+    return sitesettings.as_json(site)
 
 
 def local_address_of(request: web.Request) -> str | None:

@@ -2,7 +2,7 @@
 need (sitesettings.py), printed to paste.
 
     imager-server init [--data-dir /var/lib/imager] [--server-ip IP] [--clients CIDR] [--http-port 80]
-                       [--images-dir /srv/images] [--user imager] [--secure-boot] [--only SECTION]
+                       [--images-dir /srv/images] [--user imager] [--secure-boot] [--only SECTION] [--json]
 
 Idempotent: a second run changes nothing and says so. Directories it creates or corrects belong to --user
 (the systemd unit's user): the data directory 0750 (it holds admin.token and the database), its boot/ for
@@ -231,5 +231,8 @@ def run(args: argparse.Namespace) -> int:
     except (InitError, OSError) as exc:
         print(f"imager-server init: {exc}", file=sys.stderr)
         return 2
-    sys.stdout.write(report(site, data_dir, changes))
+    if getattr(args, "json", False):  # --json: GET /api/setup's object, and what init changed
+        print(json.dumps({"changes": changes, **sitesettings.as_json(site)}, indent=2))
+    else:
+        sys.stdout.write(report(site, data_dir, changes))
     return 0

@@ -207,5 +207,13 @@ def section_header(name: str) -> str:
     return f"===== {name}: {TITLES[name]} ====="
 
 
+def as_json(site: Site) -> dict[str, object]:
+    """The site and every section: GET /api/setup's answer, and init --json's."""
+    return {"server_ip": str(site.server_ip), "clients": str(site.clients), "http_port": site.http_port,
+            "images_dir": site.images_dir, "secure_boot": site.secure_boot,
+            "ports": [{"protocol": proto, "port": port, "what": what} for proto, port, what in ports(site)],
+            "sections": [{"name": name, "title": TITLES[name], "text": RENDERERS[name](site)} for name in SECTIONS]}
+
+
 def render_all(site: Site) -> str:
     return "\n".join(f"{section_header(name)}\n{RENDERERS[name](site)}" for name in SECTIONS)

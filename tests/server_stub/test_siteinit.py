@@ -184,3 +184,13 @@ def test_multicast_ports_cover_every_session_slot():
     low, high = siteinit.sitesettings.MULTICAST_PORTS
     assert low == multicast.PORTBASE
     assert high == multicast.PORTBASE + multicast.PORTS_PER_SESSION * multicast.SLOTS - 1
+
+
+def test_json_is_the_api_s_object_with_the_changes(tmp_path):
+    result = init(tmp_path, "--server-ip", "10.0.0.1", "--clients", "10.0.0.0/24", "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["changes"][0] == f"created {tmp_path / 'data'}"
+    assert body["server_ip"] == "10.0.0.1" and body["http_port"] == 80
+    assert [s["name"] for s in body["sections"]] == list(siteinit.sitesettings.SECTIONS)
+    assert json.loads(init(tmp_path, "--server-ip", "10.0.0.1", "--json").stdout)["changes"] == []
