@@ -89,6 +89,8 @@ def test_bad_filters_are_refused_with_a_clear_4xx(server):
     for params, status, field in (({"since": "last week"}, 400, "since"), ({"until": "2026-02-30"}, 400, "until"),
                                   ({"limit": "5000"}, 400, "limit"), ({"limit": "-1"}, 400, "limit"),
                                   ({"offset": "1e3"}, 400, "offset"), ({"host": "nope"}, 404, None),
+                                  ({"since": "\x00"}, 400, "since"), ({"limit": "１２"}, 400, "limit"),
+                                  ({"offset": "9" * 30}, 400, "offset"), ({"until": "2026-01-01T10:00+99:00"}, 400, "until"),
                                   ({"image": "nope"}, 404, None)):
         for path in ("/api/reports/tasks", "/api/reports/tasks.csv"):
             if path.endswith(".csv") and field in ("limit", "offset"):
