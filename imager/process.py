@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from types import FrameType
 from typing import IO, Any, Iterator, Sequence, TypeVar
@@ -266,16 +267,19 @@ def run_bounded(argv: Sequence[str], *, env: dict[str, str], cwd: str, timeout: 
         proc = _popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     except OSError as exc:  # not executable, a missing interpreter
         raise CommandFailed(f"{argv[0]} could not be started: {exc.strerror or exc}", argv=list(argv)) from exc
-    try:
-        code: int | None = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        code = None
+    deadline, timed_out = time.monotonic() + timeout, False
+    # Wait without reaping (WNOWAIT): while it is a zombie its PID, so its group's ID, cannot be reused.
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+        if time.monotonic() >= deadline:
+            timed_out = True
+            break
+        time.sleep(0.05)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # own group (_popen): the program and whatever it started
     except ProcessLookupError:
         pass
-    proc.wait()
-    return code
+    code = proc.wait()
+    return None if timed_out else code
 
 
 def spawn(argv: Sequence[str], *, stdin: IO | int | None = None, stdout: IO | int | None = None) -> Spawned:
