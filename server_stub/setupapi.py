@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import time
 import urllib.parse
 from typing import Any, Callable, Mapping
 
@@ -26,6 +27,17 @@ from server_stub.http import Handler, json_response
 FIELD_OF_OPTION = {"--server-ip": "server_ip", "--clients": "clients", "--images-dir": "images_dir",
                    "--http-port": "http_port"}
 MAX_FIELD = 200  # a longer value is no address, network or path
+NETWORKS_FRESH_FOR = 10.0  # seconds one `ip -j -4 addr` answers for: a page reloaded in a loop starts no process each
+_networks: tuple[float, str] = (float("-inf"), "[]")
+_networks_lock = asyncio.Lock()
+
+
+async def local_networks() -> str:
+    global _networks
+    async with _networks_lock:  # one `ip` at a time, whoever asks
+        if time.monotonic() - _networks[0] > NETWORKS_FRESH_FOR:
+            _networks = (time.monotonic(), await asyncio.to_thread(siteinit.local_networks))
+        return _networks[1]
 
 
 def default_server_ip(config: ServerConfig, local_address: str | None) -> str | None:
@@ -54,7 +66,7 @@ async def settings_for(query: Mapping[str, str], config: ServerConfig, local_add
         raise Invalid("give server_ip: the address the clients reach this server at (this request came over "
                       "loopback and serve has no --public-url with an IPv4 address)", field="server_ip")
     clients = _field(query, "clients")
-    ip_json = "[]" if clients else await asyncio.to_thread(siteinit.local_networks)
+    ip_json = "[]" if clients else await local_networks()
     try:
         site = siteinit.make_site(server_ip, clients, config.http_port,
                                   _field(query, "images_dir") or siteinit.IMAGES_DIR, os.getuid(), os.getgid(),

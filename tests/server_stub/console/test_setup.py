@@ -74,3 +74,15 @@ def test_the_setup_page_says_a_refusal_next_to_its_field(technician):
     assert page.by_id("setup-server_ip").get("aria-invalid") == "true"
     assert page.by_id("setup-server_ip").get("value") == "not-an-ip"
     assert not page.doc.has_id("setup-dnsmasq")
+
+
+def test_the_interfaces_are_read_once_for_a_burst_of_requests(technician, monkeypatch):
+    from server_stub import setupapi, siteinit
+    calls = []
+    monkeypatch.setattr(siteinit, "local_networks", lambda: calls.append(1) or json.dumps(
+        [{"ifname": "eth0", "addr_info": [{"local": "10.7.0.1", "prefixlen": 16}]}]))
+    monkeypatch.setattr(setupapi, "_networks", (float("-inf"), "[]"))
+    for _ in range(5):
+        body = json.loads(technician.get("/api/setup", {"server_ip": "10.7.0.1"}).text)
+        assert body["clients"] == "10.7.0.0/16"  # the address's own network on its interface
+    assert len(calls) == 1
