@@ -84,6 +84,11 @@ bench-multicast: setup
 bench-console: setup
 	$(VENV)/bin/python bench/console.py
 
+# Power-on → task running per boot path (BIOS, UEFI, Secure Boot, HTTP boot), stage by stage (bench/boot.py).
+.PHONY: bench-boot
+bench-boot: setup initramfs
+	$(VENV)/bin/python bench/boot.py
+
 # The README's pictures of the web console (docs/img/): headless Chromium against a server with demo data.
 .PHONY: screenshots
 screenshots: setup

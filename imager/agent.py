@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import logging
 import sys
 import time
 import traceback
 from typing import Any, Callable, Iterator
 
-from imager import bootenv, cmdline, imagestore
+from imager import bootclock, bootenv, cmdline, imagestore
 from imager.api import TaskClient
 from imager.errors import DiskTestFailed, ImagerError, InternalError, InvalidTask, NotBootEnvironment
-from imager.ops.capture import capture
 from imager.ops.context import OpContext
-from imager.ops.deploy import deploy
-from imager.ops.inventory import inventory
-from imager.ops.multicast import multicast_deploy
 from imager.ops.register import register
-from imager.ops.debug import debug
-from imager.ops.disktest import disktest
-from imager.ops.wipe import wipe
 from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
 from imager.ui import console as ui_console
@@ -64,19 +58,34 @@ def setup_logging(debug: bool) -> LogTail:
 
 # --- the ops a task can ask for -------------------------------------------------
 
+Op = Callable[[OpContext], dict[str, Any]]
+
+
+def op_from(module: str, name: str) -> Op:
+    """An op whose module is imported when a task of its type runs: a boot imports only the op it runs,
+    and the others' imports stay off the way to check-in (docs/boot-time.md)."""
+    def run(ctx: OpContext) -> dict[str, Any]:
+        op: Op = getattr(importlib.import_module(module), name)
+        return op(ctx)
+    run.__name__ = name
+    return run
+
+
 def run_disktest(ctx: OpContext) -> dict[str, Any]:
-    result = disktest(ctx)
+    result = op_from("imager.ops.disktest", "disktest")(ctx)
     if result["verdict"] != "pass":  # the task fails, visibly; the whole result is in the error's details
         raise DiskTestFailed(f"{result['disk']} failed the disk test: {'; '.join(result['reasons'])}", **result)
     return result
 
 
-OPS: dict[str, Callable[[OpContext], dict[str, Any]]] = {
-    "capture": capture,
-    "deploy": deploy,
-    "multicast": multicast_deploy,
-    "inventory": inventory,  # the result carries the inventory; the server stores it with "done"
-    "wipe": wipe, "disktest": run_disktest, "debug": debug,  # the service ops (issue 5)
+OPS: dict[str, Op] = {
+    "capture": op_from("imager.ops.capture", "capture"),
+    "deploy": op_from("imager.ops.deploy", "deploy"),
+    "multicast": op_from("imager.ops.multicast", "multicast_deploy"),
+    # the result carries the inventory; the server stores it with "done"
+    "inventory": op_from("imager.ops.inventory", "inventory"),
+    "wipe": op_from("imager.ops.wipe", "wipe"), "disktest": run_disktest,  # the service ops (issue 5)
+    "debug": op_from("imager.ops.debug", "debug"),
 }
 ON_STORAGE = {"capture", "deploy", "multicast"}  # the ops that read or write images on the storage node
 
@@ -120,7 +129,10 @@ def main() -> int:
         error = NotBootEnvironment(f"imager agent refuses to run here: {reason}")
         print(f"imager: error ({error.code}): {error.message}\nimager: {error.hint}", file=sys.stderr)
         return NOT_BOOT_ENVIRONMENT_STATUS
+    bootclock.mark("python")  # imported: /init started us while udev's coldplug runs
     tail = setup_logging(debug=False)
+    bootenv.wait_for_devices()
+    bootclock.mark("devices")
     try:
         params = cmdline.read()
     except ImagerError as exc:
@@ -134,8 +146,10 @@ def main() -> int:
     if params.mode != "task":
         return main_without_task(params, tail)
     assert params.task is not None and params.claim is not None  # cmdline.parse requires them in task mode
-    result = execute(params.server, params.task, None, tail, params.fail_wait, claim=params.claim,
-                     before=lambda: bootenv.bring_up_network(params.mac))
+    def network() -> None:
+        bootenv.bring_up_network(params.mac)
+        bootclock.mark("network")
+    result = execute(params.server, params.task, None, tail, params.fail_wait, claim=params.claim, before=network)
     return 0 if result is not None else 1
 
 
@@ -153,6 +167,7 @@ def execute(server: str, task_id: int, token: str | None, tail: LogTail, fail_wa
         if before is not None:
             before()
         task = client.checkin()
+        boot = booted_for_task() if claim is not None else {}  # an unattended boot: how long it took
         validate_task(task, task_id)
         after = task.get("after", "reboot")
         image = task.get("image")
@@ -161,6 +176,8 @@ def execute(server: str, task_id: int, token: str | None, tail: LogTail, fail_wa
         with screen_for(task, job) as screen, task_storage(task) as root:
             ctx = OpContext(task, Progress([screen or console_sink, client.progress]), client, root)
             result = OPS[task["type"]](ctx)
+        if boot:
+            result = {**result, "boot": boot}
         client.done(result)
     except Exception as exc:  # every failure is reported, whatever raised it
         error = exc if isinstance(exc, ImagerError) else InternalError(f"internal error: {exc!r}")
@@ -181,6 +198,15 @@ def execute(server: str, task_id: int, token: str | None, tail: LogTail, fail_wa
     if power_after:
         bootenv.power(after)
     return result
+
+
+def booted_for_task() -> dict[str, float]:
+    """The boot's stage timings up to this check-in (docs/boot-time.md), on the console and in the result."""
+    bootclock.mark("checkin")
+    durations = bootclock.stages(bootclock.marks())
+    if durations:
+        log.info("%s", bootclock.summary(durations))
+    return durations
 
 
 def describe_job(task: Task) -> progress_screen.Job:

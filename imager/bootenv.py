@@ -59,6 +59,13 @@ def choose_interface(mac: str | None) -> str:
     raise NoNetworkInterface("no Ethernet interface found")
 
 
+def wait_for_devices(timeout: int = 60) -> None:
+    """Until udev has handled every device /init's coldplug announced (drivers loaded, disks and NICs named)."""
+    result = process.run(["udevadm", "settle", f"--timeout={timeout}"], check=False, timeout=timeout + 10)
+    if result.returncode != 0:  # a device udev could not finish: go on, the op names what it misses
+        log.warning("udev did not settle in %d s; going on", timeout)
+
+
 def bring_up_network(mac: str | None, timeout: float = 60.0) -> str:
     """DHCP on the boot NIC; returns the interface name."""
     deadline = time.monotonic() + timeout

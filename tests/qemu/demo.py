@@ -19,6 +19,7 @@ import threading
 import time
 
 from imager.progress import human
+from tests.qemu import boottime
 from tests.qemu.lab import HTTP_PORT, SERVER_IP, Lab, LabError, make_source_disk, read_disk
 
 MAC_A, MAC_B = "52:54:00:de:00:01", "52:54:00:de:00:02"
@@ -104,7 +105,8 @@ def run_task(lab: Lab, name: str, mac: str, disk, task_args: list[str]) -> dict:
     task = lab.task(task["id"])
     if task["state"] != "done":
         raise LabError(f"task {task['id']} {task['state']}: {task.get('error')}")
-    return {"task": task, "boot_s": running_at, "total_s": time.monotonic() - vm.started}
+    stages = boottime.breakdown(lab.server_log, mac, task["id"], vm.started_wall, task["result"].get("boot", {}))
+    return {"task": task, "boot_s": running_at, "total_s": time.monotonic() - vm.started, "stages": stages}
 
 
 def main() -> int:
@@ -133,7 +135,8 @@ def main() -> int:
         print("\n=== imager demo summary ===")
         print(f"image 'demo': {human(cres['raw_bytes'])} of used blocks stored as {human(cres['stored_bytes'])} "
               f"(ratio {cres['raw_bytes'] / max(cres['stored_bytes'], 1):.2f})")
-        print(f"boot (power-on → task running): capture {cap['boot_s']:.0f} s, deploy {dep['boot_s']:.0f} s")
+        for name, run in (("capture client (BIOS, iPXE)", cap), ("deploy client (BIOS, iPXE)", dep)):
+            print("\n".join(run["stages"].lines(f"boot of the {name}")))
         print(f"capture: {cres['seconds']:.1f} s in the imager ({human(cres['raw_bytes'] / max(cres['seconds'], 0.1))}/s), "
               f"{cap['total_s']:.0f} s power-on to power-off")
         print(f"deploy:  {dres['seconds']:.1f} s in the imager ({human(dres['raw_bytes'] / max(dres['seconds'], 0.1))}/s), "

@@ -33,6 +33,15 @@ OVMF = "/usr/share/ovmf/OVMF.fd"
 OVMF_SB_CODE, OVMF_SB_VARS = "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 # For debugging a scenario: e.g. IMAGER_LAB_KERNEL_ARGS=imager.debug=1 logs every command and its stderr.
 LAB_KERNEL_ARGS = os.environ.get("IMAGER_LAB_KERNEL_ARGS", "")
+# A dual-stack site, as most are: router advertisements (no default route, a private prefix inside the lab's
+# namespace). iPXE's "Configuring" waits for its IPv6 autoconfiguration too, about 13 s on a network that
+# never answers its router solicitations (docs/boot-time.md).
+LAB_IPV6_PREFIX = "fd23:1::"
+SITE_DHCP = ["--no-ping",  # ISC dhcpd, Kea and Windows offer at once; dnsmasq's ping check costs 3 s per new lease
+             # iPXE's no-pxedhcp (175.176 = 1): this offer is the whole answer, don't wait 2-3 s for a ProxyDHCP one
+             "--dhcp-option=tag:ipxe,175,b0:01:01",
+             # default RA interval, router lifetime 0: a prefix to configure, no IPv6 route through the lab's server
+             "--enable-ra", f"--dhcp-range={LAB_IPV6_PREFIX},ra-only,64,1h", "--ra-param=br0,0,0"]
 
 
 class LabError(RuntimeError):
@@ -54,6 +63,7 @@ class VM:
         lab.netns("ip", "tuntap", "add", tap, "mode", "tap")
         lab.netns("ip", "link", "set", tap, "master", "br0", "up")
         self.started = time.monotonic()
+        self.started_wall = time.time()  # the server's log lines are in wall time (tests/qemu/boottime.py)
         # UEFI: no iPXE option ROM, so OVMF's own PXE client (DHCP client architecture 7) fetches
         # snponly.efi from our TFTP, and that iPXE runs our script.
         firmware_args = ["-bios", OVMF] if firmware == "uefi" else ["-boot", "n"]
@@ -203,6 +213,7 @@ class Lab:
         self.netns("ip", "link", "set", "lo", "up")
         self.netns("ip", "link", "add", "br0", "type", "bridge")
         self.netns("ip", "addr", "add", f"{SERVER_IP}/24", "dev", "br0")
+        self.netns("ip", "-6", "addr", "add", f"{LAB_IPV6_PREFIX}1/64", "dev", "br0", "nodad")
         self.netns("ip", "link", "set", "br0", "up")
         self.images.mkdir(parents=True, exist_ok=True)
         self._start_nfs()
@@ -254,7 +265,7 @@ EXPORT {{
                     # x86-64 UEFI (client architecture 7 or 9) snponly.efi.
                     "--dhcp-match=set:ipxe,175", "--dhcp-match=set:efi64,option:client-arch,7",
                     "--dhcp-match=set:efi64,option:client-arch,9",
-                    *self._pxelinux_args(), *self._shim_args(),
+                    *self._pxelinux_args(), *self._shim_args(), *SITE_DHCP,
                     f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:ipxe,boot.ipxe,,{SERVER_IP}",
                     f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:!ipxe,tag:efi64,snponly.efi,,{SERVER_IP}",
                     f"--dhcp-boot=tag:!pxelinux,tag:!shim,tag:!ipxe,tag:!efi64,undionly.kpxe,,{SERVER_IP}",
@@ -273,7 +284,7 @@ EXPORT {{
                     "--interface=br0", "--bind-interfaces", "--dhcp-range=10.231.0.100,10.231.0.199,255.255.255.0,1h",
                     f"--dhcp-leasefile={self.dir / 'dnsmasq.leases'}", f"--pid-file={self.dir / 'dnsmasq.pid'}",
                     "--dhcp-match=set:ipxe,175", "--dhcp-vendorclass=set:http,HTTPClient",
-                    "--dhcp-option-force=tag:http,60,HTTPClient",
+                    "--dhcp-option-force=tag:http,60,HTTPClient", *SITE_DHCP,
                     f"--dhcp-boot=tag:ipxe,{SERVER_URL}/boot.ipxe",
                     f"--dhcp-boot=tag:http,tag:!ipxe,{SERVER_URL}/files/snponly.efi", "--log-dhcp"], log=log)
 
