@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--tftp-port", type=int, default=69)
     p.add_argument("--data-dir", default=os.environ.get("IMAGER_DATA", str(REPO / "var" / "server")))
-    p.add_argument("--boot-dir", default=str(REPO / "build" / "boot"), help="where vmlinuz and initrd.img are")
+    p.add_argument("--boot-dir", default=os.environ.get("IMAGER_BOOT_DIR", str(REPO / "build" / "boot")),
+                   help="where vmlinuz and initrd.img are (default $IMAGER_BOOT_DIR, else build/boot of the checkout)")
     p.add_argument("--public-url", default="", help="URL clients use to reach this server (default: as asked)")
     p.add_argument("--tls-cert", help="PEM certificate (chain): serve the API over HTTPS too (docs/tls.md)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert")

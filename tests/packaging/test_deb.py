@@ -28,6 +28,7 @@ LEFT_BY_AN_INSTALL = [Path("/usr/lib/imager-server"), Path("/usr/bin/imager-serv
 # The unit's capabilities (AmbientCapabilities=, CapabilityBoundingSet=CAP_NET_BIND_SERVICE) for setpriv.
 UNIT_CAPS = ("--bounding-set=-all,+net_bind_service", "--inh-caps=-all,+net_bind_service",
              "--ambient-caps=-all,+net_bind_service")
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("IMAGER_")}
 APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "--no-install-recommends"]
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(900),
@@ -78,8 +79,8 @@ def serve_in_namespace(ns, *setpriv_caps):
     return subprocess.Popen(
         ["ip", "netns", "exec", ns, "setpriv", "--reuid", "imager", "--regid", "imager", "--init-groups",
          "--no-new-privs", *setpriv_caps, "/usr/bin/imager-server", "serve", "--bind", "127.0.0.1",
-         "--http-port", "80", "--tftp-port", "69", "--data-dir", "/var/lib/imager", "--boot-dir",
-         "/var/lib/imager/boot"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/")
+         "--http-port", "80", "--tftp-port", "69"],  # typed by hand: the service's directories by default
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/", env=CLEAN_ENV)
 
 
 def get_in_namespace(ns, path):
@@ -132,6 +133,7 @@ def check_the_installed_server_runs_with_the_units_capability_only():
         finally:
             log = stop(server)
         assert "TFTP on 127.0.0.1 port 69" in log, log
+        assert "/var/lib/imager/boot has no vmlinuz or initrd.img" in log and "data in /var/lib/imager" in log
         token = Path("/var/lib/imager/admin.token")
         assert token.stat().st_uid == pwd.getpwnam("imager").pw_uid and token.stat().st_mode & 0o077 == 0
         token.unlink()  # admin commands elsewhere on this machine look in /var/lib/imager too
