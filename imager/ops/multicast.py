@@ -69,20 +69,26 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
     plans = [] if raw else [unicast.plan_disk(image, e, t) for e, t in zip(entries, targets)]
     for target in targets:
         refuse_if_mounted(target.path)
-    for entry, target, planned in zip(entries, targets, plans):   # the tables now; the data from the sender
-        unicast.write_disk_table(image_dir, image, entry, target, planned)
-    raise_receive_buffer()
-    answer = wait_for_start(ctx.client.ready, progress)
-    if answer.get("fallback"):
-        return fall_back(ctx, answer.get("reason") or "the session started without us")
-    receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
-                        files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
-                        sender=answer.get("sender"))
-    if raw:
-        unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
-    for entry, target, planned in zip(entries, targets, plans):
-        unicast.restore_disk(image_dir, entry, target, planned, receiver, progress)
-    renamed = unicast.set_hostname(targets, entries, task.get("hostname"))
+    # From the first write on, a failure leaves the disks blank, as a unicast deploy does: never a table
+    # that looks whole over data that never came.
+    with unicast.BlankOnFailure() as written:
+        for entry, target, planned in zip(entries, targets, plans):   # the tables now; the data from the sender
+            written.writing(target.path)
+            unicast.write_disk_table(image_dir, image, entry, target, planned)
+        raise_receive_buffer()
+        answer = wait_for_start(ctx.client.ready, progress)
+        if answer.get("fallback"):
+            written.devices.clear()  # the unicast deploy takes the disks over (and blanks them itself)
+            return fall_back(ctx, answer.get("reason") or "the session started without us")
+        receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
+                            files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
+                            sender=answer.get("sender"))
+        if raw:
+            written.writing(targets[0].path)
+            unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
+        for entry, target, planned in zip(entries, targets, plans):
+            unicast.restore_disk(image_dir, entry, target, planned, receiver, progress)
+        renamed = unicast.set_hostname(targets, entries, task.get("hostname"))
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
     parts = [p for entry in entries for p in entry.get("partitions", [])]

@@ -144,5 +144,8 @@ def test_a_multicast_stream_that_is_not_the_manifests_fails_on_its_sha256(lan, t
     path.write_text(json.dumps(data))
     with attached(blank(tmp_path / "dst.img", 320)) as dst:
         outcome = multicast(lan, storage, image_dir, dst)
+        # The table was written before the data came: a failed multicast leaves the disk blank, not half whole.
+        table = subprocess.run(["sfdisk", "-d", dst], capture_output=True, text=True)
+        assert table.returncode != 0 and "label:" not in table.stdout, table.stdout
     assert outcome.get("error", {}).get("code") == "checksum_mismatch", outcome
     assert "d1p1.pcl.zst" in outcome["error"]["message"]
