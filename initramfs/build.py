@@ -12,6 +12,7 @@ with the shared libraries they need.  Run as root on Debian 12 after
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import fcntl
 import os
 import re
@@ -185,7 +186,8 @@ def add_modules(root: Root, tree: Path, version: str) -> set[str]:
     for relative in wanted:
         (dest / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / relative, dest / relative)
-    sh("zstd", "-q", "--rm", "-12", *(str(dest / relative) for relative in sorted(wanted)))
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:  # -19: ~2 MB smaller than -12
+        list(pool.map(lambda relative: sh("zstd", "-q", "--rm", "-19", str(dest / relative)), sorted(wanted)))
     for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
         if (source / name).exists():
             shutil.copy2(source / name, dest / name)

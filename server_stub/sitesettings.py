@@ -61,6 +61,8 @@ dhcp-match=set:efi64,option:client-arch,7
 dhcp-match=set:efi64,option:client-arch,9
 dhcp-match=set:efihttp,option:client-arch,16
 dhcp-boot=tag:ipxe,{site.ipxe_script_url}
+# iPXE's no-pxedhcp (175.176 = 1): no 2-3 s wait for a ProxyDHCP offer (docs/boot-time.md)
+dhcp-option=tag:ipxe,175,b0:01:01
 dhcp-option-force=tag:efihttp,60,HTTPClient
 dhcp-boot=tag:efihttp,tag:!ipxe,{site.http_boot_url}
 dhcp-boot=tag:efi64,tag:!ipxe,{site.uefi_loader},,{ip}
@@ -75,12 +77,16 @@ def isc_dhcpd(site: Site) -> str:
     return f"""\
 # imager: in /etc/dhcp/dhcpd.conf, at the top level (before the subnet declarations)
 option arch code 93 = unsigned integer 16;
+option space ipxe;
+option ipxe-encap-opts code 175 = encapsulate ipxe;
+option ipxe.no-pxedhcp code 176 = unsigned integer 8;
 class "imager-httpclients" {{
   match if substring (option vendor-class-identifier, 0, 10) = "HTTPClient";
   option vendor-class-identifier "HTTPClient";
   filename "{site.http_boot_url}";
 }}
 if exists user-class and option user-class = "iPXE" {{
+  option ipxe.no-pxedhcp 1;      # no 2-3 s wait for a ProxyDHCP offer (docs/boot-time.md)
   filename "{site.ipxe_script_url}";
 }} elsif option arch = 00:07 or option arch = 00:09 {{
   next-server {ip};
