@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.qemu import boottime
 from tests.qemu.lab import BOOT_DIR, REPO, VENV_BIN, VM, Lab, attached, make_source_disk, read_disk
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
@@ -49,8 +50,8 @@ def strip_signature(signed: Path, unsigned: Path) -> None:
 
 def make_esp_disk(path: Path, workdir: Path) -> None:
     """A GPT disk whose one partition is an ESP (FAT by mtools: this host has no vfat module) holding Debian's
-    signed shim as the fallback loader, Debian's signed GRUB next to it, a grub.cfg in GRUB's prefix and an
-    unsigned kernel."""
+    signed shim as the fallback loader and at Windows Boot Manager's path, Debian's signed GRUB next to each, a
+    grub.cfg in GRUB's prefix (it names the folder GRUB came from) and an unsigned kernel."""
     esp = workdir / "esp.fat"
     with open(esp, "wb") as f:
         f.truncate(62 * 1024 * 1024)
@@ -58,13 +59,16 @@ def make_esp_disk(path: Path, workdir: Path) -> None:
     unsigned = workdir / "vmlinuz.unsigned"
     strip_signature(BOOT_DIR / "vmlinuz", unsigned)
     config = workdir / "grub.cfg"
-    config.write_text(f"echo '{LOCAL_MARKER}'\n"
+    config.write_text(f"echo '{LOCAL_MARKER}' from \"$cmdpath\"\n"  # the folder GRUB was loaded from
                       "linux /vmlinuz.unsigned console=ttyS0\n"
                       f"echo '{UNSIGNED_TRIED}'\n"
                       "halt\n")
-    for folder in ("::/EFI", "::/EFI/BOOT", "::/EFI/debian"):
+    for folder in ("::/EFI", "::/EFI/BOOT", "::/EFI/debian", "::/EFI/Microsoft", "::/EFI/Microsoft/Boot"):
         subprocess.run(["mmd", "-i", str(esp), folder], check=True)
+    # A signed loader at Windows Boot Manager's path too: our GRUB must prefer it to the fallback loader.
     for source, target in ((SIGNED_SHIM, "::/EFI/BOOT/BOOTX64.EFI"), (SIGNED_GRUB, "::/EFI/BOOT/grubx64.efi"),
+                           (SIGNED_SHIM, "::/EFI/Microsoft/Boot/bootmgfw.efi"),
+                           (SIGNED_GRUB, "::/EFI/Microsoft/Boot/grubx64.efi"),
                            (str(config), "::/EFI/debian/grub.cfg"), (str(unsigned), "::/vmlinuz.unsigned")):
         subprocess.run(["mcopy", "-i", str(esp), source, target], check=True)
     with open(path, "wb") as f:
@@ -142,6 +146,8 @@ def test_without_a_task_grub_chainloads_the_signed_local_loader_and_an_unsigned_
     assert LOCAL_MARKER in console, console[-3000:]
     chained = console.split("booting the local disk", 1)[1].split(LOCAL_MARKER, 1)[0]
     assert "BdsDxe: loading" not in chained, "our GRUB started the ESP's loader, not the firmware's next entry"
+    started_from = console.split(LOCAL_MARKER, 1)[1].splitlines()[0]
+    assert "/EFI/Microsoft/Boot" in started_from, f"Windows Boot Manager's path comes first: {started_from!r}"
     tried = console.split(LOCAL_MARKER, 1)[1]
     assert "bad shim signature" in tried or "invalid signature" in tried, tried[-2000:]
     assert "Linux version" not in console, "the unsigned kernel must not start"
@@ -160,3 +166,5 @@ def test_a_deploy_completes_under_secure_boot(lab: Lab, clients: dict[str, Any])
     task = lab.task(clients["task"]["id"])
     assert task["state"] == "done", (task.get("error"), console[-3000:])
     assert read_disk(clients["target"]) == read_disk(clients["source"])
+    stages = boottime.breakdown(lab.server_log, MAC_DEPLOY, task["id"], vm.started_wall, task["result"]["boot"])
+    print("\n".join(stages.lines("Secure Boot deploy (shim → GRUB, TFTP), with a second VM booting")))
