@@ -213,6 +213,11 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         due REAL NOT NULL, time REAL NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL, task_ids TEXT NOT NULL);
     CREATE INDEX schedule_runs_by_schedule ON schedule_runs(schedule_id, id);
 """,
+    # 13: a storage node's HTTP transport (issue 17, docs/http-transport.md): NULL deploys over NFS; 'server' from this
+    # server's read-only image route (the node's local --rsync-target); an http(s):// URL from an ordinary web server.
+    """
+    ALTER TABLE storage_nodes ADD COLUMN http_url TEXT;
+""",
 ]
 
 
