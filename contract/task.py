@@ -22,6 +22,11 @@ class TaskStorage(TypedDict):
     export: str                     # NFS export, mounted with ``options``
     name: NotRequired[str]
     options: NotRequired[str]
+    transport: NotRequired[str]     # TRANSPORTS: nfs (default: mount ``export``) or http (fetch from ``url``)
+    url: NotRequired[str]           # http: the image directory; '<url><file>'. A path: this server, task token
+
+
+TRANSPORTS = ("nfs", "http")        # how a deploy reads its image (docs/http-transport.md); captures: nfs
 
 
 class MulticastFile(TypedDict):

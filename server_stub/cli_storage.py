@@ -22,7 +22,9 @@ IMAGE_RENAME = ("an image cannot be renamed: its versions on the storage nodes a
                 "image with the new name, capture it (or deploy the old one and capture), then 'image remove {name}'")
 NODE_COLUMNS: list[Column | str] = ["name", field("group_name", "group"), computed("master", lambda n: "yes" if n.get("master") else ""), "export",
                 "options", computed("clients", lambda n: f"{n.get('running', 0)}/{n.get('max_clients')}"),
-                "rsync_target"]
+                "rsync_target", field("http_url", "http")]
+HTTP_HELP = ("deploys from this node over HTTP, not NFS (docs/http-transport.md): 'server' (this server serves the "
+             "node's local --rsync-target read-only) or http(s)://host/images/ of a web server; set '' for NFS again")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--master", action="store_true", help="captures go to this node from now on")
     p.add_argument("--max-clients", type=int, default=None, help="simultaneous clients (default 10)")
     p.add_argument("--rsync-target", default=None, help=RSYNC_HELP)
+    p.add_argument("--http-url", default=None, help=HTTP_HELP)
     p = storage.add_parser("set", help="change a node's limit of clients, export, mount options, name or rsync "
                                        "target, or make it its group's master")
     p.add_argument("name")
@@ -54,6 +57,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rename", default=None, help="the node's new name")
     p.add_argument("--export", default=None, help="HOST:/PATH of the NFS export")
     p.add_argument("--options", default=None, help="NFS mount options")
+    p.add_argument("--http-url", default=None, help=HTTP_HELP)
     p = storage.add_parser("rename", help="give a node a new name")
     p.add_argument("name")
     p.add_argument("new_name", metavar="NEW")
@@ -124,7 +128,7 @@ def _adopted_text(done: dict) -> str:
 def _node(node: dict) -> Answer:
     shown = {**node, "master": "yes" if node.get("master") else "no"}  # the view only: --json keeps the API's 1/0
     return Answer(node, lambda: record(shown, ["name", "group_name", "master", "export", "options", "max_clients",
-                                               "rsync_target", "created"]))
+                                               "rsync_target", "http_url", "created"]))
 
 
 def _image(image: dict) -> Answer:
@@ -158,11 +162,13 @@ def run(args: argparse.Namespace, call: Call) -> Any:
         case "storage", "add":
             return _node(call("POST", "/api/storage", {
                 "name": args.name, "export": args.export, "options": args.options, "group": args.group,
-                "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target}))
+                "master": args.master, "max_clients": args.max_clients, "rsync_target": args.rsync_target,
+                "http_url": args.http_url}))
         case "storage", "set":
             return _node(call("POST", f"/api/storage/{segment(args.name)}",
                               {"max_clients": args.max_clients, "master": args.master, "name": args.rename,
-                               "rsync_target": args.rsync_target, "export": args.export, "options": args.options}))
+                               "rsync_target": args.rsync_target, "export": args.export, "options": args.options,
+                               "http_url": args.http_url}))
         case "storage", "rename":
             return _node(call("POST", f"/api/storage/{segment(args.name)}", {"name": args.new_name}))
         case "storage", "list":

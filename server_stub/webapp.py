@@ -20,6 +20,7 @@ from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub import scheduler, schedulesapi
 from server_stub import setupapi
+from server_stub import imageserve
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
 from server_stub.config import ServerConfig
@@ -122,7 +123,8 @@ async def add_storage(request: web.Request) -> web.Response:
     return json_response(request.app[STORE].add_storage(
         require_str(body, "name"), require_str(body, "export"), optional_str(body, "options", "vers=4.1") or "",
         group=optional_str(body, "group"), master=optional_bool(body, "master"),
-        max_clients=optional_int(body, "max_clients"), rsync_target=optional_str(body, "rsync_target")), 201)
+        max_clients=optional_int(body, "max_clients"), rsync_target=optional_str(body, "rsync_target"),
+        http_url=optional_str(body, "http_url")), 201)
 
 
 async def set_storage(request: web.Request) -> web.Response:
@@ -130,7 +132,8 @@ async def set_storage(request: web.Request) -> web.Response:
     return json_response(request.app[STORE].set_storage(
         request.match_info["name"], max_clients=optional_int(body, "max_clients"),
         master=optional_bool(body, "master"), rsync_target=optional_str(body, "rsync_target"),
-        new_name=optional_str(body, "name"), export=optional_str(body, "export"), options=optional_str(body, "options")))
+        new_name=optional_str(body, "name"), export=optional_str(body, "export"), options=optional_str(body, "options"),
+        http_url=optional_str(body, "http_url")))
 
 
 async def list_groups(request: web.Request) -> web.Response:
@@ -248,7 +251,7 @@ async def client_checkin(request: web.Request) -> web.Response:
         "hostname": task["host"] if task["type"] in ("deploy", "multicast") else None,
         "host": {"mac": task["mac"], "name": task["host"]},
         "image": {"name": image["name"], "type": image["type"]} if image else None,
-        "storage": {"name": node["name"], "export": node["export"], "options": node["options"]} if node else None,
+        "storage": imageserve.checkin_storage(task, node) if node else None,  # NFS or HTTP (issue 17)
         **({"multicast": session} if session is not None else {}),
         "scripts": scriptsapi.task_scripts(store, task),  # run after the deploy (docs/task-json.md)
     })
@@ -390,6 +393,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         *hostgroupsapi.routes(admin_only, technician),  # host groups and Wake-on-LAN (issue 16)
         *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
+        *imageserve.routes(authorized_task),  # a deploy's image files over HTTP (issue 17)
         *schedulesapi.routes(admin_only, technician),  # scheduled and recurring tasks (issue 16)
         *setupapi.routes(technician),  # the site's DHCP, NFS and firewall settings (issue 16, imager-server init)
     ])

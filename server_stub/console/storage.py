@@ -15,7 +15,7 @@ from server_stub.store.models import StorageNode
 
 # Store checks that name no field, by what their message says (server_stub/store/validate.py); first match wins.
 NODE_HINTS = {"storage group": "group", "not an NFS export": "export", "not NFS mount options": "options",
-              "not an rsync target": "rsync_target", "max_clients": "max_clients", "storage node": "name"}
+              "not an rsync target": "rsync_target", "not an HTTP transport": "http_url", "max_clients": "max_clients", "storage node": "name"}
 GROUP_HINTS = {"storage group": "name"}
 
 
@@ -86,7 +86,7 @@ async def add_node(request: web.Request) -> web.StreamResponse:
         node = request.app[STORE].add_storage(
             fields.get("name", ""), fields.get("export", ""), fields.get("options") or "vers=4.1",
             group=fields.get("group") or None, rsync_target=fields.get("rsync_target") or None,
-            **_node_arguments(fields))
+            http_url=fields.get("http_url") or None, **_node_arguments(fields))
     except ApiError as exc:
         return _storage_page(request, exc.status, "add-node-form", errors_by_field(exc, NODE_HINTS), fields)
     return redirect_after_post("/storage", f"Storage node {node['name']} added to group {node['group_name']}.")
@@ -96,7 +96,8 @@ def _node_page(request: web.Request, node: StorageNode, status: int = 200,
                errors: Mapping[str, str] | None = None, values: Mapping[str, str] | None = None) -> web.Response:
     typed = dict(values) if values is not None else {
         "name": node["name"], "export": node["export"], "options": node["options"],
-        "max_clients": str(node["max_clients"]), "rsync_target": node["rsync_target"] or ""}
+        "max_clients": str(node["max_clients"]), "rsync_target": node["rsync_target"] or "",
+        "http_url": node["http_url"] or ""}
     return render(request, "storage_node.html", status, title=f"Storage node {node['name']}", node=node,
                   space=free_space(node), errors=errors or {}, values=typed)
 
@@ -111,10 +112,11 @@ async def edit_node(request: web.Request) -> web.StreamResponse:
     store, name, fields = request.app[STORE], request.match_info["name"], await form_text(request)
     node = store.storage(name)
     try:
-        target = fields.get("rsync_target", "")
+        target, http = fields.get("rsync_target", ""), fields.get("http_url", "")
         changed = store.set_storage(
             name, new_name=fields.get("name", ""), export=fields.get("export", ""), options=fields.get("options", ""),
-            rsync_target=target if target or node["rsync_target"] else None, **_node_arguments(fields))
+            rsync_target=target if target or node["rsync_target"] else None,
+            http_url=http if http or node["http_url"] else None, **_node_arguments(fields))
     except ApiError as exc:
         return _node_page(request, node, exc.status, errors_by_field(exc, NODE_HINTS), fields)
     return redirect_after_post("/storage", f"Storage node {changed['name']} saved.")

@@ -48,6 +48,7 @@ class StorageNode(TypedDict):
     group_id: int | None
     master: int             # 1 for the group's master
     rsync_target: str | None
+    http_url: str | None    # deploys over HTTP: 'server' or a web server's URL; None: NFS (issue 17)
     group_name: str | None
     running: int            # tasks running on it now
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from typing import Any, Callable, cast
+from urllib.parse import urlsplit
 
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
@@ -16,6 +17,8 @@ from server_stub.store.validate import (check_export, check_max_clients, check_m
                                         check_rsync_target)
 
 DEFAULT_GROUP = "default"
+SERVER_HTTP = "server"  # http_url: this server's read-only image route serves the node's local directory
+MAX_URL = 500
 DEFAULT_MAX_CLIENTS = 10
 
 NODES = ("SELECT s.*, g.name AS group_name, "
@@ -74,7 +77,7 @@ class Storage:
     # --- nodes -------------------------------------------------------------
     def add_storage(self, name: str, export: str, options: str = "vers=4.1", group: str | None = None,
                     master: bool = False, max_clients: int | None = None,
-                    rsync_target: str | None = None) -> StorageNode:
+                    rsync_target: str | None = None, http_url: str | None = None) -> StorageNode:
         """A node joins a group (``default`` when none is named; only that one is created on the fly, so a
         mistyped group is an error). The first node of a group is its master; ``master`` makes this one it."""
         check_name(name, "storage node")
@@ -82,6 +85,7 @@ class Storage:
         check_mount_options(options)
         limit = check_max_clients(DEFAULT_MAX_CLIENTS if max_clients is None else max_clients)
         target = check_rsync_target(rsync_target) if rsync_target else None
+        http = _checked(check_http_url, http_url, "http_url") if http_url else None
         group = group or DEFAULT_GROUP
         try:
             with self.db.transaction():
@@ -93,9 +97,9 @@ class Storage:
                     self.db.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", group_row["id"])
                 self.db.execute(
                     "INSERT INTO storage_nodes(name, export, options, max_clients, created, group_id, master, "
-                    "rsync_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "rsync_target, http_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     name, export, options, limit, time.time(), group_row["id"], int(master or not group_row["master"]),
-                    target)
+                    target, http)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"storage node {name} exists already") from exc
         return self.storage(name)
@@ -111,8 +115,8 @@ class Storage:
 
     def set_storage(self, name: str, max_clients: int | None = None, master: bool = False,
                     rsync_target: str | None = None, new_name: str | None = None, export: str | None = None,
-                    options: str | None = None) -> StorageNode:
-        """Change what is given (None: unchanged); ``rsync_target`` "" clears it."""
+                    options: str | None = None, http_url: str | None = None) -> StorageNode:
+        """Change what is given (None: unchanged); ``rsync_target`` or ``http_url`` "" clears it."""
         self.storage(name)
         if max_clients is not None:
             _checked(check_max_clients, max_clients, "max_clients")
@@ -123,6 +127,7 @@ class Storage:
             _checked(check_export, export, "export")
         if options is not None:
             _checked(check_mount_options, options, "options")
+        http = _checked(check_http_url, http_url, "http_url") if http_url else None
         with self.db.transaction():
             node = self.storage(name)
             if new_name is not None and new_name != name:
@@ -140,6 +145,8 @@ class Storage:
                 self.db.execute("UPDATE storage_nodes SET max_clients = ? WHERE id = ?", max_clients, node["id"])
             if target is not None:
                 self.db.execute("UPDATE storage_nodes SET rsync_target = ? WHERE id = ?", target, node["id"])
+            if http_url is not None:  # "" clears it: the node's deploys go back to NFS
+                self.db.execute("UPDATE storage_nodes SET http_url = ? WHERE id = ?", http, node["id"])
             if master:  # captures go here from now on; images stay where they are until captured again
                 self.db.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", node["group_id"])
                 self.db.execute("UPDATE storage_nodes SET master = 1 WHERE id = ?", node["id"])
@@ -178,6 +185,23 @@ class Storage:
 
     def masters(self, group_id: int | None) -> list[StorageNode]:
         return self.db.all_as(StorageNode, NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)
+
+
+def check_http_url(url: Any) -> str:
+    """``server`` (this server's image route) or an http(s) URL of a web server's image directory, without
+    credentials, query or fragment; returned with one trailing '/', so URL + '<image>/<file>' is a file."""
+    if url == SERVER_HTTP:
+        return SERVER_HTTP
+    try:
+        parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL and url.isprintable() else None
+        _ = parts and parts.port  # a port that is no number raises here
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in url
+            or parts.username is not None or parts.query or parts.fragment):
+        raise Invalid(f"{str(url)[:100]!r} is not an HTTP transport: give 'server' or http(s)://host[:port]/path/ "
+                      "(no user, query or fragment)")
+    return url.rstrip("/") + "/"
 
 
 def _checked(check: Callable[[Any], Any], value: Any, field: str) -> Any:
