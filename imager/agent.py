@@ -94,14 +94,20 @@ ON_STORAGE = {"capture", "deploy", "multicast"}  # the ops that read or write im
 def task_storage(task: Task) -> Iterator[str | None]:
     """The task's storage node, mounted for the op and unmounted whatever happens (None: the op needs none)."""
     storage = task.get("storage")
-    if task["type"] not in ON_STORAGE or not storage:
-        yield None
+    if task["type"] not in ON_STORAGE or not storage or over_http(task):
+        yield None  # an HTTP deploy mounts nothing (imager/httpstore.py)
         return
     root = bootenv.mount_storage(storage["export"], storage.get("options", "vers=4.1"))
     try:
         yield root
     finally:
         bootenv.unmount_storage(root)
+
+
+def over_http(task: Task) -> bool:
+    """A deploy the server sends over HTTP (docs/http-transport.md); captures and multicast mount NFS."""
+    storage = task.get("storage")
+    return task.get("type") == "deploy" and storage is not None and storage.get("transport") == "http"
 
 
 def validate_task(task: Task, task_id: int) -> None:
@@ -111,7 +117,8 @@ def validate_task(task: Task, task_id: int) -> None:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
     if task["type"] in ON_STORAGE:  # an inventory task names no image and no storage
         image, storage = task.get("image"), task.get("storage")
-        if not image or not image.get("name") or not storage or not storage.get("export"):
+        if not image or not image.get("name") or not storage or not (storage.get("url") if over_http(task)
+                                                                      else storage.get("export")):
             raise InvalidTask("the task names no image or no storage node")
         try:
             imagestore.check_name(image["name"])

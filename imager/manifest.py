@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Mapping, cast
+from typing import Any, Callable, Mapping, cast
 
 from imager.errors import InvalidImage, SectorSizeMismatch, DiskTooSmall
 from imager.partitions import Layout
@@ -21,7 +21,7 @@ def write(image_dir: str, manifest: Manifest | dict[str, Any]) -> None:
     write_bytes_fsync(os.path.join(image_dir, MANIFEST), data)
 
 
-def load(image_dir: str) -> Manifest:
+def load(image_dir: str, size_of: Callable[[str], int | None] | None = None) -> Manifest:
     path = os.path.join(image_dir, MANIFEST)
     try:
         with open(path, "rb") as f:
@@ -30,12 +30,13 @@ def load(image_dir: str) -> Manifest:
         raise InvalidImage(f"{image_dir} has no {MANIFEST}: not an image, or its capture never finished") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidImage(f"{path} is not valid JSON: {exc}") from exc
-    validate(manifest, image_dir)
+    validate(manifest, image_dir, size_of)
     return cast(Manifest, manifest)
 
 
-def validate(manifest: dict[str, Any], image_dir: str) -> None:
-    """Structure, file names and file sizes; checksums are checked while streaming."""
+def validate(manifest: dict[str, Any], image_dir: str, size_of: Callable[[str], int | None] | None = None) -> None:
+    """Structure, file names and file sizes; checksums are checked while streaming. ``size_of``: a file's size
+    elsewhere (over HTTP: httpstore), None when it is missing; default, the file in ``image_dir``."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InvalidImage(f"{image_dir}: {MANIFEST} is not an imager manifest")
     if manifest.get("version") != VERSION:
@@ -48,10 +49,11 @@ def validate(manifest: dict[str, Any], image_dir: str) -> None:
         if not _SAFE_FILE.match(name) or not isinstance(meta, dict):
             raise InvalidImage(f"{image_dir}: manifest names an unsafe file {name!r}")
         path = os.path.join(image_dir, name)
-        if not os.path.isfile(path):
+        size = size_of(name) if size_of else (os.path.getsize(path) if os.path.isfile(path) else None)
+        if size is None:
             raise InvalidImage(f"{image_dir}: {name} is missing")
-        if os.path.getsize(path) != meta.get("size"):
-            raise InvalidImage(f"{image_dir}: {name} is {os.path.getsize(path)} bytes, the manifest says {meta.get('size')}")
+        if size != meta.get("size"):
+            raise InvalidImage(f"{image_dir}: {name} is {size} bytes, the manifest says {meta.get('size')}")
     for disk in disks:
         if disk.get("mode") == "raw":
             if disk.get("file") not in files or not isinstance(disk.get("size_bytes"), int):

@@ -37,10 +37,19 @@ log = logging.getLogger(__name__)
 
 def deploy(ctx: OpContext) -> dict[str, Any]:
     """The deploy task: the image it names, from its storage node, onto its disk."""
+    if transport_of(ctx) == "http":  # no mount: the files over HTTP (issue 17)
+        from imager import httpstore
+        return postscripts.after_deploy(ctx, httpstore.deploy(ctx))
     image_dir = imagestore.resolve(ctx.storage_root, ctx.image_name)
     result = deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
                           hostname=ctx.task.get("hostname"))
     return postscripts.after_deploy(ctx, result)  # the task's post-deploy scripts, on the deployed disks
+
+
+def transport_of(ctx: OpContext) -> str:
+    """How the task says to read the image: nfs (mounted, the default) or http (contract/task.py)."""
+    storage = ctx.task.get("storage")
+    return storage.get("transport", "nfs") if storage else "nfs"
 
 
 INTERRUPTED_HINT = ("The deploy was stopped: the disk it had begun to write was left blank (no partition table), "
@@ -79,28 +88,29 @@ def blank(device: str) -> None:
 
 
 def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,
-                 hostname: str | None = None) -> dict[str, Any]:
-    """The image at ``image_dir`` onto the disk ``disk_spec`` names; on failure after the first write, blank."""
+                 hostname: str | None = None, remote: RemoteSource | None = None) -> dict[str, Any]:
+    """The image at ``image_dir`` onto the disk ``disk_spec`` names; on failure after the first write, blank.
+    ``remote``: the streams come from there (HTTP), ``image_dir`` holds the manifest and small files only."""
     with process.interruptible(), BlankOnFailure() as written:
         try:
-            return _deploy_image(image_dir, disk_spec, progress, partition, hostname, written)
+            return _deploy_image(image_dir, disk_spec, progress, partition, hostname, written, remote)
         except Interrupted as exc:
             exc.hint = INTERRUPTED_HINT if written.devices else "Stopped before anything was written. Deploy again."
             raise
 
 
 def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None,
-                  hostname: str | None, written: BlankOnFailure) -> dict[str, Any]:
+                  hostname: str | None, written: BlankOnFailure, remote: RemoteSource | None = None) -> dict[str, Any]:
     if not os.path.exists(os.path.join(image_dir, manifest.MANIFEST)) and foreign.detect(image_dir):
         from imager.ops.deploy_foreign import deploy_foreign
         return deploy_foreign(image_dir, disk_spec, progress, written, hostname)
     started = time.monotonic()
     if hostname:
         postdeploy.check_hostname(hostname)  # a wrong name fails the task before anything is written
-    image = manifest.load(image_dir)
+    image = manifest.load(image_dir, remote.size_of if remote else None)
     entries = image["disks"]
     targets = select_targets(image, disk_spec)
-    source = ImageFiles(image_dir, image["files"])
+    source: StreamSource = remote or ImageFiles(image_dir, image["files"])
     if entries[0].get("mode") == "raw":
         check_raw_target(entries[0], targets[0])
         refuse_if_mounted(targets[0].path)
@@ -111,7 +121,7 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     if partition is not None:
         layout = Layout.from_dict(entries[0]["layout"])
         manifest.check_sector_size(layout, targets[0].logical_sector_size, targets[0].path)
-        return deploy_one_partition(image_dir, image, targets[0], partition, progress, written)
+        return deploy_one_partition(image_dir, image, targets[0], partition, progress, written, source)
     # Every disk is checked and planned before the first byte is written to any of them.
     plans = [plan_disk(image, entry, target) for entry, target in zip(entries, targets)]
     for target in targets:
@@ -140,6 +150,13 @@ class StreamSource(Protocol):
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         """Stream ``file`` (stored bytes, checked against the manifest) through partclone onto ``device``."""
+
+
+class RemoteSource(StreamSource, Protocol):
+    """Streams read from elsewhere (HTTP: imager/httpstore.py), with the sizes the manifest is checked against."""
+
+    def size_of(self, file: str) -> int | None:
+        """The file's size there; None: it is not there."""
 
 
 class ImageFiles:
@@ -261,7 +278,8 @@ def set_hostname(targets: list[disks.Disk], entries: list[DiskEntry], hostname: 
 
 
 def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, number: int,
-                         progress: Progress, written: BlankOnFailure) -> dict[str, Any]:
+                         progress: Progress, written: BlankOnFailure,
+                         source: StreamSource | None = None) -> dict[str, Any]:
     """Only partition ``number`` (FOG's imgPartitionType=N): the target's table is left as it is."""
     entry = image["disks"][0]
     part = next((p for p in entry["partitions"] if p["number"] == number), None)
@@ -277,7 +295,7 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
         raise DiskTooSmall(f"{device} holds {have} bytes, partition {number} of the image needs {needed}")
     refuse_if_mounted(target.path)
     started = time.monotonic()
-    source = ImageFiles(image_dir, image["files"])
+    source = source or ImageFiles(image_dir, image["files"])
     if part["tool"] == lvm.TOOL:
         manifest.verify_small_files(image_dir, image["files"], small_files({"partitions": [part]}))
     written.writing(device)  # only this partition: the rest of the disk and its table stay

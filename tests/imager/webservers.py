@@ -1,0 +1,134 @@
+"""Web servers for the HTTP transport's tests, on loopback: Python's own ``http.server`` (an ordinary web server
+without byte ranges) as a process, and a small ranged file server in a thread that can drop a connection
+mid-file, recording every request's Range header."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def python_http_server(root: Path) -> Iterator[str]:
+    """``python3 -m http.server`` serving ``root``; its base URL. Stopped by its PID."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                requests.head(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class RangedServer:
+    """What the ranged server saw and what it does: ``cut`` drops the first GET of a file after that many bytes
+    of its body; ``ranges`` is every GET as (file, Range header or None)."""
+
+    root: Path
+    cut: dict[str, int] = field(default_factory=dict)
+    ranges: list[tuple[str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+
+@contextlib.contextmanager
+def ranged_server(root: Path) -> Iterator[RangedServer]:
+    state = RangedServer(root)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _file(self) -> Path | None:
+            path = (state.root / self.path.lstrip("/")).resolve()
+            return path if path.is_file() and state.root.resolve() in path.parents else None
+
+        def do_HEAD(self) -> None:
+            path = self._file()
+            if path is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            path = self._file()
+            if path is None:
+                self.send_error(404)
+                return
+            name = path.name
+            wanted = self.headers.get("Range")
+            state.ranges.append((name, wanted))
+            size = path.stat().st_size
+            start, end = 0, size - 1
+            found = re.match(r"bytes=(\d+)-(\d*)$", wanted or "")
+            if found:
+                start = int(found.group(1))
+                end = min(end, int(found.group(2))) if found.group(2) else end
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(end - start + 1)
+            cut = state.cut.pop(name, None)
+            if cut is not None:  # the connection dies after ``cut`` bytes: the client must resume
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    """One byte of ``path`` changed in place: same size, another SHA-256."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+        os.fsync(f.fileno())
