@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -33,10 +34,11 @@ pytestmark = pytest.mark.root
 MiB = 1024 * 1024
 QUICK = Backoff(attempts=4, base_delay=0.05, max_delay=0.2)
 MAC = "52:54:00:00:00:17"
+Captured = tuple[Path, Path]  # the store holding image 'img', the source disk's file
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory) -> tuple[Path, Path]:
+def captured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A two-partition GPT disk captured once as image 'img' (resizable): (store, the source disk's file)."""
     work = tmp_path_factory.mktemp("http")
     make_disk(work / "source.img", "gpt")
@@ -46,14 +48,14 @@ def captured(tmp_path_factory) -> tuple[Path, Path]:
     return work / "store", work / "source.img"
 
 
-def store_copy(captured, tmp_path) -> Path:
+def store_copy(captured: Captured, tmp_path: Path) -> Path:
     """A copy of the captured store a test may damage (the link to the version kept as a link)."""
     copy = tmp_path / "store"
     shutil.copytree(captured[0], copy, symlinks=True)
     return copy
 
 
-def over_http(url: str, target: Path, **remote) -> dict:
+def over_http(url: str, target: Path, **remote: int) -> dict[str, Any]:
     """Deploy image 'img' from ``url`` (the store's root on a web server) onto ``target``, as the op does."""
     with attached(target) as device:
         ctx = OpContext({"type": "deploy", "image": {"name": "img"}, "disk": device,
@@ -65,7 +67,7 @@ def over_http(url: str, target: Path, **remote) -> dict:
             return deploy_image(local, device, Progress(), remote=httpstore.fetch_image(image, local))
 
 
-def nfs_reference(captured, tmp_path) -> tuple[str, dict]:
+def nfs_reference(captured: Captured, tmp_path: Path) -> tuple[str, dict[str, dict[str, str]]]:
     """The same image deployed from its directory, as over NFS: (table, files)."""
     target = blank(tmp_path / "nfs.img", 200)
     with attached(target) as device:
@@ -83,7 +85,7 @@ def is_blank(target: Path) -> bool:
     return dump.returncode != 0 and "does not contain a recognized partition table" in dump.stderr
 
 
-def test_a_deploy_from_an_ordinary_web_server_equals_the_nfs_deploy(captured, tmp_path):
+def test_a_deploy_from_an_ordinary_web_server_equals_the_nfs_deploy(captured: Captured, tmp_path: Path) -> None:
     """python3 -m http.server: no Accept-Ranges, so one plain GET a stream; same disk as from the directory."""
     table, files = nfs_reference(captured, tmp_path)
     target = blank(tmp_path / "http.img", 200)
@@ -95,20 +97,20 @@ def test_a_deploy_from_an_ordinary_web_server_equals_the_nfs_deploy(captured, tm
     assert strip_lba(table_http) == strip_lba(table)
 
 
-def test_parallel_range_requests_deliver_the_stream_in_order(captured, tmp_path):
+def test_parallel_range_requests_deliver_the_stream_in_order(captured: Captured, tmp_path: Path) -> None:
     """1 MiB segments, 4 in flight: many ranges a stream, reassembled in order (SHA-256 and the files agree)."""
     _, files = nfs_reference(captured, tmp_path)
     target = blank(tmp_path / "http.img", 200)
     with ranged_server(captured[0]) as web:
         over_http(web.url, target, segment=MiB, parallel=4)
-    stream_ranges = [r for name, r in web.ranges if name == "d1p2.pcl.zst"]
+    stream_ranges = [r or "" for name, r in web.ranges if name == "d1p2.pcl.zst"]
     assert len(stream_ranges) >= 3 and all(r and r.startswith("bytes=") for r in stream_ranges)
     assert sorted(int(r.split("=")[1].split("-")[0]) for r in stream_ranges) == \
         [i * MiB for i in range(len(stream_ranges))]
     assert read_disk(target)[1] == files
 
 
-def test_a_connection_cut_mid_stream_resumes_with_a_range_request(captured, tmp_path):
+def test_a_connection_cut_mid_stream_resumes_with_a_range_request(captured: Captured, tmp_path: Path) -> None:
     _, files = nfs_reference(captured, tmp_path)
     target = blank(tmp_path / "http.img", 200)
     size = (captured[0] / "img" / "d1p2.pcl.zst").stat().st_size
@@ -120,7 +122,7 @@ def test_a_connection_cut_mid_stream_resumes_with_a_range_request(captured, tmp_
     assert read_disk(target)[1] == files
 
 
-def test_a_flipped_byte_fails_on_sha256_and_leaves_the_disk_blank(captured, tmp_path):
+def test_a_flipped_byte_fails_on_sha256_and_leaves_the_disk_blank(captured: Captured, tmp_path: Path) -> None:
     store = store_copy(captured, tmp_path)
     stream = store / "img" / "d1p2.pcl.zst"
     flip_byte(stream, stream.stat().st_size // 2)  # same size: only the SHA-256 can tell
@@ -131,7 +133,7 @@ def test_a_flipped_byte_fails_on_sha256_and_leaves_the_disk_blank(captured, tmp_
     assert is_blank(target)  # p1 was restored, p2 failed: no table left that looks whole
 
 
-def test_another_valid_stream_fails_on_the_manifests_sha256(captured, tmp_path):
+def test_another_valid_stream_fails_on_the_manifests_sha256(captured: Captured, tmp_path: Path) -> None:
     """The web server holds another capture's stream of the same size: zstd finds nothing, the SHA-256 does."""
     store = store_copy(captured, tmp_path)
     manifest = store / "img" / "manifest.json"
@@ -147,9 +149,10 @@ def test_another_valid_stream_fails_on_the_manifests_sha256(captured, tmp_path):
 
 @pytest.mark.parametrize("damage, error, said", [
     ("remove", ImageNotFound, r"d1p1.pcl.zst: HTTP 404"),
-    ("append", InvalidImage, r"d1p1.pcl.zst is \d+ bytes, the manifest says \d+"),
+    ("append", InvalidImage, r"^http://127.0.0.1:\d+/img/d1p1.pcl.zst is \d+ bytes, the manifest says \d+$"),
 ])
-def test_a_missing_or_resized_file_is_a_clear_error_before_any_write(captured, tmp_path, damage, error, said):
+def test_a_missing_or_resized_file_is_a_clear_error_before_any_write(captured: Captured, tmp_path: Path, damage: str,
+                                                                    error: type[Exception], said: str) -> None:
     store = store_copy(captured, tmp_path)
     stream = store / "img" / "d1p1.pcl.zst"
     if damage == "remove":
@@ -166,13 +169,14 @@ def test_a_missing_or_resized_file_is_a_clear_error_before_any_write(captured, t
     assert file_sha256(target) == before
 
 
-def admin(server, method, path, **body):
+def admin(server: dict[str, Any], method: str, path: str, **body: Any) -> Any:
     answer = requests.request(method, server["url"] + path, json=body or None, headers=server["admin"], timeout=10)
     assert answer.status_code < 300, answer.text
     return answer.json()
 
 
-def test_a_deploy_from_the_imager_servers_route_with_its_task_token(captured, server, tmp_path):  # noqa: F811
+def test_a_deploy_from_the_imager_servers_route_with_its_task_token(captured: Captured,  # noqa: F811
+                                                                    server: dict[str, Any], tmp_path: Path) -> None:
     """A node with http_url 'server': the checkin says http and a path pinned to the published version; the
     deploy reads it with the task token; without the token, or outside the image, nothing is served."""
     _, files = nfs_reference(captured, tmp_path)
@@ -187,6 +191,7 @@ def test_a_deploy_from_the_imager_servers_route_with_its_task_token(captured, se
         if kind == "capture":
             client.done({"image": "img"})
     version = (captured[0] / "img").readlink().name
+    assert task["storage"] is not None
     assert task["storage"]["transport"] == "http"
     assert task["storage"]["url"] == f"/api/tasks/{task['id']}/image/{version}/"
     file_url = server["url"] + task["storage"]["url"] + "d1p1.pcl.zst"
@@ -194,9 +199,14 @@ def test_a_deploy_from_the_imager_servers_route_with_its_task_token(captured, se
     token = {"Authorization": client.session.headers["Authorization"]}
     part = requests.get(file_url, headers={**token, "Range": "bytes=10-19"}, timeout=5)
     assert part.status_code == 206 and part.content == (captured[0] / "img" / "d1p1.pcl.zst").read_bytes()[10:20]
-    for outside in ("..%2F..%2Fdata%2Fimager.db", ".hidden", "nothere.zst"):
-        assert requests.get(server["url"] + task["storage"]["url"] + outside, headers=token,
-                            timeout=5).status_code == 404, outside
+    (captured[0] / "outside.txt").write_text("not an image file")
+    (captured[0] / "img" / "link.txt").symlink_to("../../outside.txt")  # a link in the version's directory
+    try:
+        for outside in ("..%2F..%2Foutside.txt", "link.txt", ".hidden", "nothere.zst"):
+            assert requests.get(server["url"] + task["storage"]["url"] + outside, headers=token,
+                                timeout=5).status_code == 404, outside
+    finally:
+        (captured[0] / "img" / "link.txt").unlink()
     target = blank(tmp_path / "http.img", 200)
     with attached(target) as device:
         task["disk"] = device
