@@ -18,6 +18,7 @@ server only names in the checkin answer.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -32,6 +33,7 @@ from server_stub.store import Store
 from server_stub.store.models import StorageNode, Task
 from server_stub.store.storage import SERVER_HTTP
 
+log = logging.getLogger(__name__)
 # The client keeps at most 4 requests in flight (imager/httpstore.py); a little room for a retry overlapping.
 MAX_TRANSFERS_PER_TASK = 6
 IMAGE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # manifest.json, d1p2.pcl.zst, d1.sfdisk …
@@ -113,7 +115,10 @@ def client_image_file(authorized: Callable[[web.Request], Task]) -> Any:
         transfers[task["id"]] = transfers.get(task["id"], 0) + 1
         try:
             response = web.FileResponse(path, headers={"Cache-Control": "no-store"})
-            await response.prepare(request)  # sends the file (or its Range) here, while it is counted
+            try:
+                await response.prepare(request)  # sends the file (or its Range) here, while it is counted
+            except ConnectionError:  # the client went away mid-file (it resumes with a Range): nothing to answer
+                log.info("task %d: %s: the client closed the connection", task["id"], request.match_info["file"])
             return response
         finally:
             transfers[task["id"]] -= 1
