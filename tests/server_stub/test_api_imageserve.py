@@ -31,6 +31,9 @@ def published(root: Path) -> None:
     (version / "manifest.json").write_text('{"format": "imager"}')
     (version / "d1p1.pcl.zst").write_bytes(STREAM)
     os.symlink(f".images/{VERSION}", root / "img")
+    other = root / ".images" / "other@20260101T000000-abc123"  # another image on the same node: never served
+    other.mkdir()
+    (other / "manifest.json").write_text('{"format": "imager"}')
 
 
 def running_task(harness: ConsoleHarness, task_type: str = "deploy") -> tuple[dict[str, Any], dict[str, str]]:
