@@ -14,7 +14,7 @@ APT_PACKAGES := \
 	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
-	smartmontools nvme-cli python3-pexpect clonezilla partimage \
+	smartmontools nvme-cli python3-pexpect clonezilla partimage casync strace \
 	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis \
 	isc-dhcp-server kea-dhcp4-server libnfs-utils
 
@@ -83,6 +83,11 @@ bench-multicast: setup
 .PHONY: bench-console
 bench-console: setup
 	$(VENV)/bin/python bench/console.py
+
+# Chunking engines for incremental redeploy (issue 17): casync against our chunker over partclone's used blocks (bench/chunking.py, docs/chunking.md).
+.PHONY: bench-chunking
+bench-chunking: setup
+	$(VENV)/bin/python bench/chunking.py
 
 # Power-on → task running per boot path (BIOS, UEFI, Secure Boot, HTTP boot), stage by stage (bench/boot.py).
 .PHONY: bench-boot
