@@ -24,7 +24,7 @@ from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
 from imager.ui import console as ui_console
 from imager.ui import progress_screen
-from contract.task import Task
+from contract.task import TRANSPORTS, Task
 
 log = logging.getLogger("imager")
 NOT_BOOT_ENVIRONMENT_STATUS = 3   # the agent refused: not imager's boot image
@@ -117,6 +117,9 @@ def validate_task(task: Task, task_id: int) -> None:
         raise InvalidTask(f"task type {task.get('type')!r} is not one this boot image can run")
     if task["type"] in ON_STORAGE:  # an inventory task names no image and no storage
         image, storage = task.get("image"), task.get("storage")
+        if storage and storage.get("transport", "nfs") not in TRANSPORTS:
+            raise InvalidTask(f"the task's storage transport {storage.get('transport')!r} is not one of "
+                              f"{', '.join(TRANSPORTS)}: is the boot image older than the server?")
         if not image or not image.get("name") or not storage or not (storage.get("url") if over_http(task)
                                                                       else storage.get("export")):
             raise InvalidTask("the task names no image or no storage node")
