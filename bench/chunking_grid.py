@@ -18,6 +18,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -121,12 +122,26 @@ def _windowed(pool: ThreadPoolExecutor, jobs: Iterator[Callable[[], T]], window:
         yield pending.popleft().result()
 
 
-def _store_chunk(store: Path, data: bytes) -> tuple[str, int, int]:
+@dataclass
+class _Claims:
+    """Chunk names this capture is writing: two workers holding the same chunk write it once."""
+    names: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, sha: str, path: Path) -> bool:
+        with self.lock:
+            if sha in self.names or path.exists():
+                return False
+            self.names.add(sha)
+            return True
+
+
+def _store_chunk(store: Path, data: bytes, claims: _Claims) -> tuple[str, int, int]:
     """Hash one chunk, write it compressed unless the store has it: (sha256, stored size, bytes added)."""
     sha = hashlib.sha256(data).hexdigest()
     path = chunk_path(store, sha)
-    if path.exists():
-        return sha, path.stat().st_size, 0
+    if not claims.claim(sha, path):
+        return sha, -1, 0  # stored (or being stored) already: its size is read once the capture ends
     packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
     path.parent.mkdir(exist_ok=True)
     # Written aside, then renamed: a reader never sees half a chunk.
@@ -158,11 +173,14 @@ def capture(stream_path: Path, store: Path, grid_blocks: int, workers: int) -> t
         def jobs() -> Iterator[Callable[[], tuple[str, int, int]]]:
             for _r, used in occupied:
                 data = _read_exact(stream, used * info.block_size)
-                yield lambda data=data: _store_chunk(store, data)  # type: ignore[misc]
+                yield lambda data=data: _store_chunk(store, data, claims)  # type: ignore[misc]
 
         new_chunks = new_bytes = 0
+        claims = _Claims()
         with ThreadPoolExecutor(workers) as pool:
             for (r, used), (sha, stored, added) in zip(occupied, _windowed(pool, jobs(), workers * WINDOW_PER_WORKER)):
+                if stored < 0:
+                    stored = chunk_path(store, sha).stat().st_size
                 index.chunks.append(GridChunk(r, used, sha, stored))
                 new_chunks += bool(added)
                 new_bytes += added
