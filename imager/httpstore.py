@@ -231,10 +231,8 @@ class RemoteStream:
         return n
 
     def close(self) -> None:
-        self._stop.set()
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        self._stop.set()  # segments not yet started fetch nothing; one in flight ends with its own timeouts
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> RemoteStream:
         return self
