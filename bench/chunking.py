@@ -19,7 +19,7 @@ target holding v1 seeded from it, and exactness: the target's partclone stream S
 against the source's.  The page cache is warm for every engine alike.
 
 Settings (environment): CHUNKING_SOURCES (default "/usr/bin /usr/share /usr/lib/x86_64-linux-gnu"),
-CHUNKING_FS_GB (4), CHUNKING_WORKDIR (/var/tmp), CHUNKING_GRIDS (KiB, default "4096,1024,256").
+CHUNKING_FS_GB (3), CHUNKING_WORKDIR (/var/tmp), CHUNKING_GRIDS (KiB, default "4096,1024,256,64").
 """
 from __future__ import annotations
 
@@ -41,10 +41,25 @@ sys.path.insert(0, str(REPO))
 import chunking_grid as grid  # noqa: E402  (bench/ is the script's directory)
 from imager.partclone import clone_argv, restore_argv  # noqa: E402
 
+
+
+def _numbers(name: str, default: str) -> list[int]:
+    text = os.environ.get(name, default)
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"bench-chunking: {name}={text!r}: expected whole numbers separated by commas") from None
+    if any(v <= 0 for v in values):
+        raise SystemExit(f"bench-chunking: {name}={text!r}: every value must be positive")
+    return values
+
+
 SOURCES = os.environ.get("CHUNKING_SOURCES", "/usr/bin /usr/share /usr/lib/x86_64-linux-gnu").split()
-FS_GB = int(os.environ.get("CHUNKING_FS_GB", "4"))
+FS_GB = _numbers("CHUNKING_FS_GB", "3")[0]
 WORKDIR = Path(os.environ.get("CHUNKING_WORKDIR", "/var/tmp"))
-GRIDS_KIB = [int(k) for k in os.environ.get("CHUNKING_GRIDS", "4096,1024,256").split(",")]
+GRIDS_KIB = _numbers("CHUNKING_GRIDS", "4096,1024,256,64")
+if any(kib % 32 for kib in GRIDS_KIB):  # whole bytes of partclone's bitmap: 8 blocks of 4 KiB
+    raise SystemExit(f"bench-chunking: CHUNKING_GRIDS={GRIDS_KIB}: each size must be a multiple of 32 KiB")
 WORKERS = min(2, os.cpu_count() or 1)
 REWRITE_SHARE = 0.02
 ADDED_BYTES = 50 * 1024 * 1024
@@ -277,7 +292,7 @@ def bench_casync_stream(s: Scratch, v1: Path, v2: Path, target: str, v2_sha: str
         restore_stream_file(out, target)
     row.seeded_seconds, row.written_seeded = measured_write(target, seeded)
     row.exact_seeded = stream_sha256(target) == v2_sha
-    row.note = "seeded: read target's stream + extract + full partclone.restore"
+    row.note = f"{len(after)} chunks in the store; seeded: read target's stream + extract + full partclone.restore"
     for path in (out, seed):
         path.unlink()
     shutil.rmtree(store)
@@ -310,8 +325,8 @@ def bench_casync_device(s: Scratch, i1: Path, i2: Path, store: Path, before: dic
         opened = {line.split('"')[1] for line in trace.read_text().splitlines()
                   if '.cacnk"' in line and "= -1" not in line}
         row.fetch_redeploy = sum(os.stat(path).st_size for path in opened)
-        row.note = (f"in place, the new chunks were not enough ({str(err).strip()[-60:]}): "
-                    f"seeded from the whole store under strace, {len(opened)} chunks opened")
+        row.note = (f"in place, the new chunks alone were not enough (casync: {str(err).split('): ', 1)[-1]!r}); "
+                    f"again from the whole store under strace: {len(opened)} chunks opened")
     row.exact_seeded = stream_sha256(target) == v2_sha
     shutil.rmtree(store)
     shutil.rmtree(remote)
@@ -366,10 +381,14 @@ def report(rows: list[Row], used: int, full_v2: int, what: str) -> None:
 def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("bench-chunking: run as root (loop devices, mount)")
-    for tool in ("casync", "partclone.extfs", "zstd", "mkfs.ext4"):
+    missing = [src for src in SOURCES if not Path(src).is_dir()]
+    if missing or not WORKDIR.is_dir():
+        raise SystemExit(f"bench-chunking: not a directory: {' '.join(missing) or WORKDIR}")
+    for tool in ("casync", "partclone.extfs", "zstd", "mkfs.ext4", "strace", "blkdiscard"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench-chunking: {tool} is missing (make setup installs it)")
     rng = random.Random(17)
+    began = time.perf_counter()
     s = Scratch()
     say(f"working in {s.dir}")
     try:
@@ -400,6 +419,7 @@ def main() -> int:
             say(f"grid {kib} KiB …")
             rows.append(bench_grid(s, kib, v1, v2, target, v2_sha))
         report(rows, used, rows[0].growth_v2, what)
+        print(f"\n(whole benchmark: {time.perf_counter() - began:.0f} s)")
         return 0 if all(r.exact_full and r.exact_seeded is not False for r in rows) else 1
     finally:
         s.close()
