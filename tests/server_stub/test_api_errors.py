@@ -17,7 +17,7 @@ MAC = "52:54:00:00:00:01"
 FIELDS = ("name", "mac", "export", "options", "group", "master", "max_clients", "rsync_target", "storage",
           "description", "type", "image", "host", "hosts", "disk", "after", "partition", "result", "error", "log",
           "password", "hostname", "inventory", "min_receivers", "max_wait", "rate", "interface",
-          "content", "order", "timeout", "policy")
+          "content", "order", "timeout", "policy", "http_url")
 ODD = (5, -1, 2**70, 1.5, True, None, [], {}, ["x", 1], {"$ne": 1}, "", "x" * 300, "../etc", "\x00\x1b[2J")
 RAW = (b"[]", b'"x"', b"5", b"null", b"{", b"\xff\xfe", b"[" * 100_000, b"{" + b" " * (2 * 1024 * 1024) + b"}")
 
@@ -35,14 +35,16 @@ def bodies():
 def concrete_paths(path, task_id):
     """The route with real names and ids, and with odd ones."""
     real = {"id": str(task_id), "key": "pc1", "name": "main" if "storage" in path else "win10", "mac": MAC,
-            "script": "1"}
-    odd = {"id": str(2**64), "key": "x" * 500, "name": "..", "mac": "::::::::::::::::", "script": str(2**64)}
+            "script": "1", "version": "win10", "file": "manifest.json"}
+    odd = {"id": str(2**64), "key": "x" * 500, "name": "..", "mac": "::::::::::::::::", "script": str(2**64),
+           "version": "win10@..", "file": "x" * 500}
     for values in (real, odd):
         yield re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
 def auth_for(path, server, task_token, session):
-    if re.fullmatch(r"/api/tasks/\{id\}/(checkin|progress|done|failed|ready|scripts/\{script\})", path):
+    if re.fullmatch(r"/api/tasks/\{id\}/(checkin|progress|done|failed|ready|scripts/\{script\}|"
+                    r"image/\{version\}/\{file\})", path):
         return {"Authorization": f"Bearer {task_token}"}
     if path.startswith("/api/menu/") and path != "/api/menu/login":
         return {"Authorization": f"Bearer {session}"}
