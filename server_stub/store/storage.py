@@ -100,6 +100,7 @@ class Storage:
                     "rsync_target, http_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     name, export, options, limit, time.time(), group_row["id"], int(master or not group_row["master"]),
                     target, http)
+                _check_served_here(self.storage(name))
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"storage node {name} exists already") from exc
         return self.storage(name)
@@ -150,6 +151,7 @@ class Storage:
             if master:  # captures go here from now on; images stay where they are until captured again
                 self.db.execute("UPDATE storage_nodes SET master = 0 WHERE group_id = ?", node["group_id"])
                 self.db.execute("UPDATE storage_nodes SET master = 1 WHERE id = ?", node["id"])
+            _check_served_here(self.storage(name))
         return self.storage(name)
 
     def remove_storage(self, name: str) -> StorageNode:
@@ -185,6 +187,14 @@ class Storage:
 
     def masters(self, group_id: int | None) -> list[StorageNode]:
         return self.db.all_as(StorageNode, NODES + "WHERE s.group_id = ? AND s.master = 1", group_id)
+
+
+def _check_served_here(node: StorageNode) -> None:
+    """``server`` serves the node's local directory: a node without one could never be deployed over HTTP."""
+    if node["http_url"] == SERVER_HTTP and not (node["rsync_target"] or "").startswith("/"):
+        raise Invalid(f"http_url 'server' serves storage node {node['name']}'s local directory, and its rsync "
+                      "target is not one: give it --rsync-target /path/of/the/export (or a web server's URL)",
+                      field="http_url")
 
 
 def check_http_url(url: Any) -> str:

@@ -59,8 +59,13 @@ def test_http_url_is_checked_normalised_and_cleared(console_harness: ConsoleHarn
     status, node = api(console_harness, "POST", "/api/storage", {"name": "n1", "export": "10.0.0.1:/images",
                                                                   "http_url": "http://10.0.0.1/images"})
     assert status == 201 and node["http_url"] == "http://10.0.0.1/images/"
-    status, node = api(console_harness, "POST", "/api/storage/n1", {"http_url": "server"})
+    status, refused = api(console_harness, "POST", "/api/storage/n1", {"http_url": "server"})
+    assert status == 400 and "rsync target is not one" in refused["error"]  # nothing here to serve
+    assert refused["details"]["field"] == "http_url"
+    status, node = api(console_harness, "POST", "/api/storage/n1", {"http_url": "server", "rsync_target": "/srv/img"})
     assert status == 200 and node["http_url"] == "server"
+    status, refused = api(console_harness, "POST", "/api/storage/n1", {"rsync_target": "backup@h:/srv/img"})
+    assert status == 400 and console_harness.store.storage("n1")["rsync_target"] == "/srv/img/"  # all or nothing
     status, node = api(console_harness, "POST", "/api/storage/n1", {"http_url": "https://[fd00::5]:8443/img"})
     assert status == 200 and node["http_url"] == "https://[fd00::5]:8443/img/"
     status, node = api(console_harness, "POST", "/api/storage/n1", {"http_url": ""})
@@ -82,8 +87,8 @@ def test_checkin_says_nfs_by_default_and_http_for_a_deploy_from_an_http_node(con
     assert status == 200 and capture["storage"]["transport"] == "nfs" and "url" not in capture["storage"]
 
 
-def test_a_capture_from_an_http_node_still_uses_nfs(console_harness: ConsoleHarness) -> None:
-    console_harness.store.add_storage("web", "10.0.0.1:/images", http_url="server")
+def test_a_capture_from_an_http_node_still_uses_nfs(console_harness: ConsoleHarness, tmp_path: Path) -> None:
+    console_harness.store.add_storage("web", "10.0.0.1:/images", http_url="server", rsync_target=str(tmp_path))
     answer, _ = running_task(console_harness, "capture")
     assert answer["storage"]["transport"] == "nfs" and "url" not in answer["storage"]
 

@@ -16,7 +16,7 @@ def test_storage_http_url_add_set_clear_and_refusal(server: dict[str, Any]) -> N
     listed = cli(server, "storage", "list")
     assert listed.returncode == 0 and listed.stdout.splitlines()[0].split()[-1] == "HTTP"
     assert "http://10.0.0.1/images/" in listed.stdout
-    changed = cli(server, "--json", "storage", "set", "web", "--http-url", "server")
+    changed = cli(server, "--json", "storage", "set", "web", "--http-url", "server", "--rsync-target", "/srv/images")
     assert changed.returncode == 0 and json.loads(changed.stdout)["http_url"] == "server"
     cleared = cli(server, "--json", "storage", "set", "web", "--http-url", "")
     assert cleared.returncode == 0 and json.loads(cleared.stdout)["http_url"] is None
