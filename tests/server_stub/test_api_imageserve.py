@@ -104,6 +104,8 @@ def test_the_route_serves_the_running_deploys_image_with_ranges_and_nothing_else
                                  headers={**token, "Range": "bytes=100-"})
     assert status == 206 and body == STREAM[100:].decode() and headers["Content-Range"] == f"bytes 100-{len(STREAM) - 1}/{len(STREAM)}"
     assert headers["Content-Length"] == str(len(STREAM) - 100)
+    status, _, headers = call(console_harness, "HEAD", base + "d1p1.pcl.zst", headers=token)
+    assert status == 200 and headers["Accept-Ranges"] == "bytes" and headers["Content-Length"] == str(len(STREAM))
     status, body, headers = call(console_harness, "GET", f"/api/tasks/{answer['id']}/image/img/manifest.json",
                                  headers=token)
     assert status == 200 and body == {"format": "imager"}  # the image's name: its published version
