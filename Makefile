@@ -10,7 +10,7 @@ APT_PACKAGES := \
 	python3-pyudev python3-parted python3-zstandard python3-requests python3-urllib3 python3-idna \
 	python3-certifi python3-chardet python3-charset-normalizer python3-dialog python3-blessed \
 	python3-wcwidth python3-six python3-hivex libhivex-bin python3-yaml \
-	partclone zstd fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
+	partclone zstd lz4 fdisk gdisk parted util-linux e2fsprogs nfs-common udev kmod busybox-static \
 	dialog udpcast nftables cpio ncurses-base libtirpc-common netbase \
 	ntfs-3g dosfstools xfsprogs btrfs-progs mtools pigz lvm2 \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \

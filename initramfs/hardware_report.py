@@ -3,8 +3,8 @@
 
     python3 initramfs/hardware_report.py build/boot/initrd.img      (make hardware-report)
 
-Reads the real image: decompresses the initrd (zstd, as initramfs/build.py packs it; gzip, xz or
-none work too), lists the modules in its cpio, takes the kernel version from their directory, and
+Reads the real image: decompresses the initrd (LZ4, as initramfs/build.py packs it; zstd, gzip, xz
+or none work too), lists the modules in its cpio, takes the kernel version from their directory, and
 reads Debian's modules.alias for that version from the build's unpacked kernel package
 (build/initramfs/kernel/<version>/, unpacked again if missing).
 
@@ -25,8 +25,8 @@ import hardware  # noqa: E402  (initramfs/ is not a package: run as a script)
 
 GOAL_PERCENT = 95.0
 MAX_INITRD_MB = 60.0
-DECOMPRESSORS = {b"\x28\xb5\x2f\xfd": ["zstd", "-dc"], b"\x1f\x8b": ["gzip", "-dc"],
-                 b"\xfd7zXZ": ["xz", "-dc"]}
+DECOMPRESSORS = {b"\x02\x21\x4c\x18": ["lz4", "-dc"],  # LZ4's legacy frame, what the kernel reads
+                 b"\x28\xb5\x2f\xfd": ["zstd", "-dc"], b"\x1f\x8b": ["gzip", "-dc"], b"\xfd7zXZ": ["xz", "-dc"]}
 NEWC_MAGIC = (b"070701", b"070702")
 NEWC_HEADER = 110
 
@@ -37,7 +37,7 @@ def decompress(data: bytes) -> bytes:
             return subprocess.run(argv, input=data, capture_output=True, check=True).stdout
     if data.startswith(NEWC_MAGIC):
         return data
-    raise ValueError("not a cpio archive, nor a zstd/gzip/xz-compressed one")
+    raise ValueError("not a cpio archive, nor an lz4/zstd/gzip/xz-compressed one")
 
 
 def cpio_names(archive: bytes) -> list[str]:

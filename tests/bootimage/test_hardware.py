@@ -131,7 +131,8 @@ def test_the_report_reads_module_names_from_a_real_compressed_cpio(tmp_path):
     (tree / "init").write_text("#!/bin/sh\n")
     archive = make_cpio(tree)
     zstd = subprocess.run(["zstd", "-q", "-c"], input=archive, check=True, capture_output=True).stdout
-    for packed in (archive, zstd, gzip.compress(archive)):
+    lz4 = subprocess.run(["lz4", "-l", "-q", "-c"], input=archive, check=True, capture_output=True).stdout
+    for packed in (archive, zstd, lz4, gzip.compress(archive)):
         names = report.cpio_names(report.decompress(packed))
         assert "init" in names and "usr/lib/modules/6.1.0-99-amd64/kernel/drivers/net/usb/r8152.ko" in names
         assert report.image_modules(names) == ("6.1.0-99-amd64", {"r8152", "cdc_ether"})
