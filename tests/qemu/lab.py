@@ -165,12 +165,14 @@ class VM:
 class Lab:
     def __init__(self, workdir: str | None = None, fail_wait: int = 5, dhcp: str = "pxe",
                  unknown_hosts: str | None = None, pxelinux_macs: tuple[str, ...] = (),
-                 menu_timeout: int | None = None, shim_macs: tuple[str, ...] = ()) -> None:
+                 menu_timeout: int | None = None, shim_macs: tuple[str, ...] = (), nfs: bool = True) -> None:
         """dhcp="pxe": one dnsmasq hands out addresses and boot files. dhcp="proxy": a plain DHCP server
         that knows nothing about PXE runs on another host (namespace), and our dnsmasq only answers
         PXE clients as a proxyDHCP server, as a site with its own DHCP server would run it.
         dhcp="http": UEFI HTTP boot only (boot files as URLs) and the server's TFTP off port 69, so a
-        client that tried TFTP would find nothing."""
+        client that tried TFTP would find nothing.
+        nfs=False: no NFS server at all; the node 'lab' deploys over HTTP from the server's image route."""
+        self.nfs = nfs
         self.dhcp_mode = dhcp
         self.unknown_hosts = unknown_hosts  # imager-server serve --unknown-hosts; None: the server's default (menu)
         self.menu_timeout = menu_timeout    # serve --menu-timeout; None: the server's default (3 s)
@@ -216,7 +218,8 @@ class Lab:
         self.netns("ip", "-6", "addr", "add", f"{LAB_IPV6_PREFIX}1/64", "dev", "br0", "nodad")
         self.netns("ip", "link", "set", "br0", "up")
         self.images.mkdir(parents=True, exist_ok=True)
-        self._start_nfs()
+        if self.nfs:
+            self._start_nfs()
         self._start_server()
         self._start_dhcp()
 
@@ -247,7 +250,8 @@ EXPORT {{
                    + (["--menu-timeout", str(self.menu_timeout)] if self.menu_timeout else []),
                    log=self.server_log)
         self._wait_port(HTTP_PORT, "imager-server", self.server_log)
-        self.cli("storage", "add", "lab", EXPORT)
+        self.cli("storage", "add", "lab", EXPORT,
+                 *([] if self.nfs else ["--rsync-target", str(self.images), "--http-url", "server"]))
 
     def _start_dhcp(self) -> None:
         if self.dhcp_mode == "proxy":
