@@ -97,7 +97,9 @@ def test_three_clients_in_one_session_get_the_image(lab, image):
     sent = session(lab, started["id"])
     assert sent["state"] == "done", sent
     for c in sent["clients"]:
-        assert c["task_state"] == "done", c
+        sender_log = lab.dir / "server" / "multicast" / f"session{started['id']}.log"
+        assert c["task_state"] == "done", (c, lab.task(c["task_id"]).get("error"),
+                                           sender_log.read_text(errors="replace")[-3000:])
         assert c["state"] == "receiving", c                # all three received, none fell back
         task = lab.task(c["task_id"])
         assert task["result"]["multicast"]["session"] == started["id"]
