@@ -72,3 +72,10 @@ class Task(TypedDict, total=False):
     multicast: MulticastSession
     origin: str                     # admin or menu
     scripts: list[TaskScript]       # deploy: post-deploy scripts (absent: none)
+
+
+def deploys_over_http(task: Task) -> bool:
+    """A deploy whose storage node sends it the image over HTTP (docs/http-transport.md); everything else mounts
+    NFS. The agent (what to mount) and the deploy op (where the streams come from) both ask this."""
+    storage = task.get("storage")
+    return task.get("type") == "deploy" and storage is not None and storage.get("transport") == "http"

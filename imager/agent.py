@@ -24,7 +24,7 @@ from imager.pinning import pin_server
 from imager.progress import Progress, console_sink
 from imager.ui import console as ui_console
 from imager.ui import progress_screen
-from contract.task import TRANSPORTS, Task
+from contract.task import TRANSPORTS, Task, deploys_over_http
 
 log = logging.getLogger("imager")
 NOT_BOOT_ENVIRONMENT_STATUS = 3   # the agent refused: not imager's boot image
@@ -71,8 +71,11 @@ def op_from(module: str, name: str) -> Op:
     return run
 
 
+disktest = op_from("imager.ops.disktest", "disktest")
+
+
 def run_disktest(ctx: OpContext) -> dict[str, Any]:
-    result = op_from("imager.ops.disktest", "disktest")(ctx)
+    result = disktest(ctx)
     if result["verdict"] != "pass":  # the task fails, visibly; the whole result is in the error's details
         raise DiskTestFailed(f"{result['disk']} failed the disk test: {'; '.join(result['reasons'])}", **result)
     return result
@@ -94,7 +97,7 @@ ON_STORAGE = {"capture", "deploy", "multicast"}  # the ops that read or write im
 def task_storage(task: Task) -> Iterator[str | None]:
     """The task's storage node, mounted for the op and unmounted whatever happens (None: the op needs none)."""
     storage = task.get("storage")
-    if task["type"] not in ON_STORAGE or not storage or over_http(task):
+    if task["type"] not in ON_STORAGE or not storage or deploys_over_http(task):
         yield None  # an HTTP deploy mounts nothing (imager/httpstore.py)
         return
     root = bootenv.mount_storage(storage["export"], storage.get("options", "vers=4.1"))
@@ -102,12 +105,6 @@ def task_storage(task: Task) -> Iterator[str | None]:
         yield root
     finally:
         bootenv.unmount_storage(root)
-
-
-def over_http(task: Task) -> bool:
-    """A deploy the server sends over HTTP (docs/http-transport.md); captures and multicast mount NFS."""
-    storage = task.get("storage")
-    return task.get("type") == "deploy" and storage is not None and storage.get("transport") == "http"
 
 
 def validate_task(task: Task, task_id: int) -> None:
@@ -120,7 +117,7 @@ def validate_task(task: Task, task_id: int) -> None:
         if storage and storage.get("transport", "nfs") not in TRANSPORTS:
             raise InvalidTask(f"the task's storage transport {storage.get('transport')!r} is not one of "
                               f"{', '.join(TRANSPORTS)}: is the boot image older than the server?")
-        if not image or not image.get("name") or not storage or not (storage.get("url") if over_http(task)
+        if not image or not image.get("name") or not storage or not (storage.get("url") if deploys_over_http(task)
                                                                       else storage.get("export")):
             raise InvalidTask("the task names no image or no storage node")
         try:

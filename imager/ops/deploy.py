@@ -31,25 +31,20 @@ from imager.partitions import Layout, probe_filesystem, restore_table, write_tab
 from imager.progress import Progress, human
 from imager.winhostname import set_windows_hostname
 from contract.manifest import PartitionEntry
+from contract.task import deploys_over_http
 
 log = logging.getLogger(__name__)
 
 
 def deploy(ctx: OpContext) -> dict[str, Any]:
     """The deploy task: the image it names, from its storage node, onto its disk."""
-    if transport_of(ctx) == "http":  # no mount: the files over HTTP (issue 17)
+    if deploys_over_http(ctx.task):  # no mount: the files over HTTP (issue 17)
         from imager import httpstore
         return postscripts.after_deploy(ctx, httpstore.deploy(ctx))
     image_dir = imagestore.resolve(ctx.storage_root, ctx.image_name)
     result = deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
                           hostname=ctx.task.get("hostname"))
     return postscripts.after_deploy(ctx, result)  # the task's post-deploy scripts, on the deployed disks
-
-
-def transport_of(ctx: OpContext) -> str:
-    """How the task says to read the image: nfs (mounted, the default) or http (contract/task.py)."""
-    storage = ctx.task.get("storage")
-    return storage.get("transport", "nfs") if storage else "nfs"
 
 
 INTERRUPTED_HINT = ("The deploy was stopped: the disk it had begun to write was left blank (no partition table), "

@@ -8,7 +8,8 @@ import requests
 
 from contract.task import Task
 from imager import httpstore
-from imager.agent import over_http, validate_task
+from imager.agent import validate_task
+from contract.task import deploys_over_http
 from imager.errors import InvalidTask
 
 
@@ -34,8 +35,8 @@ def test_other_urls_are_refused_naming_them(url: str) -> None:
 
 def test_the_agent_mounts_nothing_for_http_and_refuses_an_unknown_transport() -> None:
     validate_task(deploy_task(export="", transport="http", url="/api/tasks/7/image/img/"), 7)
-    assert over_http(deploy_task(export="", transport="http", url="/x/"))
-    assert not over_http(cast(Task, {**deploy_task(transport="http"), "type": "capture"}))
+    assert deploys_over_http(deploy_task(export="", transport="http", url="/x/"))
+    assert not deploys_over_http(cast(Task, {**deploy_task(transport="http"), "type": "capture"}))
     with pytest.raises(InvalidTask, match="no storage node"):
         validate_task(deploy_task(export="10.0.0.1:/images", transport="http"), 7)  # http without its url
     with pytest.raises(InvalidTask, match="transport 'ftp'"):
