@@ -59,6 +59,10 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class HostBusy(Conflict):
+    """A task for a host that has an active one already (the one-task-per-host index)."""
+
+
 class TooLarge(ApiError):
     status = 413
     code = "too_large"

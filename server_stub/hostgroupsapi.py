@@ -22,7 +22,7 @@ from aiohttp import web
 
 from server_stub.accounts import AUDIT_TARGET, PRINCIPAL_KEY
 from server_stub.errors import Invalid
-from server_stub.groupqueue import GroupTask, host_groups, queue_for_group  # host_groups: webapp.py's too
+from server_stub.groupqueue import GroupTask, host_groups, queue_for_group
 from server_stub.http import (Handler, json_response, optional_int, optional_object, optional_str, read_json,
                               require_str, require_str_list)
 from server_stub.multicastweb import MULTICAST
@@ -31,7 +31,6 @@ from server_stub.store.wake import WakeTargets
 from server_stub.wol import wake_hosts, wake_wanted
 
 Wrap = Callable[[Handler], Handler]
-# wake_wanted (from wol) is imported from here by webapp.py for POST /api/tasks
 TASK_FIELDS = ("type", "image", "disk", "after", "partition", "options", "multicast", "wake", "min_receivers",
                "max_wait", "rate", "interface")
 MULTICAST_FIELDS = ("min_receivers", "max_wait", "rate", "interface")

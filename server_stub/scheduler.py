@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import datetime as dt
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server_stub import cron
-from server_stub.errors import ApiError, Conflict, Invalid
+from server_stub.errors import ApiError, Conflict, HostBusy, Invalid
 from server_stub.store import Store
 from server_stub.store.schedules import Schedule, ScheduleRun, Schedules, ScheduleSpec
 
@@ -55,6 +56,12 @@ def server_zone() -> ZoneInfo:
             except (ZoneInfoNotFoundError, ValueError):
                 log.warning("time zone %r is not known; trying the next one", name)
     return ZoneInfo("UTC")
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(rule: str) -> cron.CronRule:
+    """A stored rule (checked when it was saved), parsed once: a catch-up asks for its next run many times."""
+    return cron.parse_rule(rule)
 
 
 class Scheduler:
@@ -137,7 +144,7 @@ class Scheduler:
     def _following(self, schedule: Schedule, after: float) -> float | None:
         if schedule["rule"] is None:
             return None
-        return cron.next_after(cron.parse_rule(schedule["rule"]), after, self.zone)
+        return cron.next_after(_parsed(schedule["rule"]), after, self.zone)
 
     def tick(self) -> list[ScheduleRun]:
         """Every due schedule acted on once: its runs missed beyond the window recorded as missed, the latest run
@@ -219,13 +226,9 @@ class Scheduler:
                 task = self.store.add_task(host, schedule["type"], schedule["image"], disk=schedule["disk"],
                                            after=schedule["after"], partition=schedule["partition"],
                                            options=schedule["options"], queued_by=f"schedule {schedule['name']}")
-            except Conflict as exc:
-                if "active task" in exc.message:  # queued meanwhile by someone else (the host's one-task index)
-                    notes[host] = "skipped: host busy (a task was queued meanwhile)"
-                    continue
-                notes[host] = f"failed: {exc.message}"  # e.g. an image never captured
-                failed += 1
-            except ApiError as exc:
+            except HostBusy:  # queued meanwhile by someone else (the host's one-task index)
+                notes[host] = "skipped: host busy (a task was queued meanwhile)"
+            except ApiError as exc:  # e.g. an image never captured
                 notes[host] = f"failed: {exc.message}"
                 failed += 1
             else:

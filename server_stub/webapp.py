@@ -15,7 +15,7 @@ from contract.errorcodes import ERROR_CODES, ErrorReport
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub import startup
 from server_stub import usersapi
-from server_stub import hostgroupsapi, wol
+from server_stub import groupqueue, hostgroupsapi, wol
 from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub import scheduler, schedulesapi
@@ -103,7 +103,7 @@ async def add_host(request: web.Request) -> web.Response:
 async def show_host(request: web.Request) -> web.Response:
     store = request.app[STORE]
     host = store.host(request.match_info["key"])
-    return json_response({**host, "groups": hostgroupsapi.host_groups(store).groups_of_host(host["mac"]),
+    return json_response({**host, "groups": groupqueue.host_groups(store).groups_of_host(host["mac"]),
                           "inventory": store.inventory(host["name"])})
 
 
@@ -179,7 +179,7 @@ async def add_task(request: web.Request) -> web.Response:
         "disk": optional_str(body, "disk"), "after": optional_str(body, "after", "reboot") or "",
         "partition": optional_int(body, "partition"), "options": optional_object(body, "options"),
         "queued_by": request[PRINCIPAL_KEY].actor}
-    wake = hostgroupsapi.wake_wanted(body)  # on unless "wake": false, as FOG wakes on every queued task
+    wake = wol.wake_wanted(body)  # on unless "wake": false, as FOG wakes on every queued task
     if "hosts" in body:  # several machines at once: all tasks or none
         tasks = store.add_tasks(require_str_list(body, "hosts"), type_, image, **options)
         if wake:

@@ -11,9 +11,9 @@ from aiohttp import web
 from server_stub.appkeys import STORE
 from server_stub.console.render import page, render
 from server_stub.errors import ApiError
-from server_stub.reportsapi import reports_of
+from server_stub.reportsapi import history_filter, reports_of
 from server_stub.store import Store
-from server_stub.store.reports import HistoryFilter, parse_when
+from server_stub.store.reports import HistoryFilter
 
 PAGE_SIZE = 50
 DETAIL_ROWS = 50  # a host's or an image's page shows its latest tasks; the Reports page has them all
@@ -55,9 +55,7 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
         if not (text.isascii() and text.isdigit() and len(text) <= 18):
             raise ApiError("offset must be a whole number, 0 or more", field="offset")
         offset = int(text)
-        selection = HistoryFilter(host=filters["host"] or None, image=filters["image"] or None,
-                                  since=parse_when(filters["since"], "since"),
-                                  until=parse_when(filters["until"], "until", end_of_day=True))
+        selection = history_filter(filters)
         rows, total = reports_of(store).task_history(selection, offset, PAGE_SIZE)
     except ApiError as exc:  # a bad filter: said next to its field, the storage report still shown
         return render(request, "reports.html", exc.status, **{**values, "error": exc.message,

@@ -14,7 +14,7 @@ from typing import Any, Callable, cast
 
 from contract.vocabulary import FINAL_STATES, IMAGE_TASK_TYPES, TASK_STATES, TaskState, TaskType
 from server_stub.bootpolicy import claim_of
-from server_stub.errors import Conflict, Invalid, NotFound, Unauthorized
+from server_stub.errors import Conflict, HostBusy, Invalid, NotFound, Unauthorized
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
 from server_stub.store.images import Images
@@ -93,7 +93,7 @@ class Tasks:
                     host["id"], type_, image_id, disk, partition, after, secrets.token_urlsafe(24), now,
                     options, origin, *((now, "menu") if origin == "menu" else (None, None)), queued_by)
         except sqlite3.IntegrityError as exc:
-            raise Conflict(f"host {host['name']} has an active task already; cancel it first") from exc
+            raise HostBusy(f"host {host['name']} has an active task already; cancel it first") from exc
         assert cur.lastrowid is not None
         return cur.lastrowid
 
