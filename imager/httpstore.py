@@ -265,13 +265,14 @@ class HttpImage:
 
 def fetch_image(remote: Remote, local_dir: str) -> HttpImage:
     """The manifest and small files into ``local_dir``, every other file's size asked: nothing written to a disk."""
+    from imager.ops.deploy import small_files  # the files read whole before the first write
     import json
 
     raw = fetch_small(remote, MANIFEST)
     try:
         listed = json.loads(raw)
         files = listed["files"]
-        small = set(_small_files(listed))
+        small = {name for disk in listed.get("disks", []) for name in small_files(disk)}
         names = list(files)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidImage(f"{remote.url(MANIFEST)} is not an imager manifest ({exc})") from None
@@ -292,14 +293,6 @@ def fetch_image(remote: Remote, local_dir: str) -> HttpImage:
                                hint="The web server holds another version of this file: check the node's HTTP URL "
                                     "and its replication.")
     return HttpImage(remote, files, infos)
-
-
-def _small_files(listed: dict) -> Iterator[str]:
-    for disk in listed.get("disks", []):
-        yield from disk.get("table_files", {}).values()
-        for part in disk.get("partitions", []):
-            if part.get("lvm"):
-                yield part["lvm"].get("metadata")
 
 
 def deploy(ctx: OpContext) -> dict[str, Any]:
