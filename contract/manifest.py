@@ -41,6 +41,14 @@ class LvmEntry(TypedDict):
     volumes: list[VolumeEntry]
 
 
+class ChunksEntry(TypedDict):
+    """A chunked stream (docs/image-format.md): ``file`` is its index (``.cidx``), the chunks are in the node's store."""
+
+    grid_blocks: int
+    count: int           # chunks the index names
+    new_bytes: int       # stored bytes this capture added to the store (the rest it shared)
+
+
 class PartitionEntry(TypedDict):
     number: int
     fstype: str | None
@@ -52,6 +60,7 @@ class PartitionEntry(TypedDict):
     stored_bytes: NotRequired[int]
     fs_bytes: NotRequired[int | None]   # None: captured at its full size (not shrunk)
     lvm: NotRequired[LvmEntry | None]
+    chunks: NotRequired[ChunksEntry]    # present: ``file`` is a chunk index, not a zstd stream
 
 
 class DiskEntry(TypedDict):
@@ -97,6 +106,8 @@ def multicast_streams(manifest: Manifest | dict[str, Any]) -> list[str]:
         for part in disk.get("partitions", []):
             if part.get("lvm") is not None:
                 raise NotMulticastable("images with LVM volumes deploy by unicast only (multicast: not yet)")
+            if part.get("chunks") is not None:
+                raise NotMulticastable("chunked images deploy by unicast only (multicast sends stream-format images)")
             file = part.get("file")
             if file:
                 files.append(file)

@@ -16,6 +16,7 @@ class TaskHost(TypedDict):
 class TaskImage(TypedDict):
     name: str
     type: NotRequired[str]          # resizable (default), multipart, alldisks, raw
+    format: NotRequired[str]        # IMAGE_FORMATS: what a capture writes: stream (default) or chunked
 
 
 class TaskStorage(TypedDict):
@@ -24,8 +25,10 @@ class TaskStorage(TypedDict):
     options: NotRequired[str]
     transport: NotRequired[str]     # TRANSPORTS: nfs (default: mount ``export``) or http (fetch from ``url``)
     url: NotRequired[str]           # http: the image directory; '<url><file>'. A path: this server, task token
+    chunks_url: NotRequired[str]    # http: the node's chunk store; '<chunks_url><2 hex>/<sha256>.zst'
 
 
+IMAGE_FORMATS = ("stream", "chunked")   # docs/image-format.md; chunked: content-addressed chunks, incremental deploys
 TRANSPORTS = ("nfs", "http")        # how a deploy reads its image (docs/http-transport.md); captures: nfs
 
 
