@@ -218,6 +218,11 @@ CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """
     ALTER TABLE storage_nodes ADD COLUMN http_url TEXT;
 """,
+    # 14: an image's format (issue 17, docs/image-format.md): what its captures write; 'stream' (one compressed
+    # partclone stream a partition) or 'chunked' (content-addressed chunks, incremental redeploys).
+    """
+    ALTER TABLE images ADD COLUMN format TEXT NOT NULL DEFAULT 'stream';
+""",
 ]
 
 
