@@ -9,6 +9,12 @@ The copy keeps imager's publication rule (imager/imagestore.py) on the target no
     the previous complete version to the new complete one in one rename;
  3. ``rsync -r --delete`` of an empty directory into ``TARGET/.images/`` with filters that leave everything
     but the older ``<name>@*`` versions alone: the replaced version goes, as on the master.
+A chunked version (its ``dNpM.cidx`` indexes name chunks of the node's shared store ``.chunks/``, issue 17) adds
+one step between 1 and 2: ``rsync --ignore-existing --files-from=LIST SRC/.chunks/ TARGET/.chunks/`` of exactly
+the chunks its indexes name (a chunk's name is its content: one already there is never sent again; the trash and
+temporary files are never listed), each checked present on the source first. The version directory goes first so
+that its indexes protect those chunks from the target's collector (server_stub/chunkgc.py marks unlinked versions
+too); the link goes last, once every chunk is there. The collector and a replication never run on one node at once.
 The source must be a directory on this server (the master's ``rsync_target``); targets may be local
 directories, ``rsync://host/module/path`` (an rsync daemon) or ``user@host:/path`` (rsync over ssh, batch
 mode: a key, no password prompt).
@@ -22,7 +28,8 @@ import re
 import tempfile
 from typing import Callable
 
-from contract.versions import version_of_link
+from contract import chunkindex
+from contract.versions import VERSIONS_DIR, version_of_link
 from server_stub.store import Store
 from server_stub.store.models import ReplicationJob
 
@@ -62,6 +69,37 @@ def published_version(source_root: str, name: str) -> str:
 def copy_argv(source_root: str, target: str, version: str) -> list[str]:
     return [RSYNC, "-rlpt", "--delete", "--mkpath", "--stats", "--info=progress2", *_remote_options(target),
             f"{source_root.rstrip('/')}/.images/{version}/", f"{target}.images/{version}/"]
+
+
+def chunks_argv(source_root: str, target: str, listing: str) -> list[str]:
+    return [RSYNC, "--ignore-existing", "--mkpath", f"--files-from={listing}", "--stats", "--info=progress2",
+            *_remote_options(target), f"{source_root.rstrip('/')}/{chunkindex.CHUNKS_DIR}/",
+            f"{target}{chunkindex.CHUNKS_DIR}/"]
+
+
+def list_needed_chunks(source_root: str, version: str, listing: str) -> int:
+    """Writes the store paths (``ab/<sha>.zst``) of every chunk the version's indexes name into ``listing``, once
+    each; how many (0: not a chunked version). A chunk missing from the source's store fails the job here."""
+    folder = os.path.join(source_root, VERSIONS_DIR, version)
+    indexes = sorted(n for n in os.listdir(folder) if n.endswith(chunkindex.INDEX_SUFFIX))
+    seen: set[bytes] = set()
+    with open(listing, "w") as out:
+        for index in indexes:
+            try:
+                names = list(chunkindex.names_in(os.path.join(folder, index)))
+            except (OSError, chunkindex.IndexError_) as exc:
+                raise ReplicationError(f"{version}/{index} cannot be read: {exc}") from exc
+            for name in names:
+                digest = bytes.fromhex(name)
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                relative = chunkindex.chunk_relpath(name)
+                if not os.path.isfile(os.path.join(source_root, relative)):
+                    raise ReplicationError(f"{version} needs chunk {name}, which the source's store lacks "
+                                           "(imager verify names every missing chunk)")
+                out.write(relative.split("/", 1)[1] + "\n")
+    return len(seen)
 
 
 def link_argv(link: str, target: str) -> list[str]:
@@ -111,6 +149,11 @@ async def run_rsync(argv: list[str], on_bytes: Callable[[int], None] | None = No
     return out.decode(errors="replace")
 
 
+def _transferred(stats: str) -> int:
+    match = _TRANSFERRED.search(stats)
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
 async def replicate(job: ReplicationJob, on_progress: Callable[[int, str], None] | None = None) -> tuple[str, int]:
     """Copies ``job``'s image to its node and publishes it there; returns (version, bytes copied)."""
     source, target = job["source_target"], job["node_target"]
@@ -124,9 +167,14 @@ async def replicate(job: ReplicationJob, on_progress: Callable[[int, str], None]
         on_progress(0, version)
     stats = await run_rsync(copy_argv(source, target, version),
                             (lambda n: on_progress(n, version)) if on_progress else None)
-    match = _TRANSFERRED.search(stats)
-    copied = int(match.group(1).replace(",", "")) if match else 0
+    copied = _transferred(stats)
     with tempfile.TemporaryDirectory(prefix="imager-replicate-") as tmp:
+        listing = os.path.join(tmp, "chunks")
+        if await asyncio.to_thread(list_needed_chunks, source, version, listing):
+            before = copied
+            stats = await run_rsync(chunks_argv(source, target, listing),
+                                    (lambda n: on_progress(before + n, version)) if on_progress else None)
+            copied += _transferred(stats)
         link = os.path.join(tmp, job["image"])
         os.symlink(f".images/{version}", link)
         await run_rsync(link_argv(link, target))
@@ -143,6 +191,7 @@ class Replicator:
         self.store = store
         self.running: dict[int, asyncio.Task] = {}
         self._last_report: dict[int, float] = {}
+        self.paused_nodes: set[int] = set()  # nodes whose chunk store is being collected (chunkgcapi.py)
 
     def start(self) -> None:
         requeued = self.store.requeue_interrupted_replication()
@@ -152,7 +201,7 @@ class Replicator:
 
     def wake(self) -> None:
         """Start what can start; called after anything that queues a job and when a job ends."""
-        while job := self.store.claim_replication(set(self.running)):
+        while job := self.store.claim_replication(set(self.running) | self.paused_nodes):
             log.info("replication %d: image %s from %s to %s", job["id"], job["image"], job["source"], job["node"])
             self.running[job["node_id"]] = asyncio.get_running_loop().create_task(self._run(job))
 
