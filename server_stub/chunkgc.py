@@ -60,7 +60,7 @@ class GcReport:
     restored: int = 0           # of those, touched meanwhile: put back at once
     recovered: int = 0          # trash of an earlier run that an index names again: put back
     deleted: int = 0            # trash of an earlier run, still unmarked: gone
-    bytes_freed: int = 0
+    freed_bytes: int = 0
     temp_removed: int = 0       # stray temporary files older than a day
     trash_chunks: int = 0       # in the trash after this run: the next run deletes them if still unmarked
     trash_bytes: int = 0
@@ -178,7 +178,7 @@ def _empty_previous_trash(root: str, previous: set[bytes], marked: set[bytes], r
         except FileNotFoundError:
             continue  # put back by a capture's publication check meanwhile
         report.deleted += 1
-        report.bytes_freed += size
+        report.freed_bytes += size
 
 
 def _quarantine_folder(root: str, folder: str, marked: set[bytes], previous: set[bytes], now: float, grace: float,

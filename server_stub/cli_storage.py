@@ -5,11 +5,12 @@ a master's FOG or Clonezilla tree adopted as images, replication jobs. Over the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import urllib.parse
 from typing import Any
 
 from contract.vocabulary import IMAGE_TYPES
-from server_stub.cli_connection import AdminCallFailed, Call, segment
+from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, segment
 from server_stub.cli_format import Answer, Column, computed, field, local_time, record, table
 
 RSYNC_HELP = ("where the server's rsync reaches this node's export: a directory on this server (required for a "
@@ -64,6 +65,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     storage.add_parser("list", help="nodes: group, master, export, clients now/max, rsync target")
     storage.add_parser("remove", help="forget a node (not while images, tasks or replications use it)")\
         .add_argument("name")
+    storage.add_parser("gc", help="collect the node's unused chunks now (its --rsync-target a directory on this "
+                                  "server; also run after removals and every 6 h: docs/chunking.md)").add_argument("name")
 
     image = sub.add_parser("image", help="images: add, list, show, versions, remove, replicate")\
         .add_subparsers(dest="action", required=True)
@@ -140,6 +143,13 @@ def _removed(what: str, data: dict) -> Answer:
     return Answer(data, lambda: f"removed {what} {data['name']}")
 
 
+def _collected(report: dict) -> Answer:
+    """A chunk collection's report (server_stub/chunkgc.py): quarantined chunks go at the next run."""
+    return Answer(report, lambda: record(report, ["node", "indexes", "marked", "quarantined", "restored",
+                                                  "recovered", "deleted", "freed_bytes", "temp_removed",
+                                                  "trash_chunks", "trash_bytes", "seconds"]))
+
+
 def _group_command(args: argparse.Namespace, call: Call) -> Any:
     match args.group_action:
         case "add":
@@ -176,6 +186,9 @@ def run(args: argparse.Namespace, call: Call) -> Any:
             return Answer(nodes, lambda: table(nodes, NODE_COLUMNS))
         case "storage", "remove":
             return _removed("storage node", call("DELETE", f"/api/storage/{segment(args.name)}"))
+        case "storage", "gc":  # a big store takes minutes: wait for the report
+            slow = dataclasses.replace(call, timeout=3600) if isinstance(call, ApiClient) else call
+            return _collected(slow("POST", f"/api/storage/nodes/{segment(args.name)}/gc"))
         case "image", "add":
             return _image(call("POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
                                                        "description": args.description, "type": args.type}))

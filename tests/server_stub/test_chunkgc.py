@@ -42,7 +42,7 @@ def test_an_unreferenced_old_chunk_is_quarantined_then_deleted_by_the_next_run(n
     assert not os.path.exists(chunk_path(node, dropped)) and os.path.exists(trashed(node, dropped))
     size = os.path.getsize(trashed(node, dropped))
     second = collect(node, now=now + 60)
-    assert (second.deleted, second.bytes_freed, second.trash_chunks) == (1, size, 0)
+    assert (second.deleted, second.freed_bytes, second.trash_chunks) == (1, size, 0)
     assert not os.path.exists(trashed(node, dropped))
     assert os.path.exists(chunk_path(node, kept))
 
