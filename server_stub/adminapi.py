@@ -92,6 +92,17 @@ class AdminApi:
         return json_response({**image, "source_host": self.store.image_source_host(image["id"]),
                               "versions": self.store.image_versions(image["name"])})
 
+    async def edit_image(self, request: web.Request) -> web.Response:
+        """Only the fields present change: description, type and format (what the next capture writes)."""
+        body = await read_json(request)
+        unknown = sorted(set(body) - {"description", "type", "format"})
+        if unknown:
+            raise Invalid(f"an image has no editable field {', '.join(unknown)} (description, type, format; "
+                          "an image keeps its name and group)", field=unknown[0])
+        return json_response(self.store.edit_image(
+            request.match_info["name"], description=optional_str(body, "description"),
+            type_=optional_str(body, "type"), format_=optional_str(body, "format")))
+
     async def remove_image(self, request: web.Request) -> web.Response:
         return json_response(self.store.remove_image(request.match_info["name"]))
 
@@ -150,6 +161,7 @@ class AdminApi:
             web.get("/api/pages/tasks", reader(self.tasks_page)),
             web.post("/api/images/adopt", admin_only(self.adopt_images)),
             web.get("/api/images/{name}", reader(self.show_image)),
+            web.post("/api/images/{name}", admin_only(self.edit_image)),  # after adopt: its path is not a name
             web.delete("/api/images/{name}", admin_only(self.remove_image)),
             web.get("/api/images/{name}/versions", reader(self.image_versions)),
             web.delete("/api/images/{name}/versions/{version}", admin_only(self.remove_image_version)),

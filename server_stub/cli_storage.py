@@ -9,6 +9,7 @@ import dataclasses
 import urllib.parse
 from typing import Any
 
+from contract.task import IMAGE_FORMATS
 from contract.vocabulary import IMAGE_TYPES
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, segment
 from server_stub.cli_format import Answer, Column, computed, field, local_time, record, table
@@ -26,6 +27,10 @@ NODE_COLUMNS: list[Column | str] = ["name", field("group_name", "group"), comput
                 "rsync_target", field("http_url", "http")]
 HTTP_HELP = ("deploys from this node over HTTP, not NFS (docs/http-transport.md): 'server' (this server serves the "
              "node's local --rsync-target read-only) or http(s)://host/images/ of a web server; set '' for NFS again")
+
+FORMAT_HELP = ("what the image's captures write: stream (one compressed stream a partition; multicast) or chunked "
+               "(content-addressed chunks shared by its versions: a redeploy moves and writes only what changed; "
+               "no multicast)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +85,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
                         "multipart: exact layout (FOG type 2); alldisks: every fixed disk, exact layouts (FOG type 3); "
                         "raw: every byte of the disk (FOG type 4)")
-    image.add_parser("list", help="images: type, group, home node, replicas, size, last capture")
+    p.add_argument("--format", default="stream", choices=IMAGE_FORMATS, help=FORMAT_HELP)
+    p = image.add_parser("set", help="change an image's description, type or format (what its next capture writes)")
+    p.add_argument("name")
+    p.add_argument("--description", help="free text shown with the image")
+    p.add_argument("--type", choices=IMAGE_TYPES, help="the next capture's type (image add --help says each)")
+    p.add_argument("--format", choices=IMAGE_FORMATS, help=FORMAT_HELP)
+    image.add_parser("list", help="images: type, format, group, home node, replicas, size, last capture")
     image.add_parser("show", help="an image, its source host and its versions").add_argument("name")
     image.add_parser("versions", help="the image's versions on the nodes this server reaches as directories")\
         .add_argument("name")
@@ -110,7 +121,7 @@ def _versions_table(versions: list[dict]) -> str:
 
 
 def _image_text(image: dict) -> str:
-    lines = record(image, ["name", "type", "group_name", "storage", "source_host", "stored_bytes", "captured"])
+    lines = record(image, ["name", "type", "format", "group_name", "storage", "source_host", "stored_bytes", "captured"])
     replicas = ", ".join(image.get("replicas") or []) or "-"
     return f"{lines}\nreplicas:     {replicas}\n" + _versions_table(image["versions"])
 
@@ -135,7 +146,7 @@ def _node(node: dict) -> Answer:
 
 
 def _image(image: dict) -> Answer:
-    return Answer(image, lambda: record(image, ["name", "type", "group_name", "storage", "description", "created",
+    return Answer(image, lambda: record(image, ["name", "type", "format", "group_name", "storage", "description", "created",
                                                 "captured", "stored_bytes", "replicas"]))
 
 
@@ -191,11 +202,16 @@ def run(args: argparse.Namespace, call: Call) -> Any:
             return _collected(slow("POST", f"/api/storage/nodes/{segment(args.name)}/gc"))
         case "image", "add":
             return _image(call("POST", "/api/images", {"name": args.name, "group": args.group, "storage": args.storage,
-                                                       "description": args.description, "type": args.type}))
+                                                       "description": args.description, "type": args.type,
+                                                       "format": args.format}))
+        case "image", "set":
+            return _image(call("POST", f"/api/images/{segment(args.name)}", {
+                key: value for key, value in (("description", args.description), ("type", args.type),
+                                              ("format", args.format)) if value is not None}))
         case "image", "list":
             images = call("GET", "/api/images")
             return Answer(images, lambda: table(images, [
-                "id", "name", "type", field("group_name", "group"), "storage", computed("replicas", lambda i: ",".join(
+                "id", "name", "type", "format", field("group_name", "group"), "storage", computed("replicas", lambda i: ",".join(
                     i.get("replicas") or [])), field("stored_bytes", "size"), "captured"]))
         case "image", "show":
             image = call("GET", f"/api/images/{segment(args.name)}")

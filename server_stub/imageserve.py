@@ -15,6 +15,14 @@ server only names in the checkin answer.
   files and directories are 404: there is no listing and no way out of the directory;
 - at most ``MAX_TRANSFERS_PER_TASK`` transfers at once per task (429 beyond), so one machine cannot hold many
   of the server's connections.
+
+``GET /api/tasks/{id}/chunks/{ab}/{sha256}.zst`` answers one chunk of the node's chunk store (``.chunks/`` at
+its root, shared by the group's chunked images; docs/chunking.md) under the same rules: the running deploy's
+own token, its node, names strictly ``<2 hex>/<64 hex>.zst`` with the same first two digits (nothing else,
+neither ``.trash/`` nor a chunk being written under a temporary name), a plain file. A chunk is named by the
+SHA-256 of its data, so naming one means knowing its hash: the route does not read the image's index at every
+request to check the chunk belongs to it. Its own bound, ``MAX_CHUNK_TRANSFERS_PER_TASK``, as the client keeps
+many small requests in flight.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from contract.chunkindex import CHUNKS_DIR, chunk_relpath
 from contract.versions import VERSIONS_DIR, is_version, version_of_link
 from server_stub.appkeys import STORE
 from server_stub.errors import Conflict, NotFound, RateLimited
@@ -36,12 +45,23 @@ from server_stub.store.storage import SERVER_HTTP
 log = logging.getLogger(__name__)
 # The client keeps at most 4 requests in flight (imager/httpstore.py); a little room for a retry overlapping.
 MAX_TRANSFERS_PER_TASK = 6
+# The client keeps 16 chunk requests in flight (imager/httpstore.py); room for retries overlapping.
+MAX_CHUNK_TRANSFERS_PER_TASK = 24
+CHUNK_DIR = re.compile(r"^[0-9a-f]{2}$")
+CHUNK_FILE = re.compile(r"^[0-9a-f]{64}\.zst$")
 IMAGE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")  # manifest.json, d1p2.pcl.zst, d1.sfdisk …
 
 
 def transport_of(task: Task, node: StorageNode | None) -> str:
     """``http`` for a deploy from a node with an HTTP transport; anything else (captures, multicast) uses NFS."""
     return "http" if node is not None and node.get("http_url") and task["type"] == "deploy" else "nfs"
+
+
+def chunks_url(task: Task, node: StorageNode) -> str:
+    """The base URL of the node's chunk store: '<base><2 hex>/<sha256>.zst' is one chunk."""
+    if node["http_url"] != SERVER_HTTP:
+        return f"{node['http_url']}{CHUNKS_DIR}/"
+    return f"/api/tasks/{task['id']}/chunks/"
 
 
 def image_url(task: Task, node: StorageNode) -> str:
@@ -76,42 +96,68 @@ def checkin_storage(task: Task, node: StorageNode) -> dict[str, Any]:
                               "transport": transport_of(task, node)}
     if answer["transport"] == "http":
         answer["url"] = image_url(task, node)
+        answer["chunks_url"] = chunks_url(task, node)
     return answer
 
 
-def image_file(store: Store, task: Task, version: str, file: str) -> str:
-    """The path of ``file`` of ``version`` of the task's image on its node's local directory, or NotFound."""
+def served_root(store: Store, task: Task) -> tuple[StorageNode, str]:
+    """The running deploy's node and its local directory, when this server serves that node; else an error."""
     if task["type"] != "deploy" or task["state"] != "running":
         raise Conflict(f"task {task['id']} is a {task['state']} {task['type']}: images are served to a running "
                        "deploy only")
     node = store.storage(str(task["storage"])) if task["storage"] else None
     root = local_root(node) if node and node.get("http_url") == SERVER_HTTP else None
-    name = str(task["image"])
     if node is None or root is None:
         raise NotFound(f"task {task['id']}'s storage node is not served by this server over HTTP")
+    return node, root
+
+
+def plain_file(path: str, missing: str) -> str:
+    """``path`` if it is a regular file (never a link or a directory), else NotFound saying ``missing``."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        raise NotFound(missing) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise NotFound(missing)
+    return path
+
+
+def image_file(store: Store, task: Task, version: str, file: str) -> str:
+    """The path of ``file`` of ``version`` of the task's image on its node's local directory, or NotFound."""
+    node, root = served_root(store, task)
+    name = str(task["image"])
     if version == name:  # the version published now
         version = published_version(node, name) or ""
     if not is_version(version, name) or not IMAGE_FILE.match(file):
         raise NotFound("no such file of this task's image")
-    path = os.path.join(root, VERSIONS_DIR, version, file)
-    try:
-        info = os.lstat(path)
-    except OSError:
-        raise NotFound(f"{version}/{file} is not on storage node {task['storage']}") from None
-    if not stat.S_ISREG(info.st_mode):  # a link or a directory is never served
-        raise NotFound(f"{version}/{file} is not on storage node {task['storage']}")
-    return path
+    return plain_file(os.path.join(root, VERSIONS_DIR, version, file),
+                      f"{version}/{file} is not on storage node {task['storage']}")
 
 
-def client_image_file(authorized: Callable[[web.Request], Task]) -> Any:
+def chunk_file(store: Store, task: Task, prefix: str, file: str) -> str:
+    """The path of chunk ``<prefix>/<file>`` in the chunk store of the task's node, or NotFound."""
+    _node, root = served_root(store, task)
+    if not CHUNK_DIR.match(prefix) or not CHUNK_FILE.match(file) or file[:2] != prefix:
+        raise NotFound("no such chunk: chunks are named <2 hex>/<sha256 in hex>.zst")
+    return plain_file(os.path.join(root, chunk_relpath(file[:64])),
+                      f"chunk {file[:64]} is not on storage node {task['storage']}")
+
+
+FileOf = Callable[[Store, Task, web.Request], str]
+
+
+def client_file(authorized: Callable[[web.Request], Task], file_of: FileOf, bound: Callable[[], int],
+                what: str) -> Any:
+    """A handler sending ``file_of``'s file to its task's client, at most ``bound()`` at once per task."""
     transfers: dict[int, int] = {}  # task id → transfers in progress
 
     async def handler(request: web.Request) -> web.StreamResponse:
         task = authorized(request)  # 401 for a wrong token or an unknown task
-        path = image_file(request.app[STORE], task, request.match_info["version"], request.match_info["file"])
-        if transfers.get(task["id"], 0) >= MAX_TRANSFERS_PER_TASK:
-            raise RateLimited(f"task {task['id']} has {MAX_TRANSFERS_PER_TASK} image transfers in progress",
-                              retry_after=1)
+        path = file_of(request.app[STORE], task, request)
+        most = bound()
+        if transfers.get(task["id"], 0) >= most:
+            raise RateLimited(f"task {task['id']} has {most} {what} transfers in progress", retry_after=1)
         transfers[task["id"]] = transfers.get(task["id"], 0) + 1
         try:
             response = web.FileResponse(path, headers={"Cache-Control": "no-store"})
@@ -127,5 +173,17 @@ def client_image_file(authorized: Callable[[web.Request], Task]) -> Any:
     return handler
 
 
+def _image_of(store: Store, task: Task, request: web.Request) -> str:
+    return image_file(store, task, request.match_info["version"], request.match_info["file"])
+
+
+def _chunk_of(store: Store, task: Task, request: web.Request) -> str:
+    return chunk_file(store, task, request.match_info["prefix"], request.match_info["file"])
+
+
 def routes(authorized: Callable[[web.Request], Task]) -> list[web.RouteDef]:
-    return [web.get("/api/tasks/{id:\\d+}/image/{version}/{file}", client_image_file(authorized))]
+    # the bounds read at each request (tests lower them)
+    return [web.get("/api/tasks/{id:\\d+}/image/{version}/{file}",
+                    client_file(authorized, _image_of, lambda: MAX_TRANSFERS_PER_TASK, "image")),
+            web.get("/api/tasks/{id:\\d+}/chunks/{prefix}/{file}",
+                    client_file(authorized, _chunk_of, lambda: MAX_CHUNK_TRANSFERS_PER_TASK, "chunk"))]

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
+from contract.task import IMAGE_FORMATS
 from contract.vocabulary import IMAGE_TYPE_HELP, IMAGE_TYPES
 from server_stub.accounts import AUDIT_TARGET
 from server_stub.appkeys import STORE
@@ -21,7 +22,10 @@ from server_stub.store.adopt import Adopted
 from server_stub.store.models import Image, ImageVersion, ReplicationJob, Task
 
 # Store checks that name no field, by what their message says; first match wins.
-IMAGE_HINTS = {"image name": "name", "image type": "type", "storage group": "group", "exists already": "name"}
+IMAGE_HINTS = {"image name": "name", "image type": "type", "image format": "format", "storage group": "group",
+               "exists already": "name"}
+FORMAT_HELP = {"stream": "one compressed stream a partition; multicast works",
+               "chunked": "chunks shared by its versions: a redeploy moves and writes only what changed; no multicast"}
 
 
 def ratio(stored: int | None, raw: int | None) -> float | None:
@@ -79,7 +83,8 @@ def _index_page(request: web.Request, status: int = 200, errors: Mapping[str, st
     store = request.app[STORE]
     return render(request, "images_index.html", status, title="Images",
                   images=[_summary(store, image) for image in store.images()], groups=store.groups(),
-                  types=IMAGE_TYPES, type_help=IMAGE_TYPE_HELP, errors=errors or {}, values=values or {},
+                  types=IMAGE_TYPES, type_help=IMAGE_TYPE_HELP, formats=IMAGE_FORMATS, format_help=FORMAT_HELP,
+                  errors=errors or {}, values=values or {},
                   adopt_error=adopt_error, notice=request.query.get("notice", ""))
 
 
@@ -93,7 +98,8 @@ async def add_image(request: web.Request) -> web.StreamResponse:
     fields = await form_text(request)
     try:
         image = request.app[STORE].add_image(fields.get("name", ""), description=fields.get("description", ""),
-                                             type_=fields.get("type") or "resizable", group=fields.get("group") or None)
+                                             type_=fields.get("type") or "resizable", group=fields.get("group") or None,
+                                             format_=fields.get("format") or "stream")
     except ApiError as exc:
         return _index_page(request, exc.status, errors_by_field(exc, IMAGE_HINTS), fields)
     return redirect_after_post(f"/images/{image['name']}",
@@ -130,13 +136,29 @@ def _image_page(request: web.Request, name: str, status: int = 200, error: str =
     jobs = store.replication_jobs(name)
     return render(request, "images_show.html", status, title=f"Image {name}", summary=_summary(store, image),
                   image=image, capture=_capture_task(store, name), replicas=_replicas(store, image, jobs),
-                  jobs=jobs, type_help=IMAGE_TYPE_HELP, error=error, notice=request.query.get("notice", ""),
+                  jobs=jobs, types=IMAGE_TYPES, type_help=IMAGE_TYPE_HELP, formats=IMAGE_FORMATS,
+                  format_help=FORMAT_HELP, error=error, notice=request.query.get("notice", ""),
                   **reports.history_of(store, image=name))
 
 
 @page()
 async def show_image(request: web.Request) -> web.StreamResponse:
     return _image_page(request, request.match_info["name"])
+
+
+@action("admin", "edit image")
+async def edit_image(request: web.Request) -> web.StreamResponse:
+    name, fields = request.match_info["name"], await form_text(request)
+    try:
+        request.app[STORE].edit_image(name, description=fields.get("description"), type_=fields.get("type"),
+                                      format_=fields.get("format"))
+    except ApiError as exc:
+        if exc.status == 404:
+            raise
+        return _image_page(request, name, exc.status, exc.message)
+    saved = request.app[STORE].image(name)
+    return redirect_after_post(f"/images/{name}", f"Image {name} saved; its next capture is {saved['type']}, "
+                               f"{saved['format']}.")
 
 
 @action("admin", "remove image version")
@@ -187,6 +209,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/images", add_image),
         web.post("/images/adopt", adopt_images),
         web.get("/images/{name}", show_image),
+        web.post("/images/{name}/edit", edit_image),
         web.post("/images/{name}/remove", remove_image),
         web.post("/images/{name}/replicate", replicate_image),
         web.post("/images/{name}/versions/{version}/remove", remove_version),

@@ -103,6 +103,7 @@ class Store:
         self.remove_host = self.hosts_repo.remove_host
         self.tasks_page = self.tasks_repo.tasks_page
         self.remove_image = self.images_repo.remove_image
+        self.edit_image = self.images_repo.edit_image
         self.image_source_host = self.images_repo.source_host
         self.image_versions = self.versions_repo.image_versions
         self.remove_image_version = self.versions_repo.remove_image_version

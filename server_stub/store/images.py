@@ -11,8 +11,9 @@ from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
 from server_stub.store.models import Image, StorageNode
 from server_stub.store.storage import NODES, Storage
-from server_stub.store.validate import check_image_type, check_name
+from server_stub.store.validate import check_image_format, check_image_type, check_name
 
+MAX_DESCRIPTION = 1000  # characters: free text shown with the image
 IMAGES = ("SELECT i.*, s.name AS storage, g.name AS group_name FROM images i "
           "JOIN storage_nodes s ON s.id = i.storage_id LEFT JOIN storage_groups g ON g.id = i.group_id ")
 
@@ -22,10 +23,11 @@ class Images:
         self.db, self.storage = db, storage
 
     def add_image(self, name: str, storage: str | None = None, description: str = "", type_: str = "resizable",
-                  group: str | None = None) -> Image:
+                  group: str | None = None, format_: str = "stream") -> Image:
         """An image of a group (``storage`` NODE, the older form, means that node's group)."""
         check_name(name, "image")
         check_image_type(type_)
+        check_image_format(format_)
         if (group is None) == (storage is None):
             raise Invalid("give the image's storage group (or, the older form, a storage node)")
         try:
@@ -35,11 +37,27 @@ class Images:
                 if not group_row["master"]:
                     raise Conflict(f"storage group {group_row['name']} has no node yet; add one first")
                 home = self.storage.storage(group_row["master"])
-                self.db.execute("INSERT INTO images(name, storage_id, group_id, type, description, created) "
-                                "VALUES (?, ?, ?, ?, ?, ?)",
-                                name, home["id"], group_row["id"], type_, description, time.time())
+                self.db.execute("INSERT INTO images(name, storage_id, group_id, type, format, description, created) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                name, home["id"], group_row["id"], type_, format_, description, time.time())
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"image {name} exists already") from exc
+        return self.image(name)
+
+    def edit_image(self, name: str, description: str | None = None, type_: str | None = None,
+                   format_: str | None = None) -> Image:
+        """Change what the next capture writes (type, format) and the description; only the fields given.
+        The versions already captured keep their own format: each one's manifest says it."""
+        if description is not None and len(description) > MAX_DESCRIPTION:
+            raise Invalid(f"an image's description is at most {MAX_DESCRIPTION} characters")
+        fields = {"description": description, "type": None if type_ is None else check_image_type(type_),
+                  "format": None if format_ is None else check_image_format(format_)}
+        changes = {column: value for column, value in fields.items() if value is not None}
+        with self.db.transaction():
+            image = self.image(name)
+            if changes:
+                self.db.execute(f"UPDATE images SET {', '.join(f'{c} = ?' for c in changes)} WHERE id = ?",
+                                *changes.values(), image["id"])
         return self.image(name)
 
     def image(self, name: str) -> Image:

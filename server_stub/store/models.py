@@ -59,6 +59,7 @@ class Image(TypedDict):
     storage_id: int         # its home node
     group_id: int | None
     type: str
+    format: str             # what its captures write: stream or chunked (contract.task.IMAGE_FORMATS)
     description: str
     created: float
     captured: float | None

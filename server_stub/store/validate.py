@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from contract.task import IMAGE_FORMATS
 from contract.vocabulary import (AFTER_VALUES, IMAGE_TYPES, ORIGINS, QUEUEABLE_TASK_TYPES, WIPE_MODES)
 from server_stub.errors import Invalid
 
@@ -83,6 +84,13 @@ def check_image_type(type_: Any) -> str:
     if type_ not in IMAGE_TYPES:
         raise Invalid(f"image type {type_!r} is not one of {', '.join(IMAGE_TYPES)}")
     return str(type_)
+
+
+def check_image_format(format_: Any) -> str:
+    """What an image's captures write (contract.task.IMAGE_FORMATS): stream, or chunked for incremental redeploys."""
+    if format_ not in IMAGE_FORMATS:
+        raise Invalid(f"image format {format_!r} is not one of {', '.join(IMAGE_FORMATS)}", field="format")
+    return str(format_)
 
 
 def check_after(after: Any) -> str:

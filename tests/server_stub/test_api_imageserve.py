@@ -78,7 +78,8 @@ def test_checkin_says_nfs_by_default_and_http_for_a_deploy_from_an_http_node(con
     store.add_storage("web", "10.0.0.1:/images", http_url="http://10.0.0.1/images/", rsync_target=str(tmp_path))
     answer, _ = running_task(console_harness)
     assert answer["storage"] == {"name": "web", "export": "10.0.0.1:/images", "options": "vers=4.1",
-                                 "transport": "http", "url": "http://10.0.0.1/images/img/"}
+                                 "transport": "http", "url": "http://10.0.0.1/images/img/",
+                                 "chunks_url": "http://10.0.0.1/images/.chunks/"}
     store.set_storage("web", http_url="")
     store.add_host("52:54:00:00:00:02", "pc2")
     task = store.add_task("pc2", "capture", "img")

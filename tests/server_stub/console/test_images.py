@@ -45,9 +45,9 @@ def test_list_shows_sizes_ratio_versions_and_capture(console, captured):
     page = console.get("/images")
     assert page.status == 200
     row = page.by_id("images-table").rows()[0]
-    assert row[0] == "win lab PCs" and row[1] == "resizable" and row[2] == "default"
-    assert row[3:7] == ["5.0 MiB", "2.0 MiB", "40 %", "2"]
-    assert row[8].endswith("UTC")
+    assert row[0] == "win lab PCs" and row[1] == "resizable" and row[2] == "stream" and row[3] == "default"
+    assert row[4:8] == ["5.0 MiB", "2.0 MiB", "40 %", "2"]
+    assert row[9].endswith("UTC")
 
 
 def test_image_page_shows_capture_versions_and_copies(console, captured):
