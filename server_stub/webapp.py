@@ -164,7 +164,8 @@ async def add_image(request: web.Request) -> web.Response:
     body = await read_json(request)
     return json_response(request.app[STORE].add_image(
         require_str(body, "name"), optional_str(body, "storage"), optional_str(body, "description", "") or "",
-        optional_str(body, "type", "resizable") or "", group=optional_str(body, "group")), 201)
+        optional_str(body, "type", "resizable") or "", group=optional_str(body, "group"),
+        format_=optional_str(body, "format", "stream") or ""), 201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -251,7 +252,7 @@ async def client_checkin(request: web.Request) -> web.Response:
         # FOG renames the deployed system after its host record; a host name is a valid hostname.
         "hostname": task["host"] if task["type"] in ("deploy", "multicast") else None,
         "host": {"mac": task["mac"], "name": task["host"]},
-        "image": {"name": image["name"], "type": image["type"]} if image else None,
+        "image": {"name": image["name"], "type": image["type"], "format": image["format"]} if image else None,
         "storage": imageserve.checkin_storage(task, node) if node else None,  # NFS or HTTP (issue 17)
         **({"multicast": session} if session is not None else {}),
         "scripts": scriptsapi.task_scripts(store, task),  # run after the deploy (docs/task-json.md)
