@@ -19,6 +19,7 @@ from server_stub.console import schedules
 from server_stub.console import scripts
 from server_stub.console import hostgroups
 from server_stub.console import setup
+from server_stub.console import chunkgc
 from server_stub.console.render import STATIC_DIR
 
 
@@ -34,6 +35,7 @@ def routes() -> list[web.AbstractRouteDef]:
         *scripts.routes(),
         *hostgroups.routes(),
         *setup.routes(),
+        *chunkgc.routes(),
         *live.routes(),
         web.static("/static", STATIC_DIR, name="static", append_version=True),
     ]
