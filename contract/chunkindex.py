@@ -90,8 +90,8 @@ class ChunkIndex:
         return sum(c.stored_size for c in self.chunks)
 
     def padded_bits(self) -> bytes:
-        """The bitmap without its CRC, padded so the last (short) range reads whole bytes."""
-        return self.bitmap[:-CRC_SIZE] + bytes(self.grid_blocks // 8)
+        """The bitmap without its CRC or the bits past the last block, padded so the last range reads whole bytes."""
+        return usable_bits(self.bitmap, self.info.total_blocks) + bytes(self.grid_blocks // 8)
 
     def runs(self, chunk: Chunk, bits: bytes | None = None) -> list[tuple[int, int]]:
         """(first block, count) on the device of each run of used blocks in the chunk's range."""
@@ -116,6 +116,15 @@ def grid_blocks_for(block_size: int, grid_bytes: int = GRID_BYTES) -> int:
 
 def bitmap_size(info: StreamInfo) -> int:
     return (info.total_blocks + 7) // 8 + CRC_SIZE
+
+
+def usable_bits(bitmap: bytes, total_blocks: int) -> bytes:
+    """The bitmap's bytes without partclone's CRC, the bits past ``total_blocks`` cleared (partclone may set
+    them; it never streams those blocks)."""
+    bits = bytearray(bitmap[:(total_blocks + 7) // 8])
+    if total_blocks % 8:
+        bits[-1] &= (1 << (total_blocks % 8)) - 1
+    return bytes(bits)
 
 
 def range_bits(bits: bytes, grid_blocks: int, range_index: int) -> int:

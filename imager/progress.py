@@ -33,6 +33,7 @@ class Progress:
         self.overall_total = 0   # 0: unknown, no overall figure
         self.overall_done = 0
         self.overall_started = self.started
+        self.figures: Callable[[], dict[str, int]] | None = None  # a chunked deploy's reused/fetched/wrote
 
     @property
     def total(self) -> int:
@@ -89,6 +90,8 @@ class Progress:
                 "percent": round(percent, 1), "rate_bps": int(rate), "eta_s": int(eta)}
         if self.stored:  # raw bytes per stored byte, e.g. 2.4 (the image is 2.4× smaller than the data)
             snap.update(stored_bytes=self.stored, ratio=round(self.done / self.stored, 2))
+        if self.figures is not None:
+            snap.update(self.figures())
         if self.overall_total:
             left = self.overall_total - self.overall_done
             overall_rate = self.overall_done / max(now - self.overall_started, 1e-6)
@@ -107,6 +110,9 @@ def console_sink(snap: dict) -> None:
     overall = ""
     if "overall_percent" in snap:
         overall = f"  | overall {snap['overall_percent']:5.1f}%  ETA {duration(snap['overall_eta_s'])}"
+    if "reused_bytes" in snap:
+        overall += (f"  | reused {human(snap['reused_bytes'])}, fetched {human(snap['fetched_bytes'])}, "
+                    f"wrote {human(snap['wrote_bytes'])}")
     log.info("%s: %5.1f%%  %s / %s  %s/s  ETA %s%s", snap["stage"] or "working", snap["percent"],
              human(snap["bytes_done"]), human(snap["bytes_total"]), human(snap["rate_bps"]),
              duration(snap["eta_s"]), overall)

@@ -20,8 +20,11 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 import imager
-from imager import datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
-from imager.errors import Interrupted, UnsupportedDisk
+from contract import chunkindex
+from contract.task import IMAGE_FORMATS
+from imager import chunkpath, datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
+from imager.chunkstore import LocalChunks
+from imager.errors import Interrupted, InvalidTask, StorageError, UnsupportedDisk
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.context import OpContext
 from imager.partitions import Partition, probe_filesystem, read_layout, save_table
@@ -41,7 +44,8 @@ def capture(ctx: OpContext) -> dict[str, Any]:
     """The capture task: its disk into the image it names, on its storage node (the group's master)."""
     image = ctx.task.get("image")
     return capture_image(ctx.task.get("disk"), ctx.storage_root, ctx.image_name, ctx.progress,
-                         image_type=(image.get("type") if image else None) or "resizable")
+                         image_type=(image.get("type") if image else None) or "resizable",
+                         image_format=(image.get("format") if image else None) or "stream")
 
 
 INTERRUPTED_HINT = ("The source disk's filesystems are back at their size and the previous image, if any, is "
@@ -49,11 +53,12 @@ INTERRUPTED_HINT = ("The source disk's filesystems are back at their size and th
 
 
 def capture_image(disk_spec: str | None, root: str, name: str, progress: Progress,
-                  image_type: str = "resizable") -> dict[str, Any]:
-    """``disk_spec`` into the image ``name`` under ``root`` (an existing directory); published only when whole."""
+                  image_type: str = "resizable", image_format: str = "stream") -> dict[str, Any]:
+    """``disk_spec`` into the image ``name`` under ``root`` (an existing directory); published only when whole.
+    ``image_format`` chunked: partitions as chunks in ``root``'s chunk store (docs/image-format.md)."""
     with process.interruptible():
         try:
-            return _capture_image(disk_spec, root, name, progress, image_type)
+            return _capture_image(disk_spec, root, name, progress, image_type, image_format)
         except Interrupted as exc:
             exc.hint = INTERRUPTED_HINT
             raise
@@ -65,9 +70,12 @@ def capture_image(disk_spec: str | None, root: str, name: str, progress: Progres
 
 
 def _capture_image(disk_spec: str | None, root: str, name: str, progress: Progress,
-                   image_type: str) -> dict[str, Any]:
+                   image_type: str, image_format: str) -> dict[str, Any]:
     if image_type not in IMAGE_TYPES:
         raise UnsupportedDisk(f"image type {image_type!r} is not one of {', '.join(IMAGE_TYPES)}")
+    if image_format not in IMAGE_FORMATS:
+        raise InvalidTask(f"image format {image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
+    chunks = LocalChunks(root) if image_format == "chunked" else None
     started = time.monotonic()
     sources = disks.select_all(disk_spec) if image_type == "alldisks" else [disks.select(disk_spec)]
     for disk in sources:
@@ -81,9 +89,12 @@ def _capture_image(disk_spec: str | None, root: str, name: str, progress: Progre
         entries: list[DiskEntry] = []
         files: Files = {}
         for index, disk in enumerate(sources, 1):
-            entry, disk_files = capture_disk(disk, index, staging.path, progress, resizable=image_type == "resizable")
+            entry, disk_files = capture_disk(disk, index, staging.path, progress, resizable=image_type == "resizable",
+                                             chunks=chunks)
             files.update(disk_files)
             entries.append(entry)
+        if chunks is not None:
+            require_chunks(chunks, staging.path, files)
         image = build_manifest(name, image_type, sources[0], entries, files)
         manifest.write(staging.path, image)
         link = staging.publish()
@@ -93,14 +104,18 @@ def _capture_image(disk_spec: str | None, root: str, name: str, progress: Progre
     elapsed = time.monotonic() - started
     parts = [p for entry in entries for p in entry.get("partitions", [])]
     raw = sum(p["raw_bytes"] for p in parts)
-    stored = sum(meta["size"] for meta in files.values())
+    stored = sum(p.get("stored_bytes", 0) for p in parts) + sum(
+        meta["size"] for file, meta in files.items() if not file.endswith(".pcl.zst"))
     log.info("image %s published: %s of partclone data stored in %s, %.1f s", link, _size(raw), _size(stored), elapsed)
-    return {"image": name, "version": staging.version, "raw_bytes": raw, "stored_bytes": stored,
-            "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(entries)}
+    result = {"image": name, "version": staging.version, "raw_bytes": raw, "stored_bytes": stored,
+              "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(entries)}
+    if chunks is not None:  # what this version added to the store shared with the others
+        result["new_bytes"] = sum(p["chunks"]["new_bytes"] if "chunks" in p else p.get("stored_bytes", 0) for p in parts)
+    return result
 
 
 def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progress,
-                 resizable: bool) -> tuple[DiskEntry, Files]:
+                 resizable: bool, chunks: LocalChunks | None = None) -> tuple[DiskEntry, Files]:
     """One disk of the image (``d<index>.*`` files): its table, boot area and every partition."""
     layout = read_layout(disk.path)
     disks.reread_partitions(disk.path, [p.number for p in layout.partitions])  # nodes exist even without udev
@@ -125,7 +140,8 @@ def capture_disk(disk: disks.Disk, index: int, image_dir: str, progress: Progres
             if group:
                 entry, part_files = capture_volume_group(disk.path, part, group, image_dir, progress, stage, prefix)
             else:
-                entry, part_files = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix)
+                entry, part_files = capture_partition(disk.path, part, tool, image_dir, progress, stage, prefix,
+                                                      chunks if tool != partclone.RAW else None)
                 entry["fs_bytes"] = fs_bytes.get(part.number)  # None: not shrunk
                 if resizable and part.fstype in filesystems.GROW_ONLY:  # needs its whole partition, may grow
                     entry["fs_bytes"] = part.sectors * layout.sector_size
@@ -156,17 +172,52 @@ def capture_raw_disk(disk: disks.Disk, root: str, name: str, progress: Progress)
 
 
 def capture_partition(disk_path: str, part: Partition, tool: str, image_dir: str,
-                      progress: Progress, stage: str, prefix: str = "d1") -> tuple[PartitionEntry, Files]:
+                      progress: Progress, stage: str, prefix: str = "d1",
+                      chunks: LocalChunks | None = None) -> tuple[PartitionEntry, Files]:
     device = disks.partition_path(disk_path, part.number)
-    filename = f"{prefix}p{part.number}.pcl.zst"
     fstype = part.fstype
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({fstype or 'raw'})", total=_device_bytes(device))
+    if chunks is not None:
+        return capture_chunked_partition(device, part, tool, image_dir, progress, prefix, chunks)
+    filename = f"{prefix}p{part.number}.pcl.zst"
     result = stream_device_to_file(device, tool, os.path.join(image_dir, filename), progress)
     progress.flush()
     log.info("%s: %s → %s (%s)", device, _size(result.raw_bytes), filename, _size(result.stored_bytes))
     return ({"number": part.number, "fstype": fstype, "tool": tool, "file": filename, "uuid": part.uuid,
              "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes},
             {filename: {"size": result.stored_bytes, "sha256": result.sha256}})
+
+
+def capture_chunked_partition(device: str, part: Partition, tool: str, image_dir: str, progress: Progress,
+                              prefix: str, chunks: LocalChunks) -> tuple[PartitionEntry, Files]:
+    """partclone's stream of one partition into the chunk store, and its index into the version."""
+    filename = f"{prefix}p{part.number}{chunkindex.INDEX_SUFFIX}"
+    reader = process.spawn(partclone.clone_argv(tool, device), stdout=process.PIPE)
+    datapath.widen_pipe(reader.stdout)
+    try:
+        result = chunkpath.capture_stream(cast(datapath.Readable, reader.stdout), chunks,
+                                          os.path.join(image_dir, filename), progress)
+    except BaseException:
+        reader.kill()
+        raise
+    reader.wait()
+    progress.flush()
+    log.info("%s: %s → %d chunks (%s, %s new to the store)", device, _size(result.raw_bytes), result.count,
+             _size(result.stored_bytes), _size(result.new_bytes))
+    return ({"number": part.number, "fstype": part.fstype, "tool": tool, "file": filename, "uuid": part.uuid,
+             "label": part.label, "raw_bytes": result.raw_bytes, "stored_bytes": result.stored_bytes,
+             "chunks": {"grid_blocks": result.grid_blocks, "count": result.count, "new_bytes": result.new_bytes}},
+            {filename: _file_entry(image_dir, filename)})
+
+
+def require_chunks(chunks: LocalChunks, image_dir: str, files: Files) -> None:
+    """Every chunk the version names is in the store (any the collector quarantined taken back), or no publishing."""
+    for file in files:
+        if file.endswith(chunkindex.INDEX_SUFFIX):
+            lost = chunks.missing(list(chunkindex.names_in(os.path.join(image_dir, file))))
+            if lost:
+                raise StorageError(f"{len(lost)} chunk(s) of {file} vanished from {chunks.dir} during the capture "
+                                   f"(first: {lost[0]})", hint="Run the capture again.")
 
 
 def volume_group_to_split(disk_path: str, part: Partition) -> lvm.VolumeGroup | None:

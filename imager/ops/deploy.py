@@ -22,7 +22,9 @@ import time
 from typing import Any, Mapping, Protocol
 
 from imager import datapath, disks, filesystems, foreign, imagestore, lvm, manifest, partclone, postdeploy, process, resize
-from imager import postscripts
+from imager import incremental, postscripts
+from imager.chunkpath import Transfer
+from imager.chunkstore import ChunkReader, LocalChunks, store_root
 from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
@@ -106,6 +108,9 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     entries = image["disks"]
     targets = select_targets(image, disk_spec)
     source: StreamSource = remote or ImageFiles(image_dir, image["files"])
+    transfer = Transfer()  # chunked images: reused, fetched, wrote
+    if chunked(image):
+        progress.figures = transfer.figures
     if entries[0].get("mode") == "raw":
         check_raw_target(entries[0], targets[0])
         refuse_if_mounted(targets[0].path)
@@ -124,9 +129,10 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     for entry in entries:  # a damaged table file of any disk refuses the image before the first write
         manifest.verify_small_files(image_dir, image["files"], small_files(entry))
     for entry, target, planned in zip(entries, targets, plans):
+        reuse = chunked_disk(entry) and incremental.reuse_disk(target.path, planned)
         written.writing(target.path)
         write_disk_table(image_dir, image, entry, target, planned)
-        restore_disk(image_dir, entry, target, planned, source, progress)
+        restore_disk(image_dir, entry, target, planned, source, progress, transfer, reuse)
     renamed = set_hostname(targets, entries, hostname)
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
@@ -134,8 +140,12 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     raw = sum(p["raw_bytes"] for p in parts)
     where = ", ".join(t.path for t in targets)
     log.info("image %r deployed onto %s: %s in %.1f s", image.get("name"), where, human(raw), elapsed)
-    return {"image": image.get("name"), "disk": where, "raw_bytes": raw, "seconds": round(elapsed, 1),
-            "partitions": len(parts), "disks": len(targets), "hostname_set": renamed}
+    result = {"image": image.get("name"), "disk": where, "raw_bytes": raw, "seconds": round(elapsed, 1),
+              "partitions": len(parts), "disks": len(targets), "hostname_set": renamed}
+    if chunked(image):
+        result.update(transfer.figures())
+        log.info("reused %s, fetched %s, wrote %s", human(transfer.reused), human(transfer.fetched), human(transfer.wrote))
+    return result
 
 
 class StreamSource(Protocol):
@@ -145,6 +155,9 @@ class StreamSource(Protocol):
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         """Stream ``file`` (stored bytes, checked against the manifest) through partclone onto ``device``."""
+
+    def chunk_reader(self) -> ChunkReader:
+        """Where a chunked image's chunks come from (InvalidImage where there are none: multicast)."""
 
 
 class RemoteSource(StreamSource, Protocol):
@@ -162,6 +175,7 @@ class ImageFiles:
     def __init__(self, image_dir: str, files: Mapping[str, FileEntry]) -> None:
         self.image_dir = image_dir
         self.files = files
+        self._chunks: LocalChunks | None = None
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         meta = self.files[file]
@@ -169,6 +183,11 @@ class ImageFiles:
             datapath.restore_stream(src, file, tool, device, expected_sha256=meta.get("sha256"),
                                     expected_size=meta.get("size"), on_progress=progress.add,
                                     on_stored=progress.add_stored, shrunk=shrunk)
+
+    def chunk_reader(self) -> ChunkReader:
+        if self._chunks is None:  # the node's store: the image directory is <root>/.images/<version>
+            self._chunks = LocalChunks(store_root(self.image_dir))
+        return self._chunks
 
 
 def select_targets(image: Manifest, disk_spec: str | None) -> list[disks.Disk]:
@@ -218,7 +237,7 @@ def write_disk_table(image_dir: str, image: Manifest, entry: DiskEntry, target: 
 
 
 def restore_disk(image_dir: str, entry: DiskEntry, target: disks.Disk, planned: Layout, source: StreamSource,
-                 progress: Progress) -> None:
+                 progress: Progress, transfer: Transfer | None = None, reuse: bool = False) -> None:
     """Each partition (or logical volume) from ``source``, then grow what was captured shrunk."""
     parts = entry["partitions"]
     shrunk = shrunk_sizes(entry)
@@ -235,7 +254,7 @@ def restore_disk(image_dir: str, entry: DiskEntry, target: disks.Disk, planned: 
         elif part["tool"] == lvm.TOOL:
             restore_volume_group(image_dir, part, device, source, progress, stage)
         elif part["tool"] != filesystems.CONTAINER:
-            restore_partition(part, target.path, source, progress, stage)
+            restore_partition(part, target.path, source, progress, stage, image_dir, transfer, reuse)
     # Grown only once every stream is in: a multicast receiver that stopped to grow between two streams
     # would come late for the next one, which the others' sender does not wait for forever.
     for part in parts:
@@ -297,7 +316,7 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
     if part["tool"] == lvm.TOOL:
         restore_volume_group(image_dir, part, device, source, progress, f"partition {number}")
     else:
-        restore_partition(part, target.path, source, progress, f"partition {number}")
+        restore_partition(part, target.path, source, progress, f"partition {number}", image_dir, Transfer())
     if part.get("fs_bytes") and (part["fstype"] in filesystems.SHRINKABLE or have > original["sectors"] * sector_size):
         filesystems.grow(device, part["fstype"] or "")  # captured shrunk, or xfs/btrfs in a larger partition
     return {"image": image.get("name"), "disk": target.path, "raw_bytes": part["raw_bytes"],
@@ -305,13 +324,17 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
 
 
 def restore_partition(part: PartitionEntry, disk_path: str, source: StreamSource, progress: Progress,
-                      stage: str) -> None:
+                      stage: str, image_dir: str, transfer: Transfer | None = None, reuse: bool = False) -> None:
     device = disks.partition_path(disk_path, part["number"])
     progress.set_stage(f"{stage}: {os.path.basename(device)} ({part.get('fstype') or 'raw'})",
                        total=part["raw_bytes"])
     assert part["file"] is not None  # a partition with a tool to stream has its file (manifest.validate)
-    source.restore(part["file"], part["tool"], device, progress,
-                   shrunk=part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE)
+    shrunk = part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE
+    if part.get("chunks"):
+        incremental.restore_chunked(image_dir, part["file"], part["tool"], device, source.chunk_reader(), progress,
+                                    transfer or Transfer(), reuse, shrunk)
+    else:
+        source.restore(part["file"], part["tool"], device, progress, shrunk=shrunk)
     progress.flush()
 
 
@@ -338,6 +361,15 @@ def restore_volume_group(image_dir: str, part: PartitionEntry, device: str, sour
 
 
 def small_files(disk_entry: DiskEntry | dict[str, Any]) -> list[str]:
-    """Files read whole before the first write (tables, LVM metadata): checked before they are used."""
+    """Files read whole before the first write (tables, LVM metadata, chunk indexes): checked before they are used."""
     names = list(disk_entry.get("table_files", {}).values())
+    names += [p["file"] for p in disk_entry.get("partitions", []) if p.get("chunks") and p.get("file")]
     return names + [group["metadata"] for p in disk_entry.get("partitions", []) if (group := p.get("lvm"))]
+
+
+def chunked_disk(entry: DiskEntry) -> bool:
+    return any(p.get("chunks") for p in entry.get("partitions", []))
+
+
+def chunked(image: Manifest) -> bool:
+    return any(chunked_disk(entry) for entry in image["disks"])

@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Mapping, cast
 
 from imager import bootenv, datapath, manifest, postdeploy, postscripts, process
+from imager.chunkstore import ChunkReader
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
 from imager.ops import deploy as unicast
 from imager.ops.capture import refuse_if_mounted
@@ -193,6 +194,9 @@ class Receiver:
             udp.kill()
             raise
         self._check(udp, portbase)
+
+    def chunk_reader(self) -> ChunkReader:
+        raise InvalidImage("a chunked image cannot be received by multicast (multicast_streams refuses it first)")
 
     @staticmethod
     def _check(udp: process.Spawned, portbase: int) -> None:

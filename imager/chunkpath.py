@@ -1,0 +1,263 @@
+"""The data path of chunked images (docs/image-format.md#chunked-images); datapath.py is the stream format's.
+
+capture:      partclone's stdout → header + bitmap → each grid range's used blocks → SHA-256 → the chunk store
+              (compressed, only when the store lacks it) → the version's index, record by record
+full deploy:  index → each chunk fetched and checked against its name → header + bitmap + blocks → partclone
+incremental:  for each range: the target's blocks at the version's used positions hashed → equal: reused;
+              else the chunk fetched, checked and written at those positions
+
+Ranges are hashed and compressed on a few threads (hashlib and zstd release the GIL) and handed back in
+address order, so the index and partclone's stream stay in order.  A chunk is only ever written whole
+(chunkstore), and every byte written to a disk was checked against the SHA-256 that names it.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Callable, Iterator, TypeVar
+
+import zstandard
+
+from contract import chunkindex
+from contract.chunkindex import Chunk, ChunkIndex
+from imager import datapath, partclone, process
+from imager.chunkstore import ChunkReader, LocalChunks
+from imager.errors import InvalidImage
+from imager.progress import Progress
+
+log = logging.getLogger(__name__)
+
+# Chunks are compressed one by one, so each loses the context of its neighbours; level 3 (docs/chunking.md).
+ZSTD_LEVEL = 3
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+T = TypeVar("T")
+
+
+@dataclass
+class ChunkedResult:
+    raw_bytes: int       # the partclone stream's bytes (header, bitmap, used blocks)
+    stored_bytes: int    # this version's chunks, compressed
+    new_bytes: int       # what this capture added to the store
+    count: int
+    grid_blocks: int
+
+
+@dataclass
+class Transfer:
+    """What a deploy reused from the disk, fetched from the store (compressed) and wrote (the task keeps them)."""
+
+    reused: int = 0
+    fetched: int = 0
+    wrote: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, reused: int = 0, fetched: int = 0, wrote: int = 0) -> None:
+        with self.lock:
+            self.reused += reused
+            self.fetched += fetched
+            self.wrote += wrote
+
+    def figures(self) -> dict[str, int]:
+        return {"reused_bytes": self.reused, "fetched_bytes": self.fetched, "wrote_bytes": self.wrote}
+
+
+def in_order(jobs: Iterator[Callable[[], T]], workers: int) -> Iterator[T]:
+    """Run jobs on ``workers`` threads, a bounded number ahead, yielding results in submission order."""
+    pending: collections.deque[Future[T]] = collections.deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="chunks") as pool:
+        try:
+            for job in jobs:
+                pending.append(pool.submit(job))
+                if len(pending) >= workers * 4:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _read_exact(source: datapath.Readable, size: int, what: str) -> bytes:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = source.readinto(view[got:])
+        if not n:
+            raise InvalidImage(f"partclone's stream ends early in {what}: {got} of {size} bytes")
+        got += n
+    return bytes(buf)
+
+
+class _Storer:
+    """Stores a capture's chunks: each name once, written only if the store lacks it, touched if it has it."""
+
+    def __init__(self, store: LocalChunks) -> None:
+        self.store = store
+        self.sizes: dict[str, int] = {}          # chunks this capture has stored or touched: their stored size
+        self.busy: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> tuple[str, int, int]:
+        """(name, stored size, bytes added to the store)."""
+        sha = hashlib.sha256(data).hexdigest()
+        with self.lock:
+            if sha in self.sizes:
+                return sha, self.sizes[sha], 0
+            waiting = self.busy.get(sha)
+            if waiting is None:
+                self.busy[sha] = threading.Event()
+        if waiting is not None:  # another thread is storing the same bytes (zeros, copies): its size
+            waiting.wait()
+            return sha, self.sizes[sha], 0
+        try:
+            added = 0
+            if self.store.keep(sha):
+                size = os.stat(self.store.path(sha)).st_size
+            else:
+                packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(data)
+                self.store.put(sha, packed)
+                size = added = len(packed)
+            with self.lock:
+                self.sizes[sha] = size
+            return sha, size, added
+        finally:
+            self.busy.pop(sha).set()
+
+
+def capture_stream(source: datapath.Readable, store: LocalChunks, index_path: str, progress: Progress) -> ChunkedResult:
+    """partclone's -a0 stream from ``source`` into the store, and its index at ``index_path`` (``.cidx``).
+
+    The index is written as ``.cidx.partial`` record by record while chunks are stored (the collector's view of
+    what this capture needs) and renamed once whole."""
+    header = _read_exact(source, chunkindex.HEADER_SIZE, "its header")
+    info = chunkindex.parse_partclone_header(header)
+    if info is None:
+        raise InvalidImage("partclone's stream has no v2 header: it cannot be chunked")
+    progress.total = info.used_blocks * info.block_size + chunkindex.HEADER_SIZE + chunkindex.bitmap_size(info)
+    bitmap = _read_exact(source, chunkindex.bitmap_size(info), "its bitmap")
+    index = ChunkIndex(header, bitmap, chunkindex.grid_blocks_for(info.block_size))
+    counts = chunkindex.used_counts(index.padded_bits(), index.grid_blocks, info.total_blocks)
+    if sum(counts) != info.used_blocks:
+        raise InvalidImage(f"partclone's bitmap holds {sum(counts)} used blocks, its header says {info.used_blocks}")
+    occupied = [(r, n) for r, n in enumerate(counts) if n]
+    progress.add(len(header) + len(bitmap))
+    partial = index_path[:-len(chunkindex.INDEX_SUFFIX)] + chunkindex.PARTIAL_SUFFIX
+    storer = _Storer(store)
+    new_bytes = 0
+
+    def jobs() -> Iterator[Callable[[], tuple[str, int, int]]]:
+        for _range, used in occupied:
+            data = _read_exact(source, used * info.block_size, "its blocks")
+            progress.add(len(data))
+            yield lambda data=data: storer(data)  # type: ignore[misc]
+
+    with open(partial, "wb") as out:
+        out.write(chunkindex.head_bytes(header, bitmap, index.grid_blocks))
+        out.flush()
+        for (range_index, used), (sha, size, added) in zip(occupied, in_order(jobs(), WORKERS)):
+            chunk = Chunk(range_index, used, size, sha)
+            index.chunks.append(chunk)
+            out.write(chunkindex.record_bytes(chunk))
+            out.flush()  # the collector reads what this capture holds so far
+            new_bytes += added
+            progress.add_stored(size)
+    if source.readinto(bytearray(1)):
+        raise InvalidImage("partclone's stream goes on past its last used block")
+    datapath.write_bytes_fsync(index_path, chunkindex.encode(index))
+    os.unlink(partial)
+    return ChunkedResult(index.raw_bytes, index.stored_bytes, new_bytes, len(index.chunks), index.grid_blocks)
+
+
+def restore_full(index: ChunkIndex, reader: ChunkReader, tool: str, device: str, progress: Progress,
+                 transfer: Transfer, shrunk: bool = False) -> None:
+    """Every chunk fetched and checked, fed to partclone with the index's header and bitmap, in order."""
+    block = index.info.block_size
+
+    def feed(sink: IO[bytes]) -> None:
+        sink.write(index.header)
+        sink.write(index.bitmap)
+        progress.add(len(index.header) + len(index.bitmap))
+        before = reader.fetched_bytes()
+        jobs = (lambda c=c: reader.fetch(c, c.used_blocks * block) for c in index.chunks)
+        for data in in_order(jobs, reader.parallel):
+            sink.write(data)
+            progress.add(len(data))
+            transfer.count(wrote=len(data))
+        transfer.count(fetched=reader.fetched_bytes() - before)
+
+    datapath.feed_partclone(tool, device, feed, shrunk=shrunk)
+
+
+class TargetUnreadable(Exception):
+    """The target could not be read where the version's blocks go: deploy it in full instead."""
+
+
+def restore_incremental(index: ChunkIndex, reader: ChunkReader, device: str, progress: Progress,
+                        transfer: Transfer) -> None:
+    """Bring ``device`` to the version: ranges whose blocks already match are kept, the others written."""
+    block = index.info.block_size
+    bits = index.padded_bits()
+    progress.add(len(index.header) + len(index.bitmap))
+
+    def sync_range(fd: int, chunk: Chunk) -> int:
+        runs = index.runs(chunk, bits)
+        digest = hashlib.sha256()
+        try:
+            for first, count in runs:
+                got = os.pread(fd, count * block, first * block)
+                if len(got) != count * block:
+                    raise TargetUnreadable(f"{device} ends before block {first + count}")
+                digest.update(got)
+        except OSError as exc:
+            raise TargetUnreadable(f"{device} cannot be read at block {runs[0][0]}: {exc.strerror}") from exc
+        size = chunk.used_blocks * block
+        if digest.hexdigest() == chunk.sha256:
+            transfer.count(reused=size)
+            return size
+        data = reader.fetch(chunk, size)
+        at = 0
+        for first, count in runs:
+            os.pwrite(fd, data[at:at + count * block], first * block)
+            at += count * block
+        transfer.count(wrote=size)
+        return size
+
+    before = reader.fetched_bytes()
+    fd = os.open(device, os.O_RDWR)
+    try:
+        jobs = (lambda c=c: sync_range(fd, c) for c in index.chunks)
+        for size in in_order(jobs, reader.parallel):
+            progress.add(size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        transfer.count(fetched=reader.fetched_bytes() - before)
+
+
+def why_not_incremental(index: ChunkIndex, tool: str, device: str) -> str | None:
+    """None when ``device`` holds a filesystem the version can be laid onto in place; else why not.
+
+    partclone itself reads the target's header and bitmap (the same reading a capture does): another
+    filesystem, another block size, an unreadable device or one too small each mean a full deploy."""
+    want = index.info
+    reader = process.spawn(partclone.clone_argv(tool, device), stdout=process.PIPE)
+    try:
+        head = reader.stdout.read(chunkindex.HEADER_SIZE)
+    finally:
+        reader.kill()
+    have = chunkindex.parse_partclone_header(head)
+    if have is None:
+        return f"{device} holds no {want.fs or tool} filesystem partclone can read"
+    if have.fs != want.fs or have.block_size != want.block_size:
+        return f"{device} holds {have.fs} with {have.block_size}-byte blocks, the image {want.fs} with {want.block_size}"
+    with open(device, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+    if size < want.total_blocks * want.block_size:
+        return f"{device} holds {size} bytes, the image's filesystem needs {want.total_blocks * want.block_size}"
+    return None
