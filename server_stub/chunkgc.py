@@ -260,6 +260,7 @@ def collect(root: str, *, now: float, grace: float = GRACE, temp_age: float = TE
                           f"{CHUNKS_DIR}/); the run stopped, nothing it quarantined is lost") from exc
         raise GcError(f"{exc.filename or root}: {exc.strerror}; the run stopped") from exc
     finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)  # a child forked meanwhile (partclone, rsync) shares the lock until its exec
         os.close(lock)
     report.seconds = round(time.monotonic() - started, 3)
     return report
