@@ -16,7 +16,7 @@ APT_PACKAGES := \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
 	smartmontools nvme-cli python3-pexpect clonezilla partimage casync strace \
 	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis \
-	isc-dhcp-server kea-dhcp4-server libnfs-utils
+	isc-dhcp-server kea-dhcp4-server libnfs-utils libfuse2
 
 .PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 
@@ -88,6 +88,12 @@ bench-console: setup
 .PHONY: bench-chunking
 bench-chunking: setup
 	$(VENV)/bin/python bench/chunking.py
+
+# Incremental redeploy over a shaped link by HTTP and NFS against full deploys, stream and chunked, and the goals
+# of issue 17 (bench/incremental.py, docs/chunking.md).
+.PHONY: bench-incremental
+bench-incremental: setup
+	$(VENV)/bin/python bench/incremental.py
 
 # Power-on → task running per boot path (BIOS, UEFI, Secure Boot, HTTP boot), stage by stage (bench/boot.py).
 .PHONY: bench-boot

@@ -1,0 +1,74 @@
+"""bench/nfsfuse.py, the NFS mount bench/incremental.py deploys from: real nfs-ganesha in a network namespace of the
+test's own, the FUSE mount over libnfs in another, joined by bench/incremental_net.py's veth."""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from bench.incremental_net import Link, Servers
+
+pytestmark = pytest.mark.root
+MiB = 1 << 20
+
+
+def test_files_read_back_exactly_through_symlinks_while_many_readers_share_the_mount(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    version = store / ".images" / "img@1"
+    version.mkdir(parents=True)
+    sums = {}
+    for n in range(6):  # more files read at once than the mount has connections: the pool is shared
+        data = os.urandom(9 * MiB + n * 4099)
+        (version / f"part{n}.bin").write_bytes(data)
+        sums[f"part{n}.bin"] = hashlib.sha256(data).hexdigest()
+    (store / "img").symlink_to(".images/img@1")
+    link = Link()
+    servers = Servers(link, store, tmp_path / "nfs")
+    try:
+        servers.start_http()
+        assert servers.start_nfs() == ""
+        image = tmp_path / "nfs" / "img"
+        assert image.is_symlink() and os.readlink(image) == ".images/img@1"
+        assert sorted(p.name for p in image.iterdir()) == sorted(sums)
+
+        def digest(name: str) -> str:
+            h = hashlib.sha256()
+            with open(image / name, "rb") as f:
+                while block := f.read(3 * MiB + 17):  # odd sizes: reads straddle the server's read limit
+                    h.update(block)
+            return h.hexdigest()
+        with ThreadPoolExecutor(6) as pool:
+            got = dict(zip(sums, pool.map(digest, sums)))
+        assert got == sums
+        with open(image / "part0.bin", "rb") as f:
+            f.seek(5 * MiB + 3)
+            assert f.read(10) == (version / "part0.bin").read_bytes()[5 * MiB + 3:5 * MiB + 13]
+        assert link.client_bytes() > sum(9 * MiB for _ in sums)  # it all came over the veth
+    finally:
+        servers.close()
+        link.close()
+    assert not os.path.ismount(tmp_path / "nfs")
+
+
+def test_the_mount_is_read_only(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.bin").write_bytes(b"x" * 1000)
+    link = Link()
+    servers = Servers(link, store, tmp_path / "nfs")
+    try:
+        assert servers.start_nfs() == ""
+        with pytest.raises(OSError) as refused:
+            open(tmp_path / "nfs" / "a.bin", "r+b")
+        assert refused.value.errno in (errno.EROFS, errno.EACCES)
+        with pytest.raises(OSError) as missing:
+            open(tmp_path / "nfs" / "nothing.bin", "rb")
+        assert missing.value.errno == errno.ENOENT
+        assert (store / "a.bin").read_bytes() == b"x" * 1000
+    finally:
+        servers.close()
+        link.close()
