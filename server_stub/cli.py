@@ -10,7 +10,7 @@
     imager-server storage group remove NAME | storage rename NAME NEW | storage remove NAME
     imager-server storage add NAME HOST:/EXPORT [--group G] [--master] [--max-clients N] [--rsync-target T]
     imager-server storage set NAME [--max-clients N] [--master] [--rsync-target T] [--rename N] [--export E]
-                              [--options O] | storage list
+                              [--options O] | storage list | storage gc NODE
     imager-server image add NAME --group G [--type resizable|multipart|alldisks|raw] | image list
     imager-server image show NAME | image versions NAME | image remove NAME | image remove-version NAME VERSION
     imager-server image replicate NAME | replication list [--image NAME]   (an image is not renamed: image rename)
