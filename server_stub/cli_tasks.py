@@ -11,7 +11,8 @@ from typing import Any, Callable, TextIO
 
 from contract.vocabulary import AFTER_VALUES
 from server_stub.cli_connection import AdminCallFailed, Call, all_rows, segment
-from server_stub.cli_format import Answer, Column, computed, local_time, record, table, to_json
+from server_stub.cli_format import Answer, Column, computed, human_size, local_time, record, table, to_json
+from server_stub.deployfigures import figures_of, figures_text
 from server_stub.store.tasks import TASK_SORTS, TASK_TYPES
 
 HOSTS_HELP = "MAC or name; several as pc1,pc2,pc3 (all tasks or none)"
@@ -95,6 +96,9 @@ def task_text(task: dict) -> str:
     lines = [record(task, [k for k in TASK_KEYS if k in task])]
     if task.get("progress"):
         lines.append(f"progress:  {_progress(task)}")
+    figures = figures_of(task.get("result"), task.get("progress"))  # a deploy's (issue 17)
+    if figures:
+        lines.append(f"moved:     {figures_text(figures, human_size)}")
     if task.get("error"):
         error = task["error"]
         lines.append(f"error:     {error.get('code', '')}: {error.get('message', '')}")

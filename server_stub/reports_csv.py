@@ -14,7 +14,7 @@ import io
 from typing import Any, Iterable, Mapping
 
 COLUMNS = ("id", "host", "mac", "type", "image", "state", "queued_by", "origin", "created", "started", "finished",
-           "duration_s", "bytes", "rate_bps", "error_code", "error")
+           "duration_s", "bytes", "rate_bps", "reused_bytes", "fetched_bytes", "wrote_bytes", "error_code", "error")
 TIME_COLUMNS = frozenset({"created", "started", "finished"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 MEDIA_TYPE = "text/csv"

@@ -20,7 +20,7 @@ from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub import scheduler, schedulesapi
 from server_stub import setupapi
-from server_stub import imageserve
+from server_stub import deployfigures, imageserve
 from server_stub import chunkgcapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
@@ -261,7 +261,9 @@ async def client_checkin(request: web.Request) -> web.Response:
 
 async def client_progress(request: web.Request) -> web.Response:
     task = authorized_task(request)
-    request.app[STORE].record_progress(task["id"], await read_json(request))
+    progress = await read_json(request)
+    deployfigures.check_figures(progress, "progress")  # a deploy's reused/fetched/wrote bytes (issue 17)
+    request.app[STORE].record_progress(task["id"], progress)
     return json_response({"ok": True})
 
 
@@ -269,6 +271,7 @@ async def client_done(request: web.Request) -> web.Response:
     task = authorized_task(request)
     body = await read_json(request, inventory.MAX_BODY)
     result = optional_object(body, "result") or {}
+    deployfigures.check_figures(result, "result")
     # Any task may bring the machine's inventory (an inventory task always does); it is the task's host's.
     found = inventory.clean(result.pop("inventory")) if "inventory" in result else None
     request.app[STORE].finish_task(task["id"], result, inventory=found)

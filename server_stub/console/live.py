@@ -23,6 +23,7 @@ from aiohttp import web
 
 from server_stub.accounts import AUTH
 from server_stub.console.render import human_bytes, human_duration
+from server_stub.deployfigures import FIGURES, figures_of, figures_text
 from server_stub.errors import NotFound
 from server_stub.store import Store
 from server_stub.store.models import Session, Task
@@ -54,6 +55,8 @@ def task_text(task: Task) -> dict[str, str]:
         "eta": human_duration(progress.get("eta_s")) if task["state"] == "running" and progress else "–",
         "stage": str(progress.get("stage") or "–"),
         "ratio": f"{ratio:.2f}×" if isinstance(ratio, (int, float)) else "–",
+        # a deploy's reused/fetched/wrote bytes (issue 17): the result's, else the last report's; "" when none
+        "figures": figures_text(figures_of(task.get("result"), progress), human_bytes),
     }
 
 
@@ -65,6 +68,7 @@ def task_update(task: Task) -> dict[str, Any]:
             "bytes_total": progress.get("bytes_total"), "rate_bps": progress.get("rate_bps"),
             "eta_s": progress.get("eta_s"), "stage": progress.get("stage"), "ratio": progress.get("ratio"),
             "error": {"code": error.get("code"), "message": error.get("message")} if error else None,
+            **{key: figures_of(task.get("result"), progress).get(key) for key in FIGURES},
             "text": task_text(task)}
 
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from server_stub.deployfigures import figures_of
 from server_stub.errors import Invalid, NotFound
 from server_stub.store.database import Database, Row
 from server_stub.store.hosts import Hosts
@@ -44,6 +45,9 @@ class HistoryRow(TypedDict):
     duration_s: float | None  # started → finished
     bytes: int | None         # the data the task moved (its result; a failed one's last progress)
     rate_bps: float | None    # bytes per second of the duration
+    reused_bytes: int | None  # a deploy's (issue 17, server_stub/deployfigures.py): read from the disk and kept,
+    fetched_bytes: int | None  # fetched from the image's store,
+    wrote_bytes: int | None   # written to the disk; its result's, else its last progress report's
     error_code: str | None
     error: str | None
 
@@ -124,12 +128,15 @@ def history_row(row: Row) -> HistoryRow:
     started, finished = row["started"], row["finished"]
     duration = finished - started if started is not None and finished is not None else None
     moved = moved_bytes(result, progress)
+    figures = figures_of(result, progress)
     error = error if isinstance(error, dict) else {}
     return {"id": row["id"], "host": row["host"], "mac": row["mac"], "type": row["type"], "image": row["image"],
             "state": row["state"], "queued_by": row["queued_by"] or UNKNOWN, "origin": row["origin"],
             "created": row["created"], "started": started, "finished": finished,
             "duration_s": None if duration is None else round(duration, 3), "bytes": moved,
             "rate_bps": round(moved / duration, 1) if moved is not None and duration else None,
+            "reused_bytes": figures.get("reused_bytes"), "fetched_bytes": figures.get("fetched_bytes"),
+            "wrote_bytes": figures.get("wrote_bytes"),
             "error_code": _text(error.get("code")), "error": _text(error.get("message"))}
 
 

@@ -22,11 +22,11 @@ document.addEventListener("DOMContentLoaded", () => {
 
 // Live updates (server_stub/console/live.py). Each "update" event carries the tasks and multicast sessions
 // that changed; every element of the page naming one is brought up to date:
-//   [data-task="ID"]      with inside it (or being) .state .percent .bytes .rate .eta .stage .ratio .error
+//   [data-task="ID"]      with inside it (or being) .state .percent .bytes .rate .eta .stage .ratio .figures .error
 //                         and <progress>; the element gets data-state="STATE".
 //   [data-session="ID"]   with .session-state; inside it [data-client="TASK_ID"] with .client-state, .reason.
 // "stale" means this page fell too far behind: reload it (the page is the newest state).
-const TASK_FIELDS = ["percent", "bytes", "rate", "eta", "stage", "ratio"];
+const TASK_FIELDS = ["percent", "bytes", "rate", "eta", "stage", "ratio", "figures"];
 
 function within(el, selector) {
   const found = Array.from(el.querySelectorAll(selector));

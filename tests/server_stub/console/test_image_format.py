@@ -1,13 +1,17 @@
 """An image's format on the console (issue 17): chosen in the add form, shown in the list and on the image's
 page, changed in the image's edit form (admins only); a multicast of a chunked image is refused next to the
 image field, with the reason."""
-import time
+from __future__ import annotations
 
+import time
+from pathlib import Path
+
+from tests.server_stub.console.conftest import Browser
 from tests.server_stub.console.test_multicast import start
 from tests.server_stub.test_api_image_format import chunked_version
 
 
-def test_add_with_a_format_and_see_it(console):
+def test_add_with_a_format_and_see_it(console: Browser) -> None:
     console.store.add_storage("a", "10.0.0.1:/images")
     form = console.get("/images").form("add-image-form").form_values()
     assert form["format"] == "stream"
@@ -22,7 +26,7 @@ def test_add_with_a_format_and_see_it(console):
     assert [i["name"] for i in console.store.images()] == ["inc"]
 
 
-def test_edit_form_changes_format_type_and_description(console):
+def test_edit_form_changes_format_type_and_description(console: Browser) -> None:
     console.store.add_storage("a", "10.0.0.1:/images")
     console.store.add_image("lab", group="default", description="room 1")
     form = console.get("/images/lab").form("edit-image-form").form_values()
@@ -39,7 +43,7 @@ def test_edit_form_changes_format_type_and_description(console):
     assert ("console: edit image", "lab", "303") in [(e["action"], e["target"], e["outcome"]) for e in entries]
 
 
-def test_a_technician_sees_the_format_but_cannot_edit(console, technician):
+def test_a_technician_sees_the_format_but_cannot_edit(console: Browser, technician: Browser) -> None:
     console.store.add_storage("a", "10.0.0.1:/images")
     console.store.add_image("lab", group="default", format_="chunked")
     page = technician.get("/images/lab")
@@ -48,7 +52,7 @@ def test_a_technician_sees_the_format_but_cannot_edit(console, technician):
     assert console.store.image("lab")["format"] == "chunked"
 
 
-def test_multicast_of_a_chunked_image_is_refused_next_to_the_image(console, tmp_path):
+def test_multicast_of_a_chunked_image_is_refused_next_to_the_image(console: Browser, tmp_path: Path) -> None:
     store = console.store
     root = tmp_path / "node"
     root.mkdir()
