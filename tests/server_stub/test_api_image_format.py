@@ -116,3 +116,30 @@ def test_multicast_of_a_chunked_current_version_is_refused_with_the_reason(conso
     assert status == 400 and refused["code"] == "invalid", refused
     assert "chunked images deploy by unicast only" in refused["error"]
     assert store.sessions() == [] and store.tasks() == []  # nothing queued
+
+
+def test_multicast_follows_the_current_versions_format_not_the_setting(console_harness: ConsoleHarness,
+                                                                       group: Path) -> None:
+    """An image set to chunked whose current version is still a stream version (captured before the change)
+    multicasts; set back to stream while its current version is chunked, it still refuses."""
+    store = console_harness.store
+    store.add_image("img", group="default", format_="chunked")
+    store.db.execute("UPDATE images SET captured = ?", time.time())
+    version = group / ".images" / "img@20260101T000000-abcdef"
+    version.mkdir(parents=True)
+    (version / "d1p1.pcl.zst").write_bytes(b"stream")
+    (version / "manifest.json").write_text(json.dumps(
+        {"disks": [{"partitions": [{"number": 1, "file": "d1p1.pcl.zst"}]}]}))
+    (group / "img").symlink_to(".images/img@20260101T000000-abcdef")
+    store.add_host("52:54:00:00:00:01", "pc1")
+    status, session = api(console_harness, "POST", "/api/multicast", {"image": "img", "hosts": ["pc1"],
+                                                                      "interface": "lo", "wake": False})
+    assert status == 201 and session["files"] == ["d1p1.pcl.zst"], session
+    assert api(console_harness, "POST", f"/api/multicast/{session['id']}/cancel")[0] == 200
+    store.add_image("inc", group="default")
+    store.db.execute("UPDATE images SET captured = ? WHERE name = 'inc'", time.time())
+    chunked_version(group, "inc")
+    store.add_host("52:54:00:00:00:02", "pc2")
+    status, refused = api(console_harness, "POST", "/api/multicast", {"image": "inc", "hosts": ["pc2"],
+                                                                      "interface": "lo", "wake": False})
+    assert status == 400 and "chunked images deploy by unicast only" in refused["error"]
