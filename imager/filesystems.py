@@ -78,7 +78,9 @@ def grow(device: str, fstype: str) -> None:
     """Grow the filesystem to fill its partition."""
     if fstype in ("ext2", "ext3", "ext4"):
         process.run(["e2fsck", "-f", "-y", device], check=False)
-        process.run(["resize2fs", device])
+        # New groups' inode tables zeroed now, not left to the kernel's lazy init: the grown filesystem is then
+        # the same bytes whatever the disk held before (an incremental redeploy equals a full one).
+        process.run(["env", "RESIZE2FS_FORCE_ITABLE_INIT=1", "resize2fs", device])
     elif fstype == "ntfs":
         process.run(["ntfsresize", "--force", "--force", "--no-progress-bar", device], input=b"y\n")
         clear_ntfs_check_flag(device)

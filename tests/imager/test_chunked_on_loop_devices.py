@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -200,3 +201,54 @@ def test_imagestore_sees_a_chunked_version_as_published(store: Store) -> None:
     root, versions = store
     assert os.path.basename(imagestore.resolve(str(root), "img")) == versions["v2"]
     assert not list((root / ".images").glob("*/*.partial"))
+
+
+def differing_blocks(a: str, b: str) -> list[int]:
+    """Blocks where two ext4 filesystems' used-block streams differ (same bitmap asserted)."""
+    streams = [subprocess.run(["partclone.extfs", "-c", "-a0", "-q", "-s", dev, "-o", "-"], capture_output=True,
+                              check=True).stdout for dev in (a, b)]
+    info = chunkindex.parse_partclone_header(streams[0])
+    assert info is not None
+    start = chunkindex.HEADER_SIZE + chunkindex.bitmap_size(info)
+    assert streams[0][:start] == streams[1][:start]  # the same blocks in use
+    bits, size = chunkindex.usable_bits(streams[0][chunkindex.HEADER_SIZE:start], info.total_blocks), info.block_size
+    used = [n for n in range(info.total_blocks) if bits[n // 8] >> (n % 8) & 1]
+    return [n for k, n in enumerate(used)
+            if streams[0][start + k * size:start + (k + 1) * size] != streams[1][start + k * size:start + (k + 1) * size]]
+
+
+def stamped_blocks(device: str) -> set[int]:
+    """Where e2fsck and resize2fs write the time: every superblock copy, and the resize inode (7)'s block."""
+    dump = subprocess.run(["dumpe2fs", device], capture_output=True, text=True, check=True).stdout
+    blocks = {int(m) for m in re.findall(r"[Ss]uperblock at (\d+)", dump)}
+    size = int(re.search(r"^Block size:\s+(\d+)", dump, re.M).group(1))  # type: ignore[union-attr]
+    inode_size = int(re.search(r"^Inode size:\s+(\d+)", dump, re.M).group(1))  # type: ignore[union-attr]
+    table = int(re.search(r"Inode table at (\d+)", dump).group(1))  # type: ignore[union-attr]
+    return blocks | {table + (7 - 1) * inode_size // size}
+
+
+def test_a_resizable_redeploy_onto_a_larger_disk_equals_a_full_one(tmp_path: Path) -> None:
+    """Captured shrunk, laid onto a larger disk and grown: the redeploy over v1 reuses v1's blocks, and the
+    grown result is a full deploy's, block for block, but for the times e2fsck and resize2fs stamp."""
+    make_disk(tmp_path / "source.img", "gpt")
+    root = tmp_path / "store"
+    root.mkdir()
+    with attached(tmp_path / "source.img") as source:
+        capture_image(source, str(root), "img", Progress(), image_format="chunked")
+        v1 = imagestore.resolve(str(root), "img")
+        shutil.copytree(v1, root / ".images" / "img-v1")
+        change(source, "2")
+        capture_image(source, str(root), "img", Progress(), image_format="chunked")
+    v2 = imagestore.resolve(str(root), "img")
+    over_v1, full = blank(tmp_path / "over.img", 300), blank(tmp_path / "full.img", 300)
+    with attached(over_v1) as device:
+        deploy_image(str(root / ".images" / "img-v1"), device, Progress())
+        result = deploy_image(v2, device, Progress())
+    assert result["reused_bytes"] > result["wrote_bytes"] > 0
+    with attached(full) as device:
+        deploy_image(v2, device, Progress())
+    with attached(over_v1) as a, attached(full) as b:
+        for n in ("1", "2"):
+            sh("e2fsck", "-fn", f"{a}p{n}")
+            assert set(differing_blocks(f"{a}p{n}", f"{b}p{n}")) <= stamped_blocks(f"{a}p{n}"), f"partition {n}"
+    assert read_disk(over_v1)[1] == read_disk(full)[1] == read_disk(tmp_path / "source.img")[1]
