@@ -147,6 +147,18 @@ def chunk_file(store: Store, task: Task, prefix: str, file: str) -> str:
 FileOf = Callable[[Store, Task, web.Request], str]
 
 
+class SentFile(web.FileResponse):
+    """A FileResponse the handler sends itself (to count it while it goes). aiohttp prepares a handler's answer
+    again once the handler returns; a FileResponse would send the file a second time (aiohttp 3.14: an
+    AssertionError logged and the kept-alive connection dropped after every file)."""
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
+
 def client_file(authorized: Callable[[web.Request], Task], file_of: FileOf, bound: Callable[[], int],
                 what: str) -> Any:
     """A handler sending ``file_of``'s file to its task's client, at most ``bound()`` at once per task."""
@@ -160,7 +172,7 @@ def client_file(authorized: Callable[[web.Request], Task], file_of: FileOf, boun
             raise RateLimited(f"task {task['id']} has {most} {what} transfers in progress", retry_after=1)
         transfers[task["id"]] = transfers.get(task["id"], 0) + 1
         try:
-            response = web.FileResponse(path, headers={"Cache-Control": "no-store"})
+            response = SentFile(path, headers={"Cache-Control": "no-store"})
             try:
                 await response.prepare(request)  # sends the file (or its Range) here, while it is counted
             except ConnectionError:  # the client went away mid-file (it resumes with a Range): nothing to answer

@@ -4,9 +4,11 @@ served (no trash, no temporary names, no links, no other node, no finished task)
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from server_stub import imageserve
@@ -127,3 +129,26 @@ def test_chunk_transfers_have_their_own_bound(console_harness: ConsoleHarness, t
     assert status == 429 and headers["Retry-After"] == "1" and "chunk transfers" in body["error"]
     status, body, _ = call(console_harness, "GET", image, headers=token)
     assert status == 200 and body == STREAM.decode()
+
+
+def test_files_are_sent_once_on_a_kept_alive_connection(console_harness: ConsoleHarness, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp prepares a handler's answer again after the handler sent it; the file must not be sent twice
+    (that logged an AssertionError and dropped the connection after every chunk: a new TCP connection a chunk)."""
+    base, token = served(console_harness, tmp_path)
+    image = f"/api/tasks/{base.split('/')[3]}/image/{VERSION}/d1p1.pcl.zst"
+
+    async def fetch() -> list[tuple[int, int]]:
+        answers = []
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            for path in [f"{base}{SHA[:2]}/{SHA}.zst", image] * 5:
+                async with session.get(console_harness.client.make_url(path), headers=token) as answer:
+                    answers.append((answer.status, len(await answer.read())))
+            connections = len(session.connector._conns)  # type: ignore[union-attr]  # idle ones kept for reuse
+        return answers + [(connections, 0)]
+
+    with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+        answers = console_harness.run(fetch())
+    assert answers[:-1] == [(200, len(CHUNK)), (200, len(STREAM))] * 5
+    assert answers[-1] == (1, 0), "one connection kept for all ten files"
+    assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []
