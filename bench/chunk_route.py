@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import requests
@@ -45,33 +46,35 @@ def chunk_store(root: Path, count: int, size: int) -> list[str]:
     return names
 
 
+def claimed(url: str, mac: str) -> tuple[int, dict[str, str]]:
+    """What a booting machine does: its boot script's claim exchanged for the task token."""
+    script = requests.get(f"{url}/boot/{mac}.ipxe", timeout=10).text
+    words = dict(w.split("=", 1) for w in script.split() if w.startswith(("imager.task=", "imager.claim=")))
+    task_id = int(words["imager.task"])
+    answer = requests.post(f"{url}/api/tasks/{task_id}/claim", json={"claim": words["imager.claim"]}, timeout=10)
+    assert answer.ok, answer.text
+    return task_id, {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
 def running_deploy(url: str, admin: dict[str, str], root: Path) -> tuple[str, dict[str, str]]:
-    """A node served by this server, an image, a host and its deploy checked in: (chunks_url, token header)."""
-    def api(method: str, path: str, body: dict) -> dict:
-        answer = requests.request(method, url + path, json=body, headers=admin, timeout=10)
+    """A node served by this server, an image (captured once), a host and its deploy checked in:
+    (the checkin's chunks_url, the deploy's token header)."""
+    def api(method: str, path: str, body: dict[str, Any], header: dict[str, str] = admin) -> dict[str, Any]:
+        answer = requests.request(method, url + path, json=body, headers=header, timeout=10)
         assert answer.ok, answer.text
         return dict(answer.json())
+    mac = "52:54:00:00:00:01"
     api("POST", "/api/storage", {"name": "node", "export": "127.0.0.1:/images", "rsync_target": str(root),
                                  "http_url": "server"})
     api("POST", "/api/images", {"name": "inc", "storage": "node", "format": "chunked"})
-    api("POST", "/api/hosts", {"mac": "52:54:00:00:00:01", "name": "pc1"})
-    tasks = [api("POST", "/api/tasks", {"host": "pc1", "type": t, "image": "inc"}) for t in ("capture",)]
-    mac_script = requests.get(f"{url}/boot/52:54:00:00:00:01.ipxe", timeout=10).text
-    words = dict(w.split("=", 1) for w in mac_script.split() if w.startswith(("imager.task=", "imager.claim=")))
-    token = requests.post(f"{url}/api/tasks/{words['imager.task']}/claim", json={"claim": words["imager.claim"]},
-                          timeout=10).json()["token"]
-    header = {"Authorization": f"Bearer {token}"}
-    requests.post(f"{url}/api/tasks/{tasks[0]['id']}/checkin", json={}, headers=header, timeout=10)
-    requests.post(f"{url}/api/tasks/{tasks[0]['id']}/done", json={"result": {"stored_bytes": 1}}, headers=header,
-                  timeout=10)
-    task = api("POST", "/api/tasks", {"host": "pc1", "type": "deploy", "image": "inc"})
-    mac_script = requests.get(f"{url}/boot/52:54:00:00:00:01.ipxe", timeout=10).text
-    words = dict(w.split("=", 1) for w in mac_script.split() if w.startswith(("imager.task=", "imager.claim=")))
-    token = requests.post(f"{url}/api/tasks/{task['id']}/claim", json={"claim": words["imager.claim"]},
-                          timeout=10).json()["token"]
-    header = {"Authorization": f"Bearer {token}"}
-    checkin = requests.post(f"{url}/api/tasks/{task['id']}/checkin", json={}, headers=header, timeout=10).json()
-    return url + checkin["storage"]["chunks_url"], header
+    api("POST", "/api/hosts", {"mac": mac, "name": "pc1"})
+    for task_type in ("capture", "deploy"):
+        api("POST", "/api/tasks", {"host": "pc1", "type": task_type, "image": "inc"})
+        task_id, token = claimed(url, mac)
+        checkin = api("POST", f"/api/tasks/{task_id}/checkin", {}, token)
+        if task_type == "capture":
+            api("POST", f"/api/tasks/{task_id}/done", {"result": {"stored_bytes": 1}}, token)
+    return url + checkin["storage"]["chunks_url"], token
 
 
 async def fetch_all(base: str, header: dict[str, str], names: list[str], parallel: int) -> int:
