@@ -18,6 +18,12 @@ IMAGES = ("SELECT i.*, s.name AS storage, g.name AS group_name FROM images i "
           "JOIN storage_nodes s ON s.id = i.storage_id LEFT JOIN storage_groups g ON g.id = i.group_id ")
 
 
+
+def check_description(description: str) -> None:
+    if len(description) > MAX_DESCRIPTION:
+        raise Invalid(f"an image's description is at most {MAX_DESCRIPTION} characters", field="description")
+
+
 class Images:
     def __init__(self, db: Database, storage: Storage) -> None:
         self.db, self.storage = db, storage
@@ -28,6 +34,7 @@ class Images:
         check_name(name, "image")
         check_image_type(type_)
         check_image_format(format_)
+        check_description(description)
         if (group is None) == (storage is None):
             raise Invalid("give the image's storage group (or, the older form, a storage node)")
         try:
@@ -48,8 +55,8 @@ class Images:
                    format_: str | None = None) -> Image:
         """Change what the next capture writes (type, format) and the description; only the fields given.
         The versions already captured keep their own format: each one's manifest says it."""
-        if description is not None and len(description) > MAX_DESCRIPTION:
-            raise Invalid(f"an image's description is at most {MAX_DESCRIPTION} characters")
+        if description is not None:
+            check_description(description)
         fields = {"description": description, "type": None if type_ is None else check_image_type(type_),
                   "format": None if format_ is None else check_image_format(format_)}
         changes = {column: value for column, value in fields.items() if value is not None}

@@ -143,3 +143,10 @@ def test_multicast_follows_the_current_versions_format_not_the_setting(console_h
     status, refused = api(console_harness, "POST", "/api/multicast", {"image": "inc", "hosts": ["pc2"],
                                                                       "interface": "lo", "wake": False})
     assert status == 400 and "chunked images deploy by unicast only" in refused["error"]
+
+
+def test_a_description_is_bounded_when_added_too(console_harness: ConsoleHarness, group: Path) -> None:
+    status, refused = api(console_harness, "POST", "/api/images", {"name": "x", "group": "default",
+                                                                   "description": "x" * 1001})
+    assert status == 400 and refused["details"]["field"] == "description" and "at most 1000" in refused["error"]
+    assert console_harness.store.images() == []
