@@ -83,8 +83,9 @@ class Link:
 class Servers:
     """The store served over HTTP and NFS from the server's namespace, and NFS-mounted in the client's."""
 
-    def __init__(self, link: Link, store: Path, nfs_mount: Path) -> None:
+    def __init__(self, link: Link, store: Path, nfs_mount: Path, lease_seconds: int = 60) -> None:
         self.link, self.store, self.nfs_mount = link, store, nfs_mount
+        self.lease_seconds = lease_seconds  # ganesha's NFSv4 lease (its default 60 s; tests shorten it)
         self.http_base = f"http://{SERVER_IP}:{HTTP_PORT}/"
         self.procs: list[subprocess.Popen[bytes]] = []
         self.mounted = False
@@ -120,7 +121,8 @@ class Servers:
         conf = self.state / "ganesha.conf"
         conf.write_text(f"""
 NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }}
-NFSv4 {{ Graceless = true; Only_Numeric_Owners = true; RecoveryRoot = "{self.state}/recovery"; }}
+NFSv4 {{ Graceless = true; Only_Numeric_Owners = true; RecoveryRoot = "{self.state}/recovery";
+         Lease_Lifetime = {self.lease_seconds}; }}
 NFS_KRB5 {{ Active_krb5 = false; CCacheDir = "{self.state}/ccache"; }}
 EXPORT {{
     Export_Id = 1; Path = "{self.store}"; Pseudo = /store; Protocols = 4; Transports = TCP;

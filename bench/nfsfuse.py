@@ -11,7 +11,6 @@ Read only: getattr, readlink, readdir, open, read, release; everything else is E
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import errno
 import logging
@@ -21,12 +20,13 @@ import secrets
 import stat
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, TypeVar
 
 from fuse import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]
 
 _lib = ctypes.CDLL("libnfs.so.13", use_errno=True)
 _ctx = ctypes.c_void_p
+T = TypeVar("T")
 
 
 class NfsStat64(ctypes.Structure):
@@ -74,26 +74,39 @@ def _check(result: int, ctx: int | None = None) -> int:
 
 
 class Connection:
-    """One libnfs context, mounted: the calls one thread makes."""
+    """One libnfs context, mounted: the calls of one FUSE thread at a time."""
 
     def __init__(self, server: str, export: str, version: int) -> None:
+        self.server, self.export, self.version = server, export, version
+        self.ctx = 0
+        self.handles: dict[str, int] = {}  # path → this context's open handle (read only: one per path is enough)
+        self.connect()
+
+    def connect(self) -> None:
+        """A new context and mount (a fresh NFSv4 client): at start, and after the server expired the last one."""
+        self.close()
         ctx = _lib.nfs_init_context()
         if not ctx:
             raise OSError(errno.ENOMEM, "nfs_init_context failed")
-        self.ctx = ctx
-        _check(_lib.nfs_set_version(ctx, version))
+        _check(_lib.nfs_set_version(ctx, self.version))
         # One NFSv4 client identity per context: with libnfs's default (the same for every context of a process)
         # the server takes a second context's SETCLIENTID for a reboot and expires the first's state (EXPIRED).
         ident = f"imager-nfsfuse-{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
         _lib.nfs4_set_client_name(ctx, ident.encode())
         _lib.nfs4_set_verifier(ctx, secrets.token_hex(4).encode())  # 8 bytes
-        if _lib.nfs_mount(ctx, server.encode(), export.encode()) < 0:
+        if _lib.nfs_mount(ctx, self.server.encode(), self.export.encode()) < 0:
             message = (_lib.nfs_get_error(ctx) or b"").decode(errors="replace")
             _lib.nfs_destroy_context(ctx)
-            logging.warning("nfs_mount %s:%s: %s", server, export, message)
-            raise OSError(errno.EIO, f"nfs_mount {server}:{export}: {message}")
+            logging.warning("nfs_mount %s:%s: %s", self.server, self.export, message)
+            raise OSError(errno.EIO, f"nfs_mount {self.server}:{self.export}: {message}")
+        self.ctx = ctx
         self.readmax = int(_lib.nfs_get_readmax(ctx)) or 1 << 20
-        self.handles: dict[str, int] = {}  # path → this context's open handle (read only: one per path is enough)
+
+    def close(self) -> None:
+        if self.ctx:
+            _lib.nfs_destroy_context(self.ctx)  # its handles go with it
+        self.ctx = 0
+        self.handles.clear()
 
     def lstat(self, path: str) -> NfsStat64:
         st = NfsStat64()
@@ -138,25 +151,38 @@ class Connection:
 
 
 class NfsFuse(Operations):
-    """The export, read only, over a fixed pool of libnfs connections made at start: a connection made later, when
-    libfuse starts another worker thread under load, failed to mount here ("nfs_service failed")."""
+    """The export, read only, over a fixed pool of libnfs connections, each used by one FUSE thread at a time.
+    A call that fails for any reason but a missing name is tried once more on a new connection: libnfs renews no
+    NFSv4 lease by itself, so a connection idle past the server's lease (60 s) meets NFS4ERR_EXPIRED."""
 
     def __init__(self, server: str, export: str, version: int, connections: int = 4) -> None:
         self.pool: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         for _ in range(connections):  # fail now, before mounting, if the server is not there
             self.pool.put(Connection(server, export, version))
 
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[Connection]:
+    def _call(self, op: Callable[[Connection], T]) -> T:
         conn = self.pool.get()
         try:
-            yield conn
+            if not conn.ctx:
+                conn.connect()
+            try:
+                return op(conn)
+            except FuseOSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS):
+                    raise
+                logging.warning("reconnecting after: %s", os.strerror(exc.errno))
+                conn.connect()
+                return op(conn)
+        except OSError as exc:  # the new connection failed too: the caller gets EIO, the next call tries again
+            if isinstance(exc, FuseOSError):
+                raise
+            conn.close()
+            raise FuseOSError(errno.EIO) from exc
         finally:
             self.pool.put(conn)
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, int | float]:
-        with self._conn() as conn:
-            st = conn.lstat(path)
+        st = self._call(lambda conn: conn.lstat(path))
         mode = int(st.mode)
         if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
             mode &= ~0o222  # read only
@@ -166,23 +192,19 @@ class NfsFuse(Operations):
                 "st_ctime": st.ctime + st.ctime_nsec / 1e9}
 
     def readdir(self, path: str, fh: Any) -> list[str]:
-        with self._conn() as conn:
-            return conn.listdir(path)
+        return self._call(lambda conn: conn.listdir(path))
 
     def readlink(self, path: str) -> str:
-        with self._conn() as conn:
-            return conn.readlink(path)
+        return self._call(lambda conn: conn.readlink(path))
 
     def open(self, path: str, flags: int) -> int:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_CREAT):
             raise FuseOSError(errno.EROFS)
-        with self._conn() as conn:
-            conn.lstat(path)
+        self._call(lambda conn: conn.lstat(path))
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
-        with self._conn() as conn:
-            return conn.pread(path, size, offset)
+        return self._call(lambda conn: conn.pread(path, size, offset))
 
     def statfs(self, path: str) -> dict[str, int]:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def test_the_mount_is_read_only(tmp_path: Path) -> None:
             open(tmp_path / "nfs" / "nothing.bin", "rb")
         assert missing.value.errno == errno.ENOENT
         assert (store / "a.bin").read_bytes() == b"x" * 1000
+    finally:
+        servers.close()
+        link.close()
+
+
+def test_reads_go_on_after_the_server_expired_an_idle_connection(tmp_path: Path) -> None:
+    """libnfs renews no NFSv4 lease: after an idle spell longer than the lease the mount reconnects and reads on."""
+    store = tmp_path / "store"
+    store.mkdir()
+    first, second = os.urandom(3 * MiB), os.urandom(3 * MiB)
+    (store / "first.bin").write_bytes(first)
+    (store / "second.bin").write_bytes(second)
+    link = Link()
+    servers = Servers(link, store, tmp_path / "nfs", lease_seconds=3)
+    try:
+        assert servers.start_nfs() == ""
+        assert (tmp_path / "nfs" / "first.bin").read_bytes() == first
+        time.sleep(12)  # several leases, and ganesha's reaper pass
+        assert (tmp_path / "nfs" / "second.bin").read_bytes() == second
     finally:
         servers.close()
         link.close()
