@@ -35,7 +35,7 @@ CHECK_IMPORTS = REPO / "buildroot/board/imager/check_imports.py"
 PROGRAMS = [
     "python3.11", "partclone.extfs", "partclone.fat", "partclone.ntfs", "partclone.xfs", "partclone.btrfs",
     "partclone.dd", "partclone.restore", "partclone.info", "partclone.chkimg", "zstd", "sfdisk", "sgdisk",
-    "blkid", "wipefs", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig", "ntfs-3g",
+    "blkid", "wipefs", "partx", "blockdev", "partprobe", "mount.nfs", "udevadm", "kmod", "dialog", "ldconfig", "ntfs-3g",
     "e2fsck", "resize2fs", "mke2fs", "dumpe2fs", "udp-receiver", "lsblk", "ntfsresize", "ntfsfix", "mkswap",
     "xfs_growfs", "btrfs", "lvm", "smartctl", "nvme",
 ]

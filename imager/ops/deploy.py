@@ -25,7 +25,7 @@ from imager import datapath, disks, filesystems, foreign, imagestore, lvm, manif
 from imager import incremental, postscripts
 from imager.chunkpath import Transfer
 from imager.chunkstore import ChunkReader, LocalChunks, store_root
-from imager.errors import DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
+from imager.errors import CommandFailed, DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
 from imager.ops.context import OpContext
@@ -81,7 +81,10 @@ def blank(device: str) -> None:
     if result.returncode != 0:
         log.error("could not blank %s: %s", device, result.stderr.decode(errors="replace").strip())
     if not os.path.exists(f"/sys/class/block/{os.path.basename(os.path.realpath(device))}/partition"):
-        process.run(["partx", "-d", device], check=False)  # a whole disk: the kernel forgets its partitions
+        try:  # a whole disk: the kernel forgets its partitions
+            process.run(["partx", "-d", device], check=False)
+        except CommandFailed as exc:  # the failure that brought us here is the one to report
+            log.error("could not drop %s's partitions: %s", device, exc.message)
 
 
 def deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, partition: int | None = None,

@@ -99,7 +99,7 @@ missing=""
 for program in python3 udevadm busybox udhcpc ip mount umount mount.nfs \
 	partclone.extfs partclone.ntfs partclone.fat partclone.xfs \
 	partclone.btrfs partclone.dd partclone.restore partclone.info \
-	partclone.chkimg zstd sfdisk sgdisk blkid wipefs blockdev lsblk \
+	partclone.chkimg zstd sfdisk sgdisk blkid wipefs partx blockdev lsblk \
 	partprobe e2fsck resize2fs mke2fs dumpe2fs ntfsresize mkswap \
 	xfs_growfs btrfs dialog udp-receiver lvm ntfs-3g ntfsfix nvme smartctl; do
 	found=""
