@@ -36,8 +36,8 @@ CHUNK_SUFFIX = ".zst"
 LOCK_FILE = ".gc.lock"          # inside .chunks/: held for the whole run
 GRACE = 3600.0                  # seconds: a chunk touched this recently is in use (a capture reuses it)
 TEMP_AGE = 86400.0              # seconds: a writer's temporary file this old was left by a killed process
-PARTIAL_RETRIES = 3             # a partial index read while its capture writes the head: read again
-PARTIAL_RETRY_WAIT = 0.05
+READ_ATTEMPTS = 5               # an index read while its capture writes it: read its folder again…
+READ_RETRY_WAIT = 0.1           # …this much later (seconds)
 
 # Called with the paths of one store directory's candidates, just before they are renamed (tests use it to
 # touch a chunk in between; nothing else should).
@@ -90,50 +90,82 @@ def _digest(file_name: str) -> bytes | None:
     return bytes.fromhex(stem) if is_chunk_name(stem) else None
 
 
-def index_files(root: str) -> Iterator[str]:
-    """Every ``*.cidx`` and ``*.cidx.partial`` under ``.images/`` (any depth: safety over speed)."""
-    images = os.path.join(root, VERSIONS_DIR)
+class _Unsettled(Exception):
+    """An index read while its capture publishes it (the ``.cidx`` half written, the partial gone): read again."""
 
+    def __init__(self, path: str, problem: IndexError_) -> None:
+        super().__init__(path)
+        self.path, self.problem = path, problem
+
+
+def version_folders(root: str) -> Iterator[str]:
+    """Every directory under ``.images/`` (any depth: safety over speed)."""
     def refuse(exc: OSError) -> None:
         raise GcError(f"cannot read {exc.filename}: {exc.strerror}; nothing was removed") from exc
 
-    for folder, _dirs, files in os.walk(images, onerror=refuse):
-        for name in sorted(files):
-            if name.endswith(INDEX_SUFFIX) or name.endswith(PARTIAL_SUFFIX):
-                yield os.path.join(folder, name)
+    for folder, _dirs, _files in os.walk(os.path.join(root, VERSIONS_DIR), onerror=refuse):
+        yield folder
 
 
-def _names(path: str) -> list[str]:
-    """The chunk names one index needs. A partial index is being written by its capture: an empty one names
-    nothing yet, and one caught while its head is written is read again a moment later."""
-    partial = path.endswith(PARTIAL_SUFFIX)
-    for attempt in range(PARTIAL_RETRIES if partial else 1):
+def _index_names(base: str) -> list[str]:
+    """The chunks partition ``base`` (``…/dNpM``) needs: its ``.cidx`` if whole, else its capture's partial index.
+
+    A capture writes ``.cidx.partial`` record by record, then the whole ``.cidx``, then unlinks the partial; so a
+    ``.cidx`` that does not read yet is covered by its partial, and a partial gone means the ``.cidx`` is whole.
+    An empty partial names nothing yet (its capture has just opened it). Both gone: the version was removed."""
+    problems: list[tuple[str, IndexError_]] = []
+    for path in (base + INDEX_SUFFIX, base + PARTIAL_SUFFIX):
         try:
-            if partial and os.path.getsize(path) == 0:
+            if path.endswith(PARTIAL_SUFFIX) and os.path.getsize(path) == 0:
                 return []
             return list(names_in(path))
         except FileNotFoundError:
-            return []  # published (renamed to .cidx, read under that name) or its version removed meanwhile
+            continue
         except IndexError_ as exc:
-            if attempt + 1 < PARTIAL_RETRIES and partial:
-                time.sleep(PARTIAL_RETRY_WAIT)
-                continue
-            raise GcError(f"{path} is not a readable chunk index ({exc}); nothing was removed: a chunk it "
-                          "names could look unused. Remove or repair that version, then collect again") from exc
+            problems.append((path, exc))
         except OSError as exc:
             raise GcError(f"cannot read {path}: {exc.strerror}; nothing was removed") from exc
-    raise AssertionError("unreachable")
+    if problems:
+        raise _Unsettled(*problems[0])
+    return []
+
+
+def _folder_names(folder: str) -> tuple[int, list[str]]:
+    """(index files seen, the chunk names they need) of one directory, listed now."""
+    try:
+        files = os.listdir(folder)
+    except FileNotFoundError:
+        return 0, []  # the version was removed meanwhile
+    except OSError as exc:
+        raise GcError(f"cannot read {folder}: {exc.strerror}; nothing was removed") from exc
+    bases = sorted({name[:-len(suffix)] for name in files for suffix in (INDEX_SUFFIX, PARTIAL_SUFFIX)
+                    if name.endswith(suffix)})
+    names: list[str] = []
+    for base in bases:
+        names += _index_names(os.path.join(folder, base))
+    return len(bases), names
 
 
 def mark(root: str, report: GcReport) -> set[bytes]:
-    """The digests of every chunk an index or a capture's partial index names."""
+    """The digests of every chunk an index or a capture's partial index names. A folder whose index does not read
+    is read again a few times (a capture may be publishing it); if it still does not, the run stops."""
     if not os.path.isdir(os.path.join(root, VERSIONS_DIR)):
         raise GcError(f"{root} has {CHUNKS_DIR}/ but no {VERSIONS_DIR}/ directory: every chunk would look unused; "
                       "is this the node's directory? Nothing was removed")
     marked: set[bytes] = set()
-    for path in index_files(root):
-        report.indexes += 1
-        marked.update(bytes.fromhex(name) for name in _names(path))
+    for folder in version_folders(root):
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                seen, names = _folder_names(folder)
+                break
+            except _Unsettled as unsettled:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise GcError(f"{unsettled.path} is not a readable chunk index ({unsettled.problem}); nothing "
+                                  "was removed: a chunk it names could look unused. Remove or repair that version, "
+                                  "then collect again") from unsettled.problem
+                time.sleep(READ_RETRY_WAIT)
+        report.indexes += seen
+        marked.update(bytes.fromhex(name) for name in names)
     report.marked = len(marked)
     return marked
 

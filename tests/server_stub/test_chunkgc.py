@@ -129,7 +129,7 @@ def test_a_corrupt_index_stops_the_run_and_nothing_is_removed(node, damage):
 
 
 def test_a_corrupt_partial_index_stops_the_run_after_reading_it_again(node, monkeypatch):
-    monkeypatch.setattr(chunkgc, "PARTIAL_RETRY_WAIT", 0)
+    monkeypatch.setattr(chunkgc, "READ_RETRY_WAIT", 0)
     now = time.time()
     unused, = chunks(node, ["unused"], now=now)
     folder = os.path.join(node, ".images", "win@5")
@@ -174,3 +174,35 @@ def test_one_run_at_a_time_per_node(node):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(GcBusy, match="another garbage collection is running"):
             collect(node, now=time.time())
+
+
+def test_an_index_being_published_is_covered_by_its_partial(node):
+    """A capture writes the whole .cidx, then unlinks its partial: a run that finds the .cidx half written reads
+    the partial instead."""
+    now = time.time()
+    named, unused = chunks(node, ["named", "unused"], now=now)
+    whole = write_version(node, "win@6", [named])
+    write_version(node, "win@6", [named], suffix=".cidx.partial")
+    with open(whole, "r+b") as f:
+        f.truncate(40)  # the capture is writing it
+    report = collect(node, now=now)
+    assert (report.indexes, report.marked, report.quarantined) == (1, 1, 1)
+    assert os.path.exists(chunk_path(node, named))
+
+
+def test_an_index_finished_while_the_run_waits_is_read_again(node, monkeypatch):
+    now = time.time()
+    named, = chunks(node, ["named"], now=now)
+    whole = write_version(node, "win@7", [named])
+    data = open(whole, "rb").read()
+    open(whole, "wb").write(data[:50])  # caught half written, its partial already gone
+    waits = []
+
+    def capture_finishes(seconds):
+        waits.append(seconds)
+        open(whole, "wb").write(data)
+
+    monkeypatch.setattr(chunkgc.time, "sleep", capture_finishes)
+    report = collect(node, now=now)
+    assert waits == [chunkgc.READ_RETRY_WAIT] and (report.marked, report.quarantined) == (1, 0)
+    assert os.path.exists(chunk_path(node, named))
