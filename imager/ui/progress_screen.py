@@ -86,6 +86,9 @@ def progress_lines(job: Job, snap: dict[str, Any], width: int = WIDTH, height: i
         lines.append(f"  Compression  {snap['ratio']:.2f} : 1   ({human(snap.get('stored_bytes', 0))} stored)")
     else:
         lines.append("  Compression  -")
+    if "reused_bytes" in snap:  # a chunked deploy: what the disk already held, what came, what was written
+        lines.append(f"  Reused {human(snap['reused_bytes'])}, fetched {human(snap['fetched_bytes'])}, "
+                     f"wrote {human(snap['wrote_bytes'])}")
     lines.append("")
     log_room = height - len(lines) - 2
     lines.append("-" * width)

@@ -87,3 +87,15 @@ def test_the_console_line_and_the_screen_show_the_overall_figure(clock, caplog):
 
 def test_durations_read_at_a_glance():
     assert [duration(s) for s in (0, 9, 65, 3725)] == ["0s", "9s", "1m05s", "1h02m"]
+
+
+def test_a_chunked_deploys_figures_ride_along_in_every_report():
+    reports: list[dict] = []
+    progress = Progress([reports.append], interval=0)
+    figures = {"reused_bytes": 0, "fetched_bytes": 0, "wrote_bytes": 0}
+    progress.figures = lambda: dict(figures)
+    progress.set_stage("partition 1", total=100)
+    figures.update(reused_bytes=60, fetched_bytes=10, wrote_bytes=40)
+    progress.add(100)
+    assert reports[-1]["reused_bytes"] == 60 and reports[-1]["fetched_bytes"] == 10 and reports[-1]["wrote_bytes"] == 40
+    assert "reused_bytes" not in Progress().snapshot()

@@ -158,3 +158,10 @@ def test_the_readme_screenshots_are_what_the_screens_show_now():
     for name, lines in render_screens.screens().items():
         first, end = blocks[name]
         assert readme[first:end] == lines, f"README's {name} screenshot is stale: python -m tests.render_screens --readme"
+
+
+def test_a_chunked_deploy_shows_what_it_reused_fetched_and_wrote():
+    snap = {**SNAP, "reused_bytes": 3 * 1024 ** 3, "fetched_bytes": 40 * 1024 ** 2, "wrote_bytes": 90 * 1024 ** 2}
+    text = [line.rstrip() for line in progress_lines(JOB, snap)]
+    assert "  Reused 3.0 GiB, fetched 40.0 MiB, wrote 90.0 MiB" in text
+    assert not any(line.startswith("  Reused") for line in progress_lines(JOB, SNAP))
