@@ -29,6 +29,7 @@ from imager.progress import Progress, console_sink, human, partition_bytes
 
 from contract.manifest import FORMAT, VERSION
 from contract.vocabulary import IMAGE_TYPES
+from contract.task import IMAGE_FORMATS
 
 NOT_CONFIRMED = 2
 
@@ -90,7 +91,7 @@ def _cmd_capture(args: argparse.Namespace) -> dict[str, Any]:
     sources = args.disk.split(",") if args.type == "alldisks" else [args.disk]
     progress.expect(sum(partition_bytes(s) for s in sources if s.startswith("/dev/")))  # refined as it goes
     return capture_image(args.disk, os.path.dirname(target), os.path.basename(target), progress,
-                         image_type=args.type)
+                         image_type=args.type, image_format=args.format)
 
 
 def _cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
@@ -192,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
                         "disk its data fits. multipart: the exact layout. alldisks: several disks (DISK is "
                         "/dev/sda,/dev/sdb), each with its exact layout. raw: every byte of the disk")
+    p.add_argument("--format", default="stream", choices=IMAGE_FORMATS,
+                   help="stream (default): one zstd file a partition. chunked: content-addressed chunks in DIR/.chunks, "
+                        "shared by every image there; a later capture stores only what changed, and a deploy onto a "
+                        "disk holding an earlier version writes only what differs (docs/image-format.md)")
     p.add_argument("-y", "--yes", action="store_true",
                    help="replace an existing image of that name without asking (needed when not on a terminal)")
     p.add_argument("disk", help="/dev/… or serial=…, wwn=…, size=…, model=…; alldisks: a comma-separated list")

@@ -252,3 +252,20 @@ def test_a_resizable_redeploy_onto_a_larger_disk_equals_a_full_one(tmp_path: Pat
             sh("e2fsck", "-fn", f"{a}p{n}")
             assert set(differing_blocks(f"{a}p{n}", f"{b}p{n}")) <= stamped_blocks(f"{a}p{n}"), f"partition {n}"
     assert read_disk(over_v1)[1] == read_disk(full)[1] == read_disk(tmp_path / "source.img")[1]
+
+
+def test_the_cli_captures_verifies_and_deploys_a_chunked_image(tmp_path: Path) -> None:
+    import sys
+    make_disk(tmp_path / "a.img", "gpt")
+    blank(tmp_path / "b.img", 160)
+    (tmp_path / "store").mkdir()
+    cli, image = [sys.executable, "-m", "imager.cli"], str(tmp_path / "store" / "lab1")
+    with attached(tmp_path / "a.img") as a, attached(tmp_path / "b.img") as b:
+        assert subprocess.run(cli + ["capture", "--format", "chunked", a, image], capture_output=True).returncode == 0
+        verify = subprocess.run(cli + ["verify", image], capture_output=True, text=True)
+        assert verify.returncode == 0 and "ok   d1p2.cidx" in verify.stdout, verify.stdout
+        info = subprocess.run(cli + ["info", image], capture_output=True, text=True)
+        assert info.returncode == 0 and "p2: ext4" in info.stdout
+        assert subprocess.run(cli + ["deploy", "--yes", image, b], capture_output=True).returncode == 0
+    assert read_disk(tmp_path / "b.img")[1] == read_disk(tmp_path / "a.img")[1]
+    assert list((tmp_path / "store" / ".chunks").glob("??/*.zst"))
