@@ -97,7 +97,8 @@ class NotMulticastable(ValueError):
 
 def multicast_streams(manifest: Manifest | dict[str, Any]) -> list[str]:
     """The files a multicast session sends, in the order the client restores them: disk by disk,
-    partition by partition (a raw disk: its one file). LVM images deploy by unicast only."""
+    partition by partition (a raw disk: its one file; a chunked partition: its index, ``dNpM.cidx``, for
+    which the server sends the header, bitmap and chunks the index names). LVM images deploy by unicast only."""
     files: list[str] = []
     for disk in manifest["disks"]:
         if disk.get("mode") == "raw":
@@ -106,8 +107,6 @@ def multicast_streams(manifest: Manifest | dict[str, Any]) -> list[str]:
         for part in disk.get("partitions", []):
             if part.get("lvm") is not None:
                 raise NotMulticastable("images with LVM volumes deploy by unicast only (multicast: not yet)")
-            if part.get("chunks") is not None:
-                raise NotMulticastable("chunked images deploy by unicast only (multicast sends stream-format images)")
             file = part.get("file")
             if file:
                 files.append(file)

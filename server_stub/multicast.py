@@ -9,6 +9,9 @@ clients of a session at once (docs/multicast.md).
               being those that were ready; a receiver udp-sender drops is reported, the others go on
     cancel()/close()  stop the session's udp-sender by its PID (SIGTERM, then SIGKILL: udpcast.SenderProcess)
 
+A chunked partition (its file is an index, ``dNpM.cidx``) has no file to give udp-sender: a ChunkFeed thread
+writes its stream (header and bitmap, then the chunks as stored) into udp-sender's stdin (chunkfeed.py).
+
 udp-sender runs under udpcast.SenderProcess (its stderr parser and stop-by-PID); the event loop only polls
 it, and whatever blocks (start, the final wait, stop) runs in a worker thread.
 """
@@ -24,11 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract import chunkindex
 from contract.foreign import detect_format
 from contract.manifest import MANIFEST, NotMulticastable, multicast_streams
 from contract.versions import version_of_link
 
 from server_stub import udpcast
+from server_stub.chunkfeed import ChunkFeed, missing_chunks
 from server_stub.config import ServerConfig
 from server_stub.errors import Conflict, Invalid
 from server_stub.store import Store
@@ -64,6 +69,30 @@ def image_files(manifest: dict) -> list[str]:
         return multicast_streams(manifest)
     except NotMulticastable as exc:
         raise Invalid(str(exc)) from None
+
+
+def is_chunked(name: str) -> bool:
+    """A session's file that is a chunk index: its stream is assembled from the node's chunk store."""
+    return name.endswith(chunkindex.INDEX_SUFFIX)
+
+
+def node_root(image_dir: str) -> str:
+    """The node's directory an image version lives in: ``<root>/.images/<version>``."""
+    return os.path.dirname(os.path.dirname(image_dir))
+
+
+def check_chunked(image_dir: str, files: list[str]) -> None:
+    """Every index the session would send is whole and every chunk it names is in the store: a session that
+    would stop half-way is refused before any machine is queued."""
+    for name in filter(is_chunked, files):
+        try:
+            index = chunkindex.read(os.path.join(image_dir, name))
+        except (OSError, chunkindex.IndexError_) as exc:
+            raise Invalid(f"{os.path.basename(image_dir)}: {exc}; run imager verify on the image") from None
+        missing = missing_chunks(node_root(image_dir), index)
+        if missing:
+            raise Invalid(f"{os.path.basename(image_dir)}: {name} names chunks the store lacks "
+                           f"({', '.join(missing)}); run imager verify on the image")
 
 
 def local_image(store: Store, image: Image) -> tuple[StorageNode, str, str]:
@@ -161,7 +190,12 @@ class MulticastManager:
         except OSError:
             return
         image_dir = row["image_dir"].encode()
-        if argv and argv[0].endswith(b"udp-sender") and any(a.startswith(image_dir) for a in argv):
+        try:  # a chunked file's sender reads stdin and runs in the image's directory (_send)
+            cwd = os.readlink(f"/proc/{pid}/cwd").encode()
+        except OSError:
+            cwd = b""
+        if argv and argv[0].endswith(b"udp-sender") and (cwd == image_dir or any(a.startswith(image_dir)
+                                                                                 for a in argv)):
             log.warning("stopping udp-sender %d left by the previous server", pid)
             os.kill(pid, signal.SIGKILL)
 
@@ -172,6 +206,7 @@ class MulticastManager:
         image = self.store.image(image_name)
         node, image_dir, version = local_image(self.store, image)
         files = image_files(json.loads(Path(image_dir, MANIFEST).read_text()))
+        await asyncio.to_thread(check_chunked, image_dir, files)
         interface = interface or await interface_for(self.config.bind)
         if interface is None:
             raise Invalid("no network interface for udp-sender: give --interface")
@@ -227,14 +262,13 @@ class MulticastManager:
                      len(receivers))
             count = len(receivers)
             for i, name in enumerate(session["files"]):
-                result = await self._send(session, i, name, count,
-                                          max_wait=NEXT_FILE_WAIT)
+                result, feed_error = await self._send(session, i, name, count, max_wait=NEXT_FILE_WAIT)
                 for address in result.dropped:
                     self.store.multicast_drop(session_id, address, f"dropped by udp-sender during {name}: "
                                               f"no answer to {udpcast.SenderOptions.retries_until_drop} requests")
-                if not result.ok:
+                if not result.ok or feed_error:
                     self.store.multicast_sender(session_id, None, None)
-                    self.store.multicast_end(session_id, "failed", f"{name}: {result.status}")
+                    self.store.multicast_end(session_id, "failed", feed_error or f"{name}: {result.status}")
                     log.warning("multicast session %d failed at %s: %s", session_id, name, result.status)
                     return
                 count = len(result.receivers) - len(result.dropped)
@@ -263,14 +297,28 @@ class MulticastManager:
                 return True
             await asyncio.sleep(0.5)
 
-    async def _send(self, session: Session, index: int, name: str, receivers: int, max_wait: int) -> udpcast.SenderResult:
+    async def _send(self, session: Session, index: int, name: str, receivers: int,
+                    max_wait: int) -> tuple[udpcast.SenderResult, str | None]:
+        """One file's udp-sender to its end; (its result, why a chunked stream stopped short or None)."""
         options = udpcast.SenderOptions(portbase=session["portbase"] + 2 * index, interface=session["interface"],
                                         min_receivers=max(1, receivers), max_wait=max_wait,
                                         start_timeout=SENDER_START_TIMEOUT, max_bitrate=session["rate"])
-        argv = udpcast.sender_argv(options, Path(session["image_dir"]) / name, program=self.program)
+        image_dir = session["image_dir"]
+        feed = None
+        if is_chunked(name):  # udp-sender reads stdin, which our writer thread fills from the chunk store
+            feed = await asyncio.to_thread(ChunkFeed.open, node_root(image_dir), os.path.join(image_dir, name))
+        argv = udpcast.sender_argv(options, None if feed else Path(image_dir) / name, program=self.program)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        sender = udpcast.SenderProcess(argv, stderr_log=self.log_dir / f"session{session['id']}.log")
-        await asyncio.to_thread(sender.start)
+        sender = udpcast.SenderProcess(argv, stderr_log=self.log_dir / f"session{session['id']}.log",
+                                       stdin=feed.read_fd if feed else None, cwd=image_dir)
+        try:
+            await asyncio.to_thread(sender.start)
+        except BaseException:
+            if feed:
+                feed.close()
+            raise
+        if feed:
+            feed.start()
         self.senders[session["id"]] = sender
         self.store.multicast_sender(session["id"], name, sender.pid, f"file {index + 1}/{len(session['files'])}")
         log.info("multicast session %d: udp-sender %d for %s (%d receivers)", session["id"], sender.pid, name,
@@ -282,9 +330,13 @@ class MulticastManager:
                 self.store.multicast_sender(session["id"], name, sender.pid,
                                             f"file {index + 1}/{len(session['files'])}: {r.bytes_sent} bytes, "
                                             f"{len(r.receivers) - len(r.dropped)} receivers")
-            return await asyncio.to_thread(sender.wait)
+            result = await asyncio.to_thread(sender.wait)
+            return result, feed.error if feed else None
         finally:
-            # canceled, or the server stops: never leave a udp-sender behind (a no-op once it ended)
+            # canceled, or the server stops: never leave a udp-sender behind (a no-op once it ended), then
+            # the chunk writer, whose pipe has no reader any more
             await asyncio.shield(asyncio.to_thread(sender.stop))
+            if feed:
+                await asyncio.shield(asyncio.to_thread(feed.close))
             self.senders.pop(session["id"], None)
 

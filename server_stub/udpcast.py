@@ -103,10 +103,12 @@ class SenderProcess:
     _live: "set[SenderProcess]" = set()    # started and not yet reaped: what the atexit hook stops
 
     def __init__(self, argv: Sequence[str], *, wrapper: Sequence[str] = (), stdin: IO[bytes] | int | None = None,
-                 stderr_log: Path | None = None, tail_lines: int = 40, term_timeout: float = 2.0) -> None:
+                 stderr_log: Path | None = None, tail_lines: int = 40, term_timeout: float = 2.0,
+                 cwd: str | None = None) -> None:
         if not argv:
             raise ValueError("empty argv")
         self.argv = [*wrapper, *argv]
+        self._cwd = cwd   # a sender fed on stdin runs in its image's directory: how a restarted server knows it
         self._stdin = stdin
         self._stderr_log = stderr_log
         self._term_timeout = term_timeout
@@ -124,7 +126,7 @@ class SenderProcess:
         if self._proc is not None:
             raise RuntimeError("this SenderProcess was already started")
         self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL if self._stdin is None else self._stdin,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._cwd,
                                       start_new_session=True)  # a terminal's ^C reaches us, and we stop it
         self.started_at = time.monotonic()
         SenderProcess._live.add(self)

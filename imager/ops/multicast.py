@@ -9,6 +9,10 @@ stdout goes through the same SHA-256 check → zstd → partclone pipeline; grow
 set the hostname.  A machine that comes too late for its session (the server says "fallback") deploys
 the same image by unicast from NFS instead of waiting for nothing.
 
+A chunked partition arrives as one stream too (its header and bitmap, then its chunks: docs/multicast.md); its
+index, read from NFS and checked against the manifest before the first write, is what each decompressed chunk
+is checked against (imager/chunkstream.py) on its way to partclone.
+
 udp-receiver's options are docs/multicast.md's: --start-timeout, --receive-timeout 30 and a 4 MiB socket
 buffer (net.core.rmem_max raised for it). A receiver slower than the others slows the session, it does not
 fail it (acknowledged full duplex); a failed receiver (exit ≠ 0) or a wrong checksum fails this task only.
@@ -20,14 +24,18 @@ import os
 import time
 from typing import Any, Callable, Mapping, cast
 
+from contract import chunkindex
+from contract.chunkindex import ChunkIndex
+
 from imager import bootenv, datapath, manifest, postdeploy, postscripts, process
+from imager.chunkstream import receive_chunked
 from imager.chunkstore import ChunkReader
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
 from imager.ops import deploy as unicast
 from imager.ops.capture import refuse_if_mounted
 from imager.ops.context import OpContext
 from imager.progress import Progress, human
-from contract.manifest import FileEntry, Manifest, NotMulticastable, multicast_streams
+from contract.manifest import DiskEntry, FileEntry, Manifest, NotMulticastable, multicast_streams
 from contract.task import MulticastSession
 from contract.udpcast import ReceiverOptions, receiver_argv
 from contract.versions import is_version
@@ -70,6 +78,9 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
     plans = [] if raw else [unicast.plan_disk(image, e, t) for e, t in zip(entries, targets)]
     for target in targets:
         refuse_if_mounted(target.path)
+    for entry in entries:  # tables and chunk indexes checked against the manifest before the first write
+        manifest.verify_small_files(image_dir, image["files"], unicast.small_files(entry))
+    indexes = chunk_indexes(image_dir, entries)
     # From the first write on, a failure leaves the disks blank, as a unicast deploy does: never a table
     # that looks whole over data that never came.
     with unicast.BlankOnFailure() as written:
@@ -83,12 +94,12 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
             return fall_back(ctx, answer.get("reason") or "the session started without us")
         receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
                             files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
-                            sender=answer.get("sender"))
+                            sender=answer.get("sender"), indexes=indexes)
         if raw:
             written.writing(targets[0].path)
             unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
         for entry, target, planned in zip(entries, targets, plans):
-            unicast.restore_disk(image_dir, entry, target, planned, receiver, progress)
+            unicast.restore_disk(image_dir, as_streams(entry), target, planned, receiver, progress)
         renamed = unicast.set_hostname(targets, entries, task.get("hostname"))
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
@@ -132,6 +143,27 @@ def streams(image: Manifest | dict[str, Any]) -> list[str]:
         raise InvalidTask(str(exc)) from None
 
 
+def chunk_indexes(image_dir: str, entries: list[DiskEntry]) -> dict[str, ChunkIndex]:
+    """Each chunked partition's index (file name → index), read whole before the first write."""
+    indexes: dict[str, ChunkIndex] = {}
+    for entry in entries:
+        for part in entry.get("partitions", []):
+            if part.get("chunks") and part.get("file"):
+                name = part["file"] or ""
+                try:
+                    indexes[name] = chunkindex.read(os.path.join(image_dir, name))
+                except (OSError, chunkindex.IndexError_) as exc:
+                    raise InvalidImage(f"{name}: {exc}") from exc
+    return indexes
+
+
+def as_streams(entry: DiskEntry) -> DiskEntry:
+    """The disk's entry with every partition restored from the Receiver's stream: a chunked partition's chunks
+    come from the sender, not from a chunk store (restore_partition reads one only for entries with ``chunks``)."""
+    parts = [{k: v for k, v in p.items() if k != "chunks"} for p in entry.get("partitions", [])]
+    return cast(DiskEntry, {**entry, "partitions": parts})
+
+
 def raise_receive_buffer(size: int = RCVBUF) -> None:
     """net.core.rmem_max caps udp-receiver's --rcvbuf (208 KiB by default): bursts while the disk is busy
     would be lost and asked for again."""
@@ -163,15 +195,18 @@ def wait_for_start(ready: Ready, progress: Progress) -> MulticastSession:
 
 
 class Receiver:
-    """A stream source for restore_disk: udp-receiver's stdout → SHA-256 → zstd → partclone, one file at a time."""
+    """A stream source for restore_disk: udp-receiver's stdout → SHA-256 → zstd → partclone, one file at a time
+    (a chunked partition's: → zstd → each chunk checked against its index → partclone)."""
 
     label = "multicast: "
 
-    def __init__(self, ports: dict[str, int], files: Mapping[str, FileEntry], interface: str, sender: str | None) -> None:
+    def __init__(self, ports: dict[str, int], files: Mapping[str, FileEntry], interface: str, sender: str | None,
+                 indexes: Mapping[str, ChunkIndex] | None = None) -> None:
         self.ports = ports
         self.files = files
         self.interface = interface
         self.sender = sender
+        self.indexes = indexes or {}
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         portbase, meta = self.ports[file], self.files[file]
@@ -180,10 +215,18 @@ class Receiver:
                                              receive_timeout=RECEIVE_TIMEOUT, rcvbuf=RCVBUF, progress=False))
         udp = process.spawn(argv, stdout=process.PIPE)
         datapath.widen_pipe(udp.stdout)
+        stream = cast(datapath.Readable, udp.stdout)
+        name = f"multicast stream {file} on port {portbase}"
+        index = self.indexes.get(file)
         try:
-            datapath.restore_stream(cast(datapath.Readable, udp.stdout), f"multicast stream {file} on port {portbase}", tool, device,
-                                    expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),
-                                    on_progress=progress.add, on_stored=progress.add_stored, shrunk=shrunk)
+            if index is not None:
+                datapath.feed_partclone(tool, device, lambda sink: receive_chunked(
+                    stream, index, name, sink, on_progress=progress.add, on_stored=progress.add_stored),
+                    shrunk=shrunk)
+            else:
+                datapath.restore_stream(stream, name, tool, device,
+                                        expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),
+                                        on_progress=progress.add, on_stored=progress.add_stored, shrunk=shrunk)
         except Exception:
             time.sleep(0.5)
             if udp.proc.poll() not in (None, 0):   # the receiver's failure is the reason, not the short stream
@@ -196,7 +239,7 @@ class Receiver:
         self._check(udp, portbase)
 
     def chunk_reader(self) -> ChunkReader:
-        raise InvalidImage("a chunked image cannot be received by multicast (multicast_streams refuses it first)")
+        raise InvalidImage("multicast receives a chunked partition as one stream (as_streams), never from a store")
 
     @staticmethod
     def _check(udp: process.Spawned, portbase: int) -> None:

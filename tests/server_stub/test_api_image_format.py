@@ -1,6 +1,6 @@
 """An image's format (issue 17): stream or chunked, set when the image is added and changed later (admins only,
-audited), sent to a capture at checkin; adopted images are stream; a chunked current version refuses multicast
-with the reason. Over the real app, a real Store and real files."""
+audited), sent to a capture at checkin; adopted images are stream; a chunked current version whose index is
+damaged refuses multicast with the reason. Over the real app, a real Store and real files."""
 from __future__ import annotations
 
 import json
@@ -96,7 +96,9 @@ def test_a_capture_is_told_the_format_and_adopted_images_are_stream(console_harn
 
 
 def chunked_version(root: Path, name: str) -> None:
-    """A chunked version published as imager publishes it (its partition's file is a chunk index)."""
+    """A chunked version published as imager publishes it (its partition's file is a chunk index), but its index
+    is damaged (b"index"): a multicast of it is refused, naming the index (tests/server_stub/test_multicast_chunked.py
+    sends a whole one)."""
     version = root / ".images" / f"{name}@20260101T000000-abcdef"
     version.mkdir(parents=True)
     (version / "d1p1.cidx").write_bytes(b"index")
@@ -114,14 +116,15 @@ def test_multicast_of_a_chunked_current_version_is_refused_with_the_reason(conso
     status, refused = api(console_harness, "POST", "/api/multicast", {"image": "inc", "hosts": ["pc1"],
                                                                       "interface": "lo"})
     assert status == 400 and refused["code"] == "invalid", refused
-    assert "chunked images deploy by unicast only" in refused["error"]
+    assert "d1p1.cidx is too short to be a chunk index" in refused["error"]
     assert store.sessions() == [] and store.tasks() == []  # nothing queued
 
 
 def test_multicast_follows_the_current_versions_format_not_the_setting(console_harness: ConsoleHarness,
                                                                        group: Path) -> None:
     """An image set to chunked whose current version is still a stream version (captured before the change)
-    multicasts; set back to stream while its current version is chunked, it still refuses."""
+    multicasts; set back to stream while its current version is chunked, its chunked version is what is checked
+    (here a damaged index: refused)."""
     store = console_harness.store
     store.add_image("img", group="default", format_="chunked")
     store.db.execute("UPDATE images SET captured = ?", time.time())
@@ -142,7 +145,7 @@ def test_multicast_follows_the_current_versions_format_not_the_setting(console_h
     store.add_host("52:54:00:00:00:02", "pc2")
     status, refused = api(console_harness, "POST", "/api/multicast", {"image": "inc", "hosts": ["pc2"],
                                                                       "interface": "lo", "wake": False})
-    assert status == 400 and "chunked images deploy by unicast only" in refused["error"]
+    assert status == 400 and "d1p1.cidx is too short to be a chunk index" in refused["error"]
 
 
 def test_a_description_is_bounded_when_added_too(console_harness: ConsoleHarness, group: Path) -> None:
