@@ -28,9 +28,9 @@ NODE_COLUMNS: list[Column | str] = ["name", field("group_name", "group"), comput
 HTTP_HELP = ("deploys from this node over HTTP, not NFS (docs/http-transport.md): 'server' (this server serves the "
              "node's local --rsync-target read-only) or http(s)://host/images/ of a web server; set '' for NFS again")
 
-FORMAT_HELP = ("what the image's captures write: stream (one compressed stream a partition; multicast) or chunked "
-               "(content-addressed chunks shared by its versions: a redeploy moves and writes only what changed; "
-               "no multicast)")
+FORMAT_HELP = ("what the image's captures write: stream (one compressed stream a partition) or chunked "
+               "(content-addressed chunks shared by its versions: a redeploy moves and writes only what changed); "
+               "both multicast")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

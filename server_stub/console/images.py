@@ -24,8 +24,8 @@ from server_stub.store.models import Image, ImageVersion, ReplicationJob, Task
 # Store checks that name no field, by what their message says; first match wins.
 IMAGE_HINTS = {"image name": "name", "image type": "type", "image format": "format", "storage group": "group",
                "exists already": "name"}
-FORMAT_HELP = {"stream": "one compressed stream a partition; multicast works",
-               "chunked": "chunks shared by its versions: a redeploy moves and writes only what changed; no multicast"}
+FORMAT_HELP = {"stream": "one compressed stream a partition",
+               "chunked": "chunks shared by its versions: a redeploy moves and writes only what changed"}
 
 
 def ratio(stored: int | None, raw: int | None) -> float | None:
