@@ -169,7 +169,10 @@ def capture_stream(source: datapath.Readable, store: LocalChunks, index_path: st
             progress.add_stored(size)
     if source.readinto(bytearray(1)):
         raise InvalidImage("partclone's stream goes on past its last used block")
-    datapath.write_bytes_fsync(index_path, chunkindex.encode(index))
+    # Whole or absent under its name: written aside, then renamed (the collector reads the partial till then).
+    aside = os.path.join(os.path.dirname(index_path), f".{os.path.basename(index_path)}.tmp")
+    datapath.write_bytes_fsync(aside, chunkindex.encode(index))
+    os.replace(aside, index_path)
     os.unlink(partial)
     return ChunkedResult(index.raw_bytes, index.stored_bytes, new_bytes, len(index.chunks), index.grid_blocks)
 

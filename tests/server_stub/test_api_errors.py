@@ -35,16 +35,16 @@ def bodies():
 def concrete_paths(path, task_id):
     """The route with real names and ids, and with odd ones."""
     real = {"id": str(task_id), "key": "pc1", "name": "main" if "storage" in path else "win10", "mac": MAC,
-            "script": "1", "version": "win10", "file": "manifest.json"}
+            "script": "1", "version": "win10", "file": "manifest.json", "prefix": "ab"}
     odd = {"id": str(2**64), "key": "x" * 500, "name": "..", "mac": "::::::::::::::::", "script": str(2**64),
-           "version": "win10@..", "file": "x" * 500}
+           "version": "win10@..", "file": "x" * 500, "prefix": ".."}
     for values in (real, odd):
         yield re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
 def auth_for(path, server, task_token, session):
     if re.fullmatch(r"/api/tasks/\{id\}/(checkin|progress|done|failed|ready|scripts/\{script\}|"
-                    r"image/\{version\}/\{file\})", path):
+                    r"image/\{version\}/\{file\}|chunks/\{prefix\}/\{file\})", path):
         return {"Authorization": f"Bearer {task_token}"}
     if path.startswith("/api/menu/") and path != "/api/menu/login":
         return {"Authorization": f"Bearer {session}"}
