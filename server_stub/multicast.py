@@ -306,7 +306,10 @@ class MulticastManager:
         image_dir = session["image_dir"]
         feed = None
         if is_chunked(name):  # udp-sender reads stdin, which our writer thread fills from the chunk store
-            feed = await asyncio.to_thread(ChunkFeed.open, node_root(image_dir), os.path.join(image_dir, name))
+            try:
+                feed = await asyncio.to_thread(ChunkFeed.open, node_root(image_dir), os.path.join(image_dir, name))
+            except (OSError, chunkindex.IndexError_) as exc:   # removed or damaged since the session was created
+                return udpcast.SenderResult(), f"{name} cannot be sent: {exc}"
         argv = udpcast.sender_argv(options, None if feed else Path(image_dir) / name, program=self.program)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         sender = udpcast.SenderProcess(argv, stderr_log=self.log_dir / f"session{session['id']}.log",

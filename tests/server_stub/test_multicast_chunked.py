@@ -4,6 +4,7 @@ two udp-receivers in two other namespaces; a damaged store is refused before any
 no sender, no pipe and no writer behind.  Namespaces come from tests/server_stub/test_multicast.py's Net."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -74,6 +75,22 @@ def test_a_chunked_partition_is_sent_as_its_index_name_and_a_damaged_store_is_na
     Path(image_dir, "d1p1.cidx").write_bytes(b"not an index")
     with pytest.raises(Invalid, match="d1p1.cidx is too short to be a chunk index"):
         multicast.check_chunked(image_dir, files)
+
+
+def test_an_index_removed_after_the_session_was_created_fails_it_with_the_name(store, tmp_path):
+    store.add_host("52:54:00:00:00:01", "pc0")
+    image = store.image("img")
+    node, image_dir, version = multicast.local_image(store, image)
+    session = store.add_session(image, ["pc0"], min_receivers=None, max_wait=60, rate=None, interface="eth0",
+                                image_dir=image_dir, version=version, files=["d1p1.cidx", "d1p2.pcl.zst"],
+                                storage_id=node["id"])
+    os.unlink(Path(image_dir, "d1p1.cidx"))
+    manager = multicast.MulticastManager(store, ServerConfig(admin_token="t", boot_dir=str(tmp_path),
+                                                             data_dir=str(tmp_path)))
+    result, error = asyncio.run(manager._send(session, 0, "d1p1.cidx", 1, max_wait=10))
+    assert not result.ok and result.returncode is None   # no udp-sender was started
+    assert error is not None and error.startswith("d1p1.cidx cannot be sent: [Errno 2]"), error
+    assert manager.senders == {}
 
 
 @pytest.mark.root
