@@ -5,12 +5,14 @@ store this way in the client's network namespace, and the deploy reads it as it 
 
     python3 bench/nfsfuse.py SERVER EXPORT MOUNTPOINT [--version 4]     (foreground; stop with SIGTERM, then umount)
 
-FUSE's worker threads share a few libnfs contexts, one caller at a time each (a context is not thread-safe), each\nwith its own open handles.
+FUSE's worker threads share a few libnfs contexts, one caller at a time each (a context is not thread-safe), each
+with its own open handles, the last few kept (a chunk store is thousands of files read once each).
 Read only: getattr, readlink, readdir, open, read, release; everything else is EROFS/ENOSYS by fusepy's defaults.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import errno
 import logging
@@ -27,6 +29,7 @@ from fuse import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]
 _lib = ctypes.CDLL("libnfs.so.13", use_errno=True)
 _ctx = ctypes.c_void_p
 T = TypeVar("T")
+OPEN_HANDLES = 32  # per connection
 
 
 class NfsStat64(ctypes.Structure):
@@ -79,7 +82,9 @@ class Connection:
     def __init__(self, server: str, export: str, version: int) -> None:
         self.server, self.export, self.version = server, export, version
         self.ctx = 0
-        self.handles: dict[str, int] = {}  # path → this context's open handle (read only: one per path is enough)
+        # path → this context's open handle, most recent last; read only, so one per path is enough. Bounded: ganesha
+        # answered NFS4ERR_IO once a deploy had opened ~10,000 chunks and none was closed.
+        self.handles: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.connect()
 
     def connect(self) -> None:
@@ -114,7 +119,12 @@ class Connection:
         return st
 
     def handle(self, path: str) -> int:
-        if path not in self.handles:
+        if path in self.handles:
+            self.handles.move_to_end(path)
+        else:
+            while len(self.handles) >= OPEN_HANDLES:
+                _, oldest = self.handles.popitem(last=False)
+                _lib.nfs_close(self.ctx, oldest)
             fh = ctypes.c_void_p()
             _check(_lib.nfs_open(self.ctx, path.encode(), os.O_RDONLY, ctypes.byref(fh)), self.ctx)
             assert fh.value is not None

@@ -92,3 +92,30 @@ def test_reads_go_on_after_the_server_expired_an_idle_connection(tmp_path: Path)
     finally:
         servers.close()
         link.close()
+
+
+def test_a_chunk_store_of_thousands_of_files_reads_whole(tmp_path: Path) -> None:
+    """A deploy opens each chunk once: the mount keeps a few open, not every one (with every one kept open ganesha
+    answered NFS4ERR_IO after some tens of thousands)."""
+    store = tmp_path / "store"
+    sums = {}
+    for n in range(40000):
+        path = store / f"{n % 256:02x}" / f"{n:05}.zst"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = n.to_bytes(4, "little") * 8
+        path.write_bytes(data)
+        sums[path.relative_to(store)] = data
+    link = Link()
+    servers = Servers(link, store, tmp_path / "nfs")
+    try:
+        assert servers.start_nfs() == ""
+        mount = tmp_path / "nfs"
+
+        def same(name: Path) -> bool:
+            return (mount / name).read_bytes() == sums[name]
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(same, sums))
+        assert "reconnecting" not in servers.fuse_log_tail()
+    finally:
+        servers.close()
+        link.close()
