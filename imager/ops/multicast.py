@@ -22,12 +22,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Mapping, cast
+from typing import IO, Any, Callable, Mapping, cast
 
 from contract import chunkindex
 from contract.chunkindex import ChunkIndex
 
 from imager import bootenv, datapath, manifest, postdeploy, postscripts, process
+from imager.chunkpath import Transfer
 from imager.chunkstream import receive_chunked
 from imager.chunkstore import ChunkReader
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
@@ -95,6 +96,8 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
         receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
                             files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
                             sender=answer.get("sender"), indexes=indexes)
+        if indexes:  # a chunked image: the deploy's three figures (nothing reused: a multicast writes it all)
+            progress.figures = receiver.transfer.figures
         if raw:
             written.writing(targets[0].path)
             unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
@@ -107,9 +110,12 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
     total = entries[0]["raw_bytes"] if raw else sum(p["raw_bytes"] for p in parts)
     log.info("image %r deployed by multicast (session %s) onto %s: %s in %.1f s", image.get("name"),
              session.get("session"), ", ".join(t.path for t in targets), human(total), elapsed)
-    return {"image": image.get("name"), "disk": ", ".join(t.path for t in targets), "raw_bytes": total,
-            "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(targets),
-            "multicast": {"session": session.get("session"), "files": len(files)}, "hostname_set": renamed}
+    result = {"image": image.get("name"), "disk": ", ".join(t.path for t in targets), "raw_bytes": total,
+              "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(targets),
+              "multicast": {"session": session.get("session"), "files": len(files)}, "hostname_set": renamed}
+    if indexes:
+        result.update(receiver.transfer.figures())
+    return result
 
 
 def fall_back(ctx: OpContext, reason: str) -> dict[str, Any]:
@@ -207,6 +213,7 @@ class Receiver:
         self.interface = interface
         self.sender = sender
         self.indexes = indexes or {}
+        self.transfer = Transfer()   # chunked partitions: fetched = stored bytes received, wrote = chunk bytes
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         portbase, meta = self.ports[file], self.files[file]
@@ -220,9 +227,15 @@ class Receiver:
         index = self.indexes.get(file)
         try:
             if index is not None:
-                datapath.feed_partclone(tool, device, lambda sink: receive_chunked(
-                    stream, index, name, sink, on_progress=progress.add, on_stored=progress.add_stored),
-                    shrunk=shrunk)
+                def received(n: int) -> None:
+                    progress.add_stored(n)
+                    self.transfer.count(fetched=n)
+
+                def feed(sink: IO[bytes]) -> None:
+                    raw = receive_chunked(stream, index, name, sink, on_progress=progress.add, on_stored=received)
+                    self.transfer.count(wrote=raw - len(index.header) - len(index.bitmap))
+
+                datapath.feed_partclone(tool, device, feed, shrunk=shrunk)
             else:
                 datapath.restore_stream(stream, name, tool, device,
                                         expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),

@@ -116,9 +116,15 @@ def test_a_chunked_image_by_multicast_onto_two_disks_is_exact(lan: Any, tmp_path
     images = [blank(tmp_path / f"t{i}.img", 160) for i in range(2)]   # the source's size: the same table
     with attached(images[0]) as t0, attached(images[1]) as t1:
         outcome = send_and_receive(lan, root, image_dir, [t0, t1])
+        indexes = [chunkindex.read(os.path.join(image_dir, f"d1p{n}.cidx")) for n in ("1", "2")]
+        chunk_bytes = sum(c.used_blocks * i.info.block_size for i in indexes for c in i.chunks)
         for client in outcome["clients"]:
             assert "result" in client, client
-            assert client["result"]["multicast"] == {"session": 1, "files": 2}
+            result = client["result"]
+            assert result["multicast"] == {"session": 1, "files": 2}
+            # the deploy's three figures: nothing reused, every chunk written, the stored bytes received
+            assert result["reused_bytes"] == 0 and result["wrote_bytes"] == chunk_bytes, result
+            assert sum(i.stored_bytes for i in indexes) < result["fetched_bytes"] < chunk_bytes, result
         assert all(r.ok and r.bytes_sent > 0 for r in outcome["sent"]), outcome["sent"]
         assert all(feed.error is None for feed in outcome["feeds"])
         for device in (t0, t1):
