@@ -29,6 +29,7 @@ class TaskStorage(TypedDict):
 
 
 IMAGE_FORMATS = ("stream", "chunked")   # docs/image-format.md; chunked: content-addressed chunks, incremental deploys
+DEFAULT_IMAGE_FORMAT = "chunked"        # what a new image's captures write unless told otherwise
 TRANSPORTS = ("nfs", "http")        # how a deploy reads its image (docs/http-transport.md); captures: nfs
 
 

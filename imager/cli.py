@@ -29,7 +29,7 @@ from imager.progress import Progress, console_sink, human, partition_bytes
 
 from contract.manifest import FORMAT, VERSION
 from contract.vocabulary import IMAGE_TYPES
-from contract.task import IMAGE_FORMATS
+from contract.task import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 
 NOT_CONFIRMED = 2
 
@@ -193,10 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resizable (default): filesystems shrunk for capture, then grown back; the image fits any "
                         "disk its data fits. multipart: the exact layout. alldisks: several disks (DISK is "
                         "/dev/sda,/dev/sdb), each with its exact layout. raw: every byte of the disk")
-    p.add_argument("--format", default="stream", choices=IMAGE_FORMATS,
-                   help="stream (default): one zstd file a partition. chunked: content-addressed chunks in DIR/.chunks, "
+    p.add_argument("--format", default=DEFAULT_IMAGE_FORMAT, choices=IMAGE_FORMATS,
+                   help="chunked (default): content-addressed chunks in DIR/.chunks, "
                         "shared by every image there; a later capture stores only what changed, and a deploy onto a "
-                        "disk holding an earlier version writes only what differs (docs/image-format.md)")
+                        "disk holding an earlier version writes only what differs. stream: one zstd file a partition "
+                        "(docs/image-format.md)")
     p.add_argument("-y", "--yes", action="store_true",
                    help="replace an existing image of that name without asking (needed when not on a terminal)")
     p.add_argument("disk", help="/dev/… or serial=…, wwn=…, size=…, model=…; alldisks: a comma-separated list")

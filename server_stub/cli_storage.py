@@ -9,7 +9,7 @@ import dataclasses
 import urllib.parse
 from typing import Any
 
-from contract.task import IMAGE_FORMATS
+from contract.task import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 from contract.vocabulary import IMAGE_TYPES
 from server_stub.cli_connection import AdminCallFailed, ApiClient, Call, segment
 from server_stub.cli_format import Answer, Column, computed, field, local_time, record, table
@@ -85,7 +85,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="resizable: shrink for capture, fit any disk the data fits (FOG type 1); "
                         "multipart: exact layout (FOG type 2); alldisks: every fixed disk, exact layouts (FOG type 3); "
                         "raw: every byte of the disk (FOG type 4)")
-    p.add_argument("--format", default="stream", choices=IMAGE_FORMATS, help=FORMAT_HELP)
+    p.add_argument("--format", default=DEFAULT_IMAGE_FORMAT, choices=IMAGE_FORMATS, help=FORMAT_HELP)
     p = image.add_parser("set", help="change an image's description, type or format (what its next capture writes)")
     p.add_argument("name")
     p.add_argument("--description", help="free text shown with the image")

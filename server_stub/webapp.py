@@ -12,6 +12,7 @@ from aiohttp import web
 
 from contract import inventory
 from contract.errorcodes import ERROR_CODES, ErrorReport
+from contract.task import DEFAULT_IMAGE_FORMAT
 from server_stub import adminapi, apidoc, boot, bootpolicy, console, menuapi, multicast, multicastweb, replication, tls
 from server_stub import startup
 from server_stub import usersapi
@@ -165,7 +166,7 @@ async def add_image(request: web.Request) -> web.Response:
     return json_response(request.app[STORE].add_image(
         require_str(body, "name"), optional_str(body, "storage"), optional_str(body, "description", "") or "",
         optional_str(body, "type", "resizable") or "", group=optional_str(body, "group"),
-        format_=optional_str(body, "format", "stream") or ""), 201)
+        format_=optional_str(body, "format", DEFAULT_IMAGE_FORMAT) or ""), 201)
 
 
 async def list_tasks(request: web.Request) -> web.Response:

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import imager
 from contract import chunkindex
-from contract.task import IMAGE_FORMATS
+from contract.task import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 from imager import chunkpath, datapath, disks, filesystems, imagestore, lvm, manifest, partclone, process, resize
 from imager.chunkstore import LocalChunks
 from imager.errors import Interrupted, InvalidTask, StorageError, UnsupportedDisk
@@ -45,7 +45,7 @@ def capture(ctx: OpContext) -> dict[str, Any]:
     image = ctx.task.get("image")
     return capture_image(ctx.task.get("disk"), ctx.storage_root, ctx.image_name, ctx.progress,
                          image_type=(image.get("type") if image else None) or "resizable",
-                         image_format=(image.get("format") if image else None) or "stream")
+                         image_format=(image.get("format") if image else None) or DEFAULT_IMAGE_FORMAT)
 
 
 INTERRUPTED_HINT = ("The source disk's filesystems are back at their size and the previous image, if any, is "

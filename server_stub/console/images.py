@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from contract.task import IMAGE_FORMATS
+from contract.task import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 from contract.vocabulary import IMAGE_TYPE_HELP, IMAGE_TYPES
 from server_stub.accounts import AUDIT_TARGET
 from server_stub.appkeys import STORE
@@ -99,7 +99,7 @@ async def add_image(request: web.Request) -> web.StreamResponse:
     try:
         image = request.app[STORE].add_image(fields.get("name", ""), description=fields.get("description", ""),
                                              type_=fields.get("type") or "resizable", group=fields.get("group") or None,
-                                             format_=fields.get("format") or "stream")
+                                             format_=fields.get("format") or DEFAULT_IMAGE_FORMAT)
     except ApiError as exc:
         return _index_page(request, exc.status, errors_by_field(exc, IMAGE_HINTS), fields)
     return redirect_after_post(f"/images/{image['name']}",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, cast
 
+from contract.task import DEFAULT_IMAGE_FORMAT
 from server_stub.errors import Conflict, Invalid, NotFound
 from server_stub.store.database import Database
 from server_stub.store.models import Image, StorageNode
@@ -29,7 +30,7 @@ class Images:
         self.db, self.storage = db, storage
 
     def add_image(self, name: str, storage: str | None = None, description: str = "", type_: str = "resizable",
-                  group: str | None = None, format_: str = "stream") -> Image:
+                  group: str | None = None, format_: str = DEFAULT_IMAGE_FORMAT) -> Image:
         """An image of a group (``storage`` NODE, the older form, means that node's group)."""
         check_name(name, "image")
         check_image_type(type_)

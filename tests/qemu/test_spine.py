@@ -53,7 +53,9 @@ def test_capture_publishes_a_complete_image(lab, captured):
     published = lab.images / IMAGE
     assert published.is_symlink(), "the image is published by renaming a symlink into place"
     files = {p.name for p in published.resolve().iterdir()}
-    assert {"manifest.json", "d1.sfdisk", "d1.sgdisk", "d1.bootarea", "d1p1.pcl.zst", "d1p2.pcl.zst"} <= files
+    # chunked, a new image's default: each partition's index here, its chunks in the node's store
+    assert {"manifest.json", "d1.sfdisk", "d1.sgdisk", "d1.bootarea", "d1p1.cidx", "d1p2.cidx"} <= files
+    assert len(list((lab.images / ".chunks").glob("??/*.zst"))) > 100
     assert not [p for p in (lab.images / ".images").iterdir() if p != published.resolve()], "no staging left over"
     # A finished task no longer boots the client into the imager.
     status, script = lab.http_get(f"/boot/{MAC_A}.ipxe")

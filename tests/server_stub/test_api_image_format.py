@@ -25,13 +25,13 @@ def group(console_harness: ConsoleHarness, tmp_path: Path) -> Path:
     return root
 
 
-def test_added_as_stream_by_default_or_chunked_and_refused_otherwise(console_harness: ConsoleHarness,
+def test_added_as_chunked_by_default_or_stream_and_refused_otherwise(console_harness: ConsoleHarness,
                                                                      group: Path) -> None:
     status, image = api(console_harness, "POST", "/api/images", {"name": "lab", "group": "default"})
-    assert status == 201 and image["format"] == "stream"
-    status, image = api(console_harness, "POST", "/api/images", {"name": "inc", "group": "default",
-                                                                 "format": "chunked"})
     assert status == 201 and image["format"] == "chunked"
+    status, image = api(console_harness, "POST", "/api/images", {"name": "inc", "group": "default",
+                                                                 "format": "stream"})
+    assert status == 201 and image["format"] == "stream"
     for bad in ("casync", "", None, 1, ["chunked"]):
         status, refused = api(console_harness, "POST", "/api/images", {"name": "x", "group": "default",
                                                                        "format": bad})
@@ -39,7 +39,7 @@ def test_added_as_stream_by_default_or_chunked_and_refused_otherwise(console_har
         assert "image format" in refused["error"] or "must be a string" in refused["error"]
     assert [i["name"] for i in console_harness.store.images()] == ["inc", "lab"]
     status, listed = api(console_harness, "GET", "/api/images")
-    assert {i["name"]: i["format"] for i in listed} == {"inc": "chunked", "lab": "stream"}
+    assert {i["name"]: i["format"] for i in listed} == {"inc": "stream", "lab": "chunked"}
 
 
 def test_edited_field_by_field_by_an_admin_and_audited(console_harness: ConsoleHarness, group: Path) -> None:
@@ -67,10 +67,10 @@ def test_edited_field_by_field_by_an_admin_and_audited(console_harness: ConsoleH
 
 def test_a_technician_may_not_change_an_image(console_harness: ConsoleHarness, technician: Browser, group: Path) -> None:
     console_harness.store.add_image("lab", group="default")
-    status, answer, _ = call(console_harness, "POST", "/api/images/lab", json={"format": "chunked"},
+    status, answer, _ = call(console_harness, "POST", "/api/images/lab", json={"format": "stream"},
                              cookies=session_cookie(technician), headers={"X-CSRF-Token": technician.csrf})
     assert status == 403 and answer["code"] == "forbidden"
-    assert console_harness.store.image("lab")["format"] == "stream"
+    assert console_harness.store.image("lab")["format"] == "chunked"
 
 
 def test_adopt_is_not_taken_for_an_image_named_adopt(console_harness: ConsoleHarness, group: Path) -> None:

@@ -16,22 +16,22 @@ from tests.server_stub.test_api_image_format import chunked_version
 
 def test_image_format_add_set_list_show(server: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     assert cli(server, "storage", "add", "nas", "10.0.0.1:/images").returncode == 0
-    added = cli(server, "image", "add", "inc", "--storage", "nas", "--format", "chunked")
+    added = cli(server, "image", "add", "inc", "--storage", "nas", "--format", "stream")
     assert added.returncode == 0, added.stderr
-    assert any(line.split() == ["format:", "chunked"] for line in added.stdout.splitlines()), added.stdout
+    assert any(line.split() == ["format:", "stream"] for line in added.stdout.splitlines()), added.stdout
     assert cli(server, "image", "add", "lab", "--storage", "nas").returncode == 0
     listed = cli(server, "image", "list").stdout.splitlines()
     header = listed[0].split()
     rows = {line.split()[1]: line.split() for line in listed[1:]}
-    assert header[2:4] == ["TYPE", "FORMAT"] and rows["inc"][3] == "chunked" and rows["lab"][3] == "stream"
-    changed = cli(server, "--json", "image", "set", "lab", "--format", "chunked", "--description", "room 2")
+    assert header[2:4] == ["TYPE", "FORMAT"] and rows["inc"][3] == "stream" and rows["lab"][3] == "chunked"
+    changed = cli(server, "--json", "image", "set", "lab", "--format", "stream", "--description", "room 2")
     assert changed.returncode == 0, changed.stderr
     image = json.loads(changed.stdout)
-    assert (image["format"], image["type"], image["description"]) == ("chunked", "resizable", "room 2")
+    assert (image["format"], image["type"], image["description"]) == ("stream", "resizable", "room 2")
     kept = json.loads(cli(server, "--json", "image", "set", "lab", "--type", "multipart").stdout)
-    assert (kept["format"], kept["type"], kept["description"]) == ("chunked", "multipart", "room 2")
+    assert (kept["format"], kept["type"], kept["description"]) == ("stream", "multipart", "room 2")
     shown = cli(server, "image", "show", "lab")
-    assert shown.returncode == 0 and any(line.split() == ["format:", "chunked"] for line in shown.stdout.splitlines())
+    assert shown.returncode == 0 and any(line.split() == ["format:", "stream"] for line in shown.stdout.splitlines())
     bad = cli(server, "image", "set", "lab", "--format", "casync")
     assert bad.returncode == 2 and "invalid choice: 'casync'" in bad.stderr
     missing = cli(server, "image", "set", "nothing", "--format", "stream")

@@ -148,7 +148,7 @@ def test_cli_capture_verify_info_deploy_exit_codes(tmp_path):
         assert typo.returncode == 1 and "is not an existing directory; nothing was created" in typo.stderr
         assert not os.path.exists(tmp_path / "store")
         os.mkdir(tmp_path / "store")
-        assert subprocess.run(cli + ["capture", a, image], capture_output=True).returncode == 0
+        assert subprocess.run(cli + ["capture", "--format", "stream", a, image], capture_output=True).returncode == 0
         verify = subprocess.run(cli + ["verify", image], capture_output=True, text=True)
         assert verify.returncode == 0 and "ok   d1p2.pcl.zst" in verify.stdout
         info = subprocess.run(cli + ["info", image], capture_output=True, text=True)

@@ -14,30 +14,31 @@ from tests.server_stub.test_api_image_format import chunked_version
 def test_add_with_a_format_and_see_it(console: Browser) -> None:
     console.store.add_storage("a", "10.0.0.1:/images")
     form = console.get("/images").form("add-image-form").form_values()
-    assert form["format"] == "stream"
-    done = console.post("/images", {**form, "name": "inc", "format": "chunked"})
-    assert done.status == 303 and console.store.image("inc")["format"] == "chunked"
+    assert form["format"] == "chunked"  # the default
+    done = console.post("/images", {**form, "name": "inc", "format": "stream"})
+    assert done.status == 303 and console.store.image("inc")["format"] == "stream"
     row = console.get("/images").by_id("images-table").rows()[0]
-    assert row[:3] == ["inc", "resizable", "chunked"]
-    page = console.get("/images/inc")
+    assert row[:3] == ["inc", "resizable", "stream"]
+    console.post("/images", {**form, "name": "inc2"})
+    page = console.get("/images/inc2")
     assert page.by_id("image-format").text.startswith("chunked (chunks shared by its versions")
     bad = console.post("/images", {**form, "name": "x", "format": "rar"})
     assert bad.status == 400 and "'rar'" in bad.by_id("add-image-format-error").text
-    assert [i["name"] for i in console.store.images()] == ["inc"]
+    assert [i["name"] for i in console.store.images()] == ["inc", "inc2"]
 
 
 def test_edit_form_changes_format_type_and_description(console: Browser) -> None:
     console.store.add_storage("a", "10.0.0.1:/images")
     console.store.add_image("lab", group="default", description="room 1")
     form = console.get("/images/lab").form("edit-image-form").form_values()
-    assert (form["format"], form["type"], form["description"]) == ("stream", "resizable", "room 1")
-    done = console.post("/images/lab/edit", {**form, "format": "chunked", "description": "room 2"})
-    assert done.status == 303 and done.notice == "Image lab saved; its next capture is resizable, chunked."
+    assert (form["format"], form["type"], form["description"]) == ("chunked", "resizable", "room 1")
+    done = console.post("/images/lab/edit", {**form, "format": "stream", "description": "room 2"})
+    assert done.status == 303 and done.notice == "Image lab saved; its next capture is resizable, stream."
     image = console.store.image("lab")
-    assert (image["format"], image["type"], image["description"]) == ("chunked", "resizable", "room 2")
+    assert (image["format"], image["type"], image["description"]) == ("stream", "resizable", "room 2")
     refused = console.post("/images/lab/edit", {**form, "format": "tar"})
     assert refused.status == 400 and "image format 'tar'" in refused.by_id("image-error").text
-    assert console.store.image("lab")["format"] == "chunked"
+    assert console.store.image("lab")["format"] == "stream"
     assert console.post("/images/nothing/edit", form).status == 404
     entries, _ = console.store.accounts.audit_page()
     assert ("console: edit image", "lab", "303") in [(e["action"], e["target"], e["outcome"]) for e in entries]

@@ -45,7 +45,7 @@ def test_list_shows_sizes_ratio_versions_and_capture(console, captured):
     page = console.get("/images")
     assert page.status == 200
     row = page.by_id("images-table").rows()[0]
-    assert row[0] == "win lab PCs" and row[1] == "resizable" and row[2] == "stream" and row[3] == "default"
+    assert row[0] == "win lab PCs" and row[1] == "resizable" and row[2] == "chunked" and row[3] == "default"
     assert row[4:8] == ["5.0 MiB", "2.0 MiB", "40 %", "2"]
     assert row[9].endswith("UTC")
 
