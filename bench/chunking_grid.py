@@ -30,6 +30,7 @@ import zstandard
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contract.chunkindex import range_bits, used_runs  # noqa: E402
 from imager.partclone import HEADER_SIZE, StreamHeader, parse_header, restore_argv  # noqa: E402
 
 ZSTD_LEVEL = 3
@@ -84,24 +85,6 @@ class SeededStats:
 
 def chunk_path(store: Path, sha256: str) -> Path:
     return store / sha256[:2] / f"{sha256}.zst"
-
-
-def range_bits(bitmap: bytes, grid_blocks: int, range_index: int) -> int:
-    """The bitmap's bits of one range as an int, bit i = block range_start + i (partclone: LSB first)."""
-    step = grid_blocks // 8
-    return int.from_bytes(bitmap[range_index * step:(range_index + 1) * step], "little")
-
-
-def used_runs(bits: int) -> list[tuple[int, int]]:
-    """(first block, count) of each run of set bits, lowest first."""
-    runs = []
-    while bits:
-        start = (bits & -bits).bit_length() - 1
-        shifted = bits >> start
-        length = (~shifted & (shifted + 1)).bit_length() - 1
-        runs.append((start, length))
-        bits &= ~(((1 << length) - 1) << start)
-    return runs
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes:

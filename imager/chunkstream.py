@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 from typing import IO, cast
 
-import zstandard
-
 from contract.chunkindex import ChunkIndex
-from imager.datapath import CHUNK, ProgressFn, Readable
-from imager.errors import ChecksumMismatch
+from imager import datapath
+from imager.datapath import ProgressFn, Readable
+from imager.errors import ChecksumMismatch, InvalidImage
 
 
 class CheckedChunks:
@@ -80,25 +79,13 @@ class CheckedChunks:
 
 def receive_chunked(src: Readable, index: ChunkIndex, name: str, dest: IO[bytes], *,
                     on_progress: ProgressFn | None = None, on_stored: ProgressFn | None = None) -> int:
-    """The stored frames read from ``src`` → zstd → CheckedChunks → ``dest``; the raw bytes passed on."""
+    """The stored frames read from ``src`` → zstd (datapath) → CheckedChunks → ``dest``; the raw bytes passed on."""
     sink = CheckedChunks(index, name, dest)
-
-    class _Counting:
-        def write(self, data: bytes) -> int:
-            sink.write(data)
-            if on_progress:
-                on_progress(len(data))
-            return len(data)
-
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     try:
-        with zstandard.ZstdDecompressor().stream_writer(cast(IO[bytes], _Counting()), closefd=False) as zwriter:
-            while n := src.readinto(buf):
-                if on_stored:
-                    on_stored(n)
-                zwriter.write(view[:n])
-    except zstandard.ZstdError as exc:
-        raise ChecksumMismatch(f"{name}: {sink.what()} does not decompress ({exc})") from exc
+        datapath.decompress_stream(src, name, cast(IO[bytes], sink), on_progress=on_progress, on_stored=on_stored)
+    except ChecksumMismatch:
+        raise
+    except InvalidImage as exc:  # a frame that does not decompress: name the chunk it was in
+        raise ChecksumMismatch(f"{name}: {sink.what()} does not decompress ({exc.message})") from exc
     sink.finish()
     return sink.raw_bytes

@@ -1,8 +1,9 @@
 """partclone: which binary reads which filesystem, and its image header."""
 from __future__ import annotations
 
-import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+from contract.chunkindex import HEADER_SIZE, parse_partclone_header
 
 RAW = "dd"
 
@@ -30,11 +31,6 @@ def restore_argv(flavour: str, device: str, shrunk: bool = False) -> list[str]:
     return ["partclone.restore", "-q", "-z", str(8 * 1024 * 1024), *(["-C"] if shrunk else []), "-s", "-", "-o", device]
 
 
-# Image format v2 header: magic, version strings, then filesystem info (packed).
-_HEAD = struct.Struct("<16s14s4sH16sQQQQI")
-HEADER_SIZE = 110
-
-
 @dataclass
 class StreamHeader:
     fs: str
@@ -51,9 +47,5 @@ class StreamHeader:
 
 def parse_header(head: bytes) -> StreamHeader | None:
     """Read partclone's v2 header; None when ``head`` is not one (e.g. raw dd)."""
-    if len(head) < HEADER_SIZE or not head.startswith(b"partclone-image"):
-        return None
-    magic, _ptc, version, _endian, fs, dev_size, total, used, _sb_used, block = _HEAD.unpack_from(head)
-    if version != b"0002":
-        return None
-    return StreamHeader(fs.split(b"\0")[0].decode(errors="replace"), dev_size, total, used, block)
+    info = parse_partclone_header(head)
+    return StreamHeader(**asdict(info)) if info else None
