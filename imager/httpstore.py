@@ -23,27 +23,23 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import Iterator, Mapping
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
 from contract.chunkindex import Chunk, chunk_relpath
-from imager import datapath
+from imager import datapath, manifest
 from imager.chunkstore import ChunkReader, unpack
 from imager.api import Backoff, RetryLater, call_with_retries, reason_of
 from imager.errors import ImageNotFound, InvalidImage, InvalidTask
 from imager.manifest import MANIFEST, FileEntry
 from imager.progress import Progress
-
-if TYPE_CHECKING:
-    from imager.ops.context import OpContext
 
 log = logging.getLogger(__name__)
 
@@ -305,14 +301,13 @@ def chunks_remote(image_remote: Remote, chunks_url: str) -> Remote:
 
 def fetch_image(remote: Remote, local_dir: str, chunks_url: str | None = None) -> HttpImage:
     """The manifest and small files into ``local_dir``, every other file's size asked: nothing written to a disk."""
-    from imager.ops.deploy import small_files  # the files read whole before the first write
     import json
 
     raw = fetch_small(remote, MANIFEST)
     try:
         listed = json.loads(raw)
         files = listed["files"]
-        small = {name for disk in listed.get("disks", []) for name in small_files(disk)}
+        small = {name for disk in listed.get("disks", []) for name in manifest.small_files(disk)}
         names = list(files)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidImage(f"{remote.url(MANIFEST)} is not an imager manifest ({exc})") from None
@@ -333,24 +328,3 @@ def fetch_image(remote: Remote, local_dir: str, chunks_url: str | None = None) -
                                hint="The web server holds another version of this file: check the node's HTTP URL "
                                     "and its replication.")
     return HttpImage(remote, files, infos, HttpChunks(chunks_remote(remote, chunks_url)) if chunks_url else None)
-
-
-def deploy(ctx: OpContext) -> dict[str, Any]:
-    """The deploy task over HTTP: the manifest and small files into a temporary directory, the streams fetched
-    as they are restored (ops/deploy.py's deploy_image with this source)."""
-    from imager.ops.deploy import deploy_image
-
-    storage = ctx.task.get("storage")
-    url = storage.get("url") if storage else None
-    if not url:
-        raise InvalidTask("the task's storage says http but gives no url")
-    client = ctx.client
-    remote = remote_for(url, client.server if client else None,
-                        str(client.session.headers.get("Authorization", "")) if client else None)
-    image_url = remote.base
-    log.info("deploying image %r over HTTP from %s", ctx.image_name,
-             image_url if urlsplit(url).scheme else f"the imager server ({url})")
-    with tempfile.TemporaryDirectory(prefix="imager-http-") as local:
-        image = fetch_image(remote, local, storage.get("chunks_url") if storage else None)
-        return deploy_image(local, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
-                            hostname=ctx.task.get("hostname"), remote=image)

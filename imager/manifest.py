@@ -11,7 +11,7 @@ from imager.partitions import Layout
 from contract.manifest import FORMAT, MANIFEST, VERSION, DiskEntry, FileEntry, Manifest
 
 __all__ = ["FORMAT", "MANIFEST", "VERSION", "Manifest", "DiskEntry", "FileEntry", "Layout", "write", "load", "validate",
-           "check_sector_size", "check_target", "verify_small_files"]
+           "check_sector_size", "check_target", "verify_small_files", "small_files"]
 _SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -102,3 +102,10 @@ def verify_small_files(image_dir: str, files: Mapping[str, FileEntry], names: li
         size, sha = hash_file(os.path.join(image_dir, name))
         if size != files[name]["size"] or sha != files[name]["sha256"]:
             raise InvalidImage(f"{image_dir}: {name} does not match its checksum in the manifest; the image is damaged")
+
+
+def small_files(disk_entry: DiskEntry | dict[str, Any]) -> list[str]:
+    """Files read whole before the first write (tables, LVM metadata, chunk indexes): checked before they are used."""
+    names = list(disk_entry.get("table_files", {}).values())
+    names += [p["file"] for p in disk_entry.get("partitions", []) if p.get("chunks") and p.get("file")]
+    return names + [group["metadata"] for p in disk_entry.get("partitions", []) if (group := p.get("lvm"))]

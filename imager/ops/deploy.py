@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from typing import Any, Mapping, Protocol
+from urllib.parse import urlsplit
 
 from imager import datapath, disks, filesystems, foreign, imagestore, lvm, manifest, partclone, postdeploy, process, resize
 from imager import incremental, postscripts
 from imager.chunkpath import Transfer
 from imager.chunkstore import ChunkReader, LocalChunks, store_root
-from imager.errors import CommandFailed, DiskNotFound, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
+from imager.errors import CommandFailed, DiskNotFound, InvalidTask, DiskTooSmall, Interrupted, InvalidImage, SectorSizeMismatch
 from imager.manifest import DiskEntry, FileEntry, Manifest
 from imager.ops.capture import refuse_if_mounted
 from imager.ops.context import OpContext
@@ -41,12 +43,31 @@ log = logging.getLogger(__name__)
 def deploy(ctx: OpContext) -> dict[str, Any]:
     """The deploy task: the image it names, from its storage node, onto its disk."""
     if deploys_over_http(ctx.task):  # no mount: the files over HTTP (issue 17)
-        from imager import httpstore
-        return postscripts.after_deploy(ctx, httpstore.deploy(ctx))
+        return postscripts.after_deploy(ctx, deploy_over_http(ctx))
     image_dir = imagestore.resolve(ctx.storage_root, ctx.image_name)
     result = deploy_image(image_dir, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
                           hostname=ctx.task.get("hostname"))
     return postscripts.after_deploy(ctx, result)  # the task's post-deploy scripts, on the deployed disks
+
+
+def deploy_over_http(ctx: OpContext) -> dict[str, Any]:
+    """The manifest, tables and chunk indexes fetched into a temporary directory, the streams and chunks fetched
+    as they are restored (imager/httpstore.py)."""
+    from imager import httpstore
+
+    storage = ctx.task.get("storage")
+    url = storage.get("url") if storage else None
+    if not storage or not url:
+        raise InvalidTask("the task's storage says http but gives no url")
+    client = ctx.client
+    remote = httpstore.remote_for(url, client.server if client else None,
+                                  str(client.session.headers.get("Authorization", "")) if client else None)
+    log.info("deploying image %r over HTTP from %s", ctx.image_name,
+             remote.base if urlsplit(url).scheme else f"the imager server ({url})")
+    with tempfile.TemporaryDirectory(prefix="imager-http-") as local:
+        image = httpstore.fetch_image(remote, local, storage.get("chunks_url"))
+        return deploy_image(local, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
+                            hostname=ctx.task.get("hostname"), remote=image)
 
 
 INTERRUPTED_HINT = ("The deploy was stopped: the disk it had begun to write was left blank (no partition table), "
@@ -130,7 +151,7 @@ def _deploy_image(image_dir: str, disk_spec: str | None, progress: Progress, par
     for target in targets:
         refuse_if_mounted(target.path)
     for entry in entries:  # a damaged table file of any disk refuses the image before the first write
-        manifest.verify_small_files(image_dir, image["files"], small_files(entry))
+        manifest.verify_small_files(image_dir, image["files"], manifest.small_files(entry))
     for entry, target, planned in zip(entries, targets, plans):
         reuse = chunked_disk(entry) and incremental.reuse_disk(target.path, planned)
         written.writing(target.path)
@@ -234,7 +255,7 @@ def write_disk_table(image_dir: str, image: Manifest, entry: DiskEntry, target: 
     layout = Layout.from_dict(entry["layout"])
     log.info("deploying image %r disk %d (%d partitions) onto %s (%s)", image.get("name"), entry["index"],
              len(layout.partitions), target.path, human(target.size_bytes))
-    manifest.verify_small_files(image_dir, image["files"], small_files(entry))
+    manifest.verify_small_files(image_dir, image["files"], manifest.small_files(entry))
     restore_table(target.path, layout, image_dir, entry["table_files"], target.size_bytes, planned)
     disks.reread_partitions(target.path, [p.number for p in layout.partitions])
 
@@ -314,7 +335,7 @@ def deploy_one_partition(image_dir: str, image: Manifest, target: disks.Disk, nu
     started = time.monotonic()
     source = source or ImageFiles(image_dir, image["files"])
     if part["tool"] == lvm.TOOL:
-        manifest.verify_small_files(image_dir, image["files"], small_files({"partitions": [part]}))
+        manifest.verify_small_files(image_dir, image["files"], manifest.small_files({"partitions": [part]}))
     written.writing(device)  # only this partition: the rest of the disk and its table stay
     if part["tool"] == lvm.TOOL:
         restore_volume_group(image_dir, part, device, source, progress, f"partition {number}")
@@ -361,13 +382,6 @@ def restore_volume_group(image_dir: str, part: PartitionEntry, device: str, sour
                 raise InvalidImage(f"volume {group['vg']}/{vol['name']} has no stream")
             source.restore(file, vol["tool"], lv_device, progress)
             progress.flush()
-
-
-def small_files(disk_entry: DiskEntry | dict[str, Any]) -> list[str]:
-    """Files read whole before the first write (tables, LVM metadata, chunk indexes): checked before they are used."""
-    names = list(disk_entry.get("table_files", {}).values())
-    names += [p["file"] for p in disk_entry.get("partitions", []) if p.get("chunks") and p.get("file")]
-    return names + [group["metadata"] for p in disk_entry.get("partitions", []) if (group := p.get("lvm"))]
 
 
 def chunked_disk(entry: DiskEntry) -> bool:

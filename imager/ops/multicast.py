@@ -80,7 +80,7 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
     for target in targets:
         refuse_if_mounted(target.path)
     for entry in entries:  # tables and chunk indexes checked against the manifest before the first write
-        manifest.verify_small_files(image_dir, image["files"], unicast.small_files(entry))
+        manifest.verify_small_files(image_dir, image["files"], manifest.small_files(entry))
     indexes = chunk_indexes(image_dir, entries)
     # From the first write on, a failure leaves the disks blank, as a unicast deploy does: never a table
     # that looks whole over data that never came.
