@@ -9,7 +9,7 @@ own range's chunk, so a version that differs a little from the last shares most 
 The index holds partclone's header and bitmap verbatim and one record per non-empty range:
 
     magic "imager-chunk-index\\0", format u16, grid_blocks u32, chunk count u32
-    header (110 bytes), bitmap length u32, the bitmap + CRC zstd-compressed
+    header (110 bytes), bitmap length u32, the bitmap + CRC zlib-compressed (stdlib: the contract stays a leaf)
     records: range u32, used blocks u32, stored size u32, SHA-256 (32 bytes)   (little-endian)
 
 While a capture runs, the records are appended to ``dNpM.cidx.partial`` (count 0) as each chunk is
@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import zstandard
 
 MAGIC = b"imager-chunk-index\0"
 FORMAT = 1
@@ -162,7 +162,7 @@ def is_chunk_name(name: str) -> bool:
 
 def head_bytes(header: bytes, bitmap: bytes, grid_blocks: int, count: int = 0) -> bytes:
     """The index up to its first record (``count`` 0 while the capture runs)."""
-    packed = zstandard.ZstdCompressor(level=3).compress(bitmap)
+    packed = zlib.compress(bitmap, 6)
     return _FIXED.pack(MAGIC, FORMAT, grid_blocks, count) + header + _LENGTH.pack(len(packed)) + packed
 
 
@@ -190,8 +190,8 @@ def decode(data: bytes, name: str = "index", partial: bool = False) -> ChunkInde
     (packed_len,) = _LENGTH.unpack_from(data, at)
     at += _LENGTH.size
     try:
-        bitmap = zstandard.ZstdDecompressor().decompress(data[at:at + packed_len], max_output_size=1 << 31)
-    except zstandard.ZstdError as exc:
+        bitmap = zlib.decompress(data[at:at + packed_len])
+    except zlib.error as exc:
         raise IndexError_(f"{name}: its bitmap does not decompress ({exc})") from exc
     at += packed_len
     body = data[at:]
