@@ -1,6 +1,6 @@
 """One deploy as the booted client does it, for bench/incremental.py: run inside the client's network namespace.
 
-    incremental_deploy.py TARGET --http URL [--chunks-url URL]     the task's storage over HTTP (imager.httpstore)
+    incremental_deploy.py TARGET --http URL [--chunks-url URL]     the task's storage over HTTP (deploy_over_http)
     incremental_deploy.py TARGET --dir IMAGE_DIR                    an image on a mounted store (the NFS mount)
 
 Prints one JSON line: wall seconds of the deploy and the figures of its result (reused/fetched/wrote when the
@@ -27,14 +27,14 @@ FIGURES = ("reused_bytes", "fetched_bytes", "wrote_bytes")
 
 def deploy(target: str, http: str | None, chunks_url: str | None, image_dir: str | None) -> dict[str, Any]:
     if http:
-        from imager import httpstore
+        from imager.ops.deploy import deploy_over_http  # what the deploy task runs when its storage says http
         storage: TaskStorage = {"export": "", "transport": "http", "url": http}
         if chunks_url:
             storage["chunks_url"] = chunks_url
         name = http.rstrip("/").rsplit("/", 1)[-1]
         ctx = OpContext.local(Progress(), image=name, disk=target)
         ctx.task["storage"] = storage
-        return httpstore.deploy(ctx)
+        return deploy_over_http(ctx)
     from imager.ops.deploy import deploy_image
     assert image_dir is not None
     return deploy_image(image_dir, target, Progress())
