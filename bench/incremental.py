@@ -1,6 +1,6 @@
 """Incremental redeploy over a shaped link, by HTTP and by NFS (issue 17): `make bench-incremental`.
 
-    make bench-incremental      (as root; ~12 minutes on 2 cores; INCREMENTAL_SMALL=1: /usr/bin on 1 GiB, ~4 min)
+    make bench-incremental      (as root; ~8 minutes on 2 cores; INCREMENTAL_SMALL=1: /usr/bin on 1 GiB, ~2 min)
 
 1. A disk (a loop device with a partition table) holds one ext4 partition with a copy of part of /usr
    (bench/chunking.py's fill); captured with imager's own capture as v1, once in today's stream format and once
