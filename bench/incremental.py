@@ -277,6 +277,9 @@ def main() -> int:
         ok = report(rows, sizes, captures, used, what, nfs_note)
         print(f"\n(whole benchmark: {time.perf_counter() - began:.0f} s)")
         return 0 if ok else 1
+    except RuntimeError as exc:  # a step failed: its command and message, not a traceback
+        say(f"failed: {exc}")
+        return 1
     finally:
         if servers is not None:
             servers.close()
