@@ -35,10 +35,15 @@ class ChunkReader(Protocol):
         """Compressed bytes read so far (what crossed the network)."""
 
 
+_local = threading.local()
+
+
 def unpack(packed: bytes, chunk: Chunk, raw_size: int, where: str) -> bytes:
     """Decompress a stored chunk and check it is what its name says."""
+    if not hasattr(_local, "decompressor"):  # one a thread: a new one per chunk costs as much as the chunk
+        _local.decompressor = zstandard.ZstdDecompressor()
     try:
-        data = zstandard.ZstdDecompressor().decompress(packed, max_output_size=raw_size)
+        data = _local.decompressor.decompress(packed, max_output_size=raw_size)
     except zstandard.ZstdError as exc:
         raise ChecksumMismatch(f"chunk {chunk.sha256} in {where} is damaged: {exc}") from exc
     if len(data) != raw_size or hashlib.sha256(data).hexdigest() != chunk.sha256:
