@@ -261,6 +261,20 @@ class Net:
 MACS = ("52:54:00:aa:00:01", "52:54:00:aa:00:02", "52:54:00:aa:00:03")
 
 
+def serve_captured_image(net, images):
+    """The server started with one node holding ``images``, image 'img' on it, the hosts of MACS, and the image
+    counted as captured (a capture task ended: played as its client would)."""
+    net.start_server()
+    net.call("POST", "/api/storage", {"name": "node", "export": f"{SERVER}:/images", "rsync_target": str(images)})
+    net.call("POST", "/api/images", {"name": "img", "storage": "node"})
+    for i, mac in enumerate(MACS):
+        net.call("POST", "/api/hosts", {"mac": mac, "name": f"pc{i}"})
+    task = net.call("POST", "/api/tasks", {"host": "pc2", "type": "capture", "image": "img"})
+    token = net.token(MACS[2])
+    net.call("POST", f"/api/tasks/{task['id']}/checkin", {}, token=token)
+    net.call("POST", f"/api/tasks/{task['id']}/done", {"result": {}}, token=token)
+
+
 @pytest.fixture
 def net(tmp_path):
     images = tmp_path / "images"
@@ -269,17 +283,7 @@ def net(tmp_path):
              "d1p3.pcl.zst": os.urandom(2 << 20)}
     published(images, "img", files)
     with Net(tmp_path) as net:
-        net.start_server()
-        net.call("POST", "/api/storage", {"name": "node", "export": f"{SERVER}:/images",
-                                          "rsync_target": str(images)})
-        net.call("POST", "/api/images", {"name": "img", "storage": "node"})
-        for i, mac in enumerate(MACS):
-            net.call("POST", "/api/hosts", {"mac": mac, "name": f"pc{i}"})
-        # The image counts as captured once a capture task ended: play that client.
-        task = net.call("POST", "/api/tasks", {"host": "pc2", "type": "capture", "image": "img"})
-        token = net.token(MACS[2])
-        net.call("POST", f"/api/tasks/{task['id']}/checkin", {}, token=token)
-        net.call("POST", f"/api/tasks/{task['id']}/done", {"result": {}}, token=token)
+        serve_captured_image(net, images)
         net.files = files
         net.images = images
         yield net

@@ -23,7 +23,7 @@ from server_stub.errors import Invalid
 from server_stub.store import Store
 from server_stub.udpcast import SenderOptions, SenderProcess, sender_argv
 from tests.server_stub.chunkfiles import BLOCK, GRID, chunk_path, partclone_header, store_chunk
-from tests.server_stub.test_multicast import MACS, NEEDS, SERVER, Net, clients, join, sender_alive, wait_session
+from tests.server_stub.test_multicast import MACS, NEEDS, SERVER, Net, clients, join, sender_alive, serve_captured_image, wait_session
 
 VERSION = "img@20260101T000000-abcdef"
 
@@ -124,16 +124,7 @@ def net(tmp_path):
     images.mkdir()
     index, raw = chunked_image(images, 200)   # 6.25 MiB of random blocks: ~13 s at 4 Mbit/s
     with Net(tmp_path) as net:
-        net.start_server()
-        net.call("POST", "/api/storage", {"name": "node", "export": f"{SERVER}:/images",
-                                          "rsync_target": str(images)})
-        net.call("POST", "/api/images", {"name": "img", "storage": "node"})
-        for i, mac in enumerate(MACS):
-            net.call("POST", "/api/hosts", {"mac": mac, "name": f"pc{i}"})
-        task = net.call("POST", "/api/tasks", {"host": "pc2", "type": "capture", "image": "img"})
-        token = net.token(MACS[2])
-        net.call("POST", f"/api/tasks/{task['id']}/checkin", {}, token=token)
-        net.call("POST", f"/api/tasks/{task['id']}/done", {"result": {}}, token=token)
+        serve_captured_image(net, images)
         net.index, net.raw, net.images = index, raw, images
         yield net
 
