@@ -155,10 +155,11 @@ class ChunkCollector:
         self.store.remove_image_version = version_removed
         self.store.remove_image = image_removed
 
-    def due_nodes(self) -> list[str]:
-        """Local nodes with a chunk store whose last run is ``interval`` old (or never ran)."""
+    def due_nodes(self, nodes: list[StorageNode] | None = None) -> list[str]:
+        """Local nodes (of ``nodes``, default the store's) with a chunk store whose last run is ``interval`` old
+        (or never ran). Reads files only when given ``nodes``: the store is not for other threads."""
         due = []
-        for node in self.store.storage_nodes():
+        for node in self.store.storage_nodes() if nodes is None else nodes:
             target = node["rsync_target"] or ""
             if not target.startswith("/") or not os.path.isdir(chunkgc.store_dir(target)):
                 continue
@@ -172,7 +173,8 @@ class ChunkCollector:
         while True:
             try:
                 waiting, self.again = self.again, set()
-                for name in sorted(waiting | set(await asyncio.to_thread(self.due_nodes))):
+                nodes = self.store.storage_nodes()  # here, in the event loop's thread: SQLite is not shared
+                for name in sorted(waiting | set(await asyncio.to_thread(self.due_nodes, nodes))):
                     self.request(name)
             except Exception:
                 log.exception("the chunk collector's periodic look failed; trying again")
