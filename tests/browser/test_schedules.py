@@ -8,6 +8,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.browser.conftest import sign_in, wait_for
+from tests.browser.test_groups import notice  # read inside the wait: no stale element
 from tests.browser.serverproc import ConsoleServer
 from tests.browser.test_layout import OVERFLOW, PHONE
 
@@ -18,10 +19,6 @@ def fleet(server: ConsoleServer) -> None:
     for n in (1, 2):
         server.api("POST", "/api/hosts", expect=201, mac=f"52:54:00:0c:00:0{n}", name=f"lab3-pc{n}")
         server.api("POST", f"/api/hosts/lab3-pc{n}", expect=200, group="lab3")
-
-
-def notice(browser) -> str:
-    return str(wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "main .notice"))[0].text)
 
 
 def test_add_pause_resume_and_a_refusal(server, browser):

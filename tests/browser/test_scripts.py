@@ -11,6 +11,7 @@ from selenium.webdriver.support.ui import Select
 
 from imager.api import TaskClient
 from tests.browser.conftest import sign_in, wait_for
+from tests.browser.test_groups import notice  # read inside the wait: no stale element
 from tests.browser.serverproc import ConsoleServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "postdeploy" / "linux-machine-id-reset.sh"
@@ -25,10 +26,6 @@ for (const el of document.querySelectorAll("body *")) {
 }
 return [document.documentElement.scrollWidth, width, out.slice(0, 5)];
 """
-
-
-def notice(browser) -> str:
-    return str(wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "main .notice"))[0].text)
 
 
 def test_upload_attach_and_the_machine_gets_the_same_bytes(server: ConsoleServer, browser):

@@ -130,7 +130,7 @@ def image(tmp_path_factory) -> str:
     source = partitioned_disk(base / "source.img")
     (base / "store").mkdir()
     with attached(source) as dev:
-        sh(*CLI, "capture", "--type", "multipart", dev, str(base / "store" / "img"), cwd=REPO)
+        sh(*CLI, "capture", "--format", "stream", "--type", "multipart", dev, str(base / "store" / "img"), cwd=REPO)
     return str(base / "store" / "img")
 
 

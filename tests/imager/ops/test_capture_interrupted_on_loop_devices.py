@@ -52,7 +52,7 @@ def published(store: str) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory, source):
     root = str(tmp_path_factory.mktemp("store"))
-    done = run_cli("capture", "--yes", source, os.path.join(root, "img"))
+    done = run_cli("capture", "--format", "stream", "--yes", source, os.path.join(root, "img"))
     assert done.returncode == 0, done.stderr
     return root
 
@@ -61,7 +61,7 @@ def store(tmp_path_factory, source):
 def test_a_signal_mid_capture_grows_the_source_back_and_keeps_the_previous_image(source, store, signum):
     size_before = block_count(f"{source}p2")
     before = published(store)
-    proc = start_cli("capture", "--yes", source, os.path.join(store, "img"))
+    proc = start_cli("capture", "--format", "stream", "--yes", source, os.path.join(store, "img"))
     wait_for(lambda: bool(staging_files(store)), proc)  # streaming has begun: p2 is shrunk now
     assert block_count(f"{source}p2") < size_before, "the moment chosen is not while p2 is shrunk"
     status, stderr = stop(proc, signum)
@@ -80,7 +80,7 @@ def test_a_full_store_is_one_message_and_leaves_nothing_behind(tmp_path, source)
     sh("mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(small))
     try:
         size_before = block_count(f"{source}p2")
-        done = run_cli("capture", "--yes", source, str(small / "img"))
+        done = run_cli("capture", "--format", "stream", "--yes", source, str(small / "img"))
         assert done.returncode == 1, done.stderr
         lines = error_lines(done.stderr)
         assert len(lines) == 1, done.stderr
@@ -97,7 +97,7 @@ def test_a_full_store_is_one_message_and_leaves_nothing_behind(tmp_path, source)
 
 def test_a_killed_capture_leaves_a_version_that_info_names_and_the_next_capture_removes(source, store):
     before = published(store)
-    proc = start_cli("capture", "--yes", source, os.path.join(store, "img"))
+    proc = start_cli("capture", "--format", "stream", "--yes", source, os.path.join(store, "img"))
     wait_for(lambda: bool(staging_files(store)), proc)
     leftover = os.path.dirname(staging_files(store)[0])
     proc.kill()  # nothing in imager runs: no cleanup
@@ -113,7 +113,7 @@ def test_a_killed_capture_leaves_a_version_that_info_names_and_the_next_capture_
     finally:
         sh("e2fsck", "-f", "-y", f"{source}p2")
         sh("resize2fs", f"{source}p2")  # what SIGKILL could not do: the source back at its size
-    done = run_cli("capture", "--yes", source, os.path.join(store, "img"))
+    done = run_cli("capture", "--format", "stream", "--yes", source, os.path.join(store, "img"))
     assert done.returncode == 0, done.stderr
     assert not os.path.exists(leftover)
     assert os.listdir(os.path.join(store, ".images")) == [os.path.basename(imagestore.resolve(store, "img"))]
