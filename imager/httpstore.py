@@ -36,6 +36,7 @@ import urllib3
 from contract.chunkindex import Chunk, chunk_relpath
 from imager import datapath, manifest
 from imager.chunkstore import ChunkReader, unpack
+from imager.incremental import FromChunkStore
 from imager.api import Backoff, RetryLater, call_with_retries, reason_of
 from imager.errors import ImageNotFound, InvalidImage, InvalidTask
 from imager.manifest import MANIFEST, FileEntry
@@ -240,7 +241,7 @@ class RemoteStream:
         self.close()
 
 
-class HttpImage:
+class HttpImage(FromChunkStore):
     """The image's streams over HTTP: deploy.StreamSource for ``deploy_image``, and the sizes the manifest is
     checked against (``size_of``)."""
 

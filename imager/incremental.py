@@ -43,6 +43,17 @@ def why_not_reuse_disk(target_path: str, planned: Layout) -> str | None:
     return None
 
 
+class FromChunkStore:
+    """A stream source whose chunked partitions come from a chunk store (a node's directory, or over HTTP)."""
+
+    def chunk_reader(self) -> ChunkReader:
+        raise NotImplementedError
+
+    def restore_chunks(self, image_dir: str, file: str, tool: str, device: str, progress: Progress,
+                       transfer: Transfer, reuse: bool = False, shrunk: bool = False) -> None:
+        restore_chunked(image_dir, file, tool, device, self.chunk_reader(), progress, transfer, reuse, shrunk)
+
+
 def restore_chunked(image_dir: str, index_file: str, tool: str, device: str, reader: ChunkReader,
                     progress: Progress, transfer: Transfer, reuse: bool, shrunk: bool = False) -> None:
     """One chunked partition onto ``device``: in place when ``reuse`` and its filesystem allows, else in full."""

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from contract.chunkindex import (CHUNKS_DIR, INDEX_SUFFIX, PARTIAL_SUFFIX, TRASH_DIR, IndexError_, is_chunk_name,
-                                 names_in)
+from contract.chunkindex import (CHUNKS_DIR, INDEX_SUFFIX, PARTIAL_SUFFIX, TRASH_DIR, IndexError_, chunk_relpath,
+                                 is_chunk_name, names_in)
 from contract.versions import VERSIONS_DIR
 
 CHUNK_SUFFIX = ".zst"
@@ -179,8 +179,7 @@ def _list_trash(root: str) -> set[bytes]:
 
 
 def _chunk_path(root: str, digest: bytes) -> str:
-    hexed = digest.hex()
-    return os.path.join(store_dir(root), hexed[:2], hexed + CHUNK_SUFFIX)
+    return os.path.join(root, chunk_relpath(digest.hex()))
 
 
 def _trash_path(root: str, digest: bytes) -> str:

@@ -158,7 +158,6 @@ class SentFile(web.FileResponse):
         return await super().prepare(request)
 
 
-
 def client_file(authorized: Callable[[web.Request], Task], file_of: FileOf, bound: Callable[[], int],
                 what: str) -> Any:
     """A handler sending ``file_of``'s file to its task's client, at most ``bound()`` at once per task."""

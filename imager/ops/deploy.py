@@ -180,8 +180,10 @@ class StreamSource(Protocol):
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
         """Stream ``file`` (stored bytes, checked against the manifest) through partclone onto ``device``."""
 
-    def chunk_reader(self) -> ChunkReader:
-        """Where a chunked image's chunks come from (InvalidImage where there are none: multicast)."""
+    def restore_chunks(self, image_dir: str, file: str, tool: str, device: str, progress: Progress,
+                       transfer: Transfer, reuse: bool = False, shrunk: bool = False) -> None:
+        """A chunked partition (its index ``file``) onto ``device``, counted in ``transfer``; ``reuse``: the
+        target's own blocks may be kept where they match."""
 
 
 class RemoteSource(StreamSource, Protocol):
@@ -191,7 +193,7 @@ class RemoteSource(StreamSource, Protocol):
         """The file's size there; None: it is not there."""
 
 
-class ImageFiles:
+class ImageFiles(incremental.FromChunkStore):
     """The image's files, read from the storage node."""
 
     label = ""
@@ -355,8 +357,8 @@ def restore_partition(part: PartitionEntry, disk_path: str, source: StreamSource
     assert part["file"] is not None  # a partition with a tool to stream has its file (manifest.validate)
     shrunk = part.get("fs_bytes") is not None and part.get("fstype") in filesystems.SHRINKABLE
     if part.get("chunks"):
-        incremental.restore_chunked(image_dir, part["file"], part["tool"], device, source.chunk_reader(), progress,
-                                    transfer or Transfer(), reuse, shrunk)
+        source.restore_chunks(image_dir, part["file"], part["tool"], device, progress, transfer or Transfer(), reuse,
+                              shrunk)
     else:
         source.restore(part["file"], part["tool"], device, progress, shrunk=shrunk)
     progress.flush()

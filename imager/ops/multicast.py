@@ -30,7 +30,6 @@ from contract.chunkindex import ChunkIndex
 from imager import bootenv, datapath, manifest, postdeploy, postscripts, process
 from imager.chunkpath import Transfer
 from imager.chunkstream import receive_chunked
-from imager.chunkstore import ChunkReader
 from imager.errors import CommandFailed, InvalidImage, InvalidTask, MulticastFailed
 from imager.ops import deploy as unicast
 from imager.ops.capture import refuse_if_mounted
@@ -96,13 +95,14 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
         receiver = Receiver(ports={f["file"]: f["portbase"] for f in answer.get("files", [])},
                             files=image["files"], interface=bootenv.choose_interface(task["host"]["mac"]),
                             sender=answer.get("sender"), indexes=indexes)
+        transfer = Transfer()  # chunked partitions: fetched = stored bytes received, wrote = chunk bytes
         if indexes:  # a chunked image: the deploy's three figures (nothing reused: a multicast writes it all)
-            progress.figures = receiver.transfer.figures
+            progress.figures = transfer.figures
         if raw:
             written.writing(targets[0].path)
             unicast.restore_raw_disk(entries[0], targets[0], receiver, progress)
         for entry, target, planned in zip(entries, targets, plans):
-            unicast.restore_disk(image_dir, as_streams(entry), target, planned, receiver, progress)
+            unicast.restore_disk(image_dir, entry, target, planned, receiver, progress, transfer)
         renamed = unicast.set_hostname(targets, entries, task.get("hostname"))
     process.run(["sync"], check=False)
     elapsed = time.monotonic() - started
@@ -114,7 +114,7 @@ def receive_and_restore(ctx: OpContext) -> dict[str, Any]:
               "seconds": round(elapsed, 1), "partitions": len(parts), "disks": len(targets),
               "multicast": {"session": session.get("session"), "files": len(files)}, "hostname_set": renamed}
     if indexes:
-        result.update(receiver.transfer.figures())
+        result.update(transfer.figures())
     return result
 
 
@@ -163,13 +163,6 @@ def chunk_indexes(image_dir: str, entries: list[DiskEntry]) -> dict[str, ChunkIn
     return indexes
 
 
-def as_streams(entry: DiskEntry) -> DiskEntry:
-    """The disk's entry with every partition restored from the Receiver's stream: a chunked partition's chunks
-    come from the sender, not from a chunk store (restore_partition reads one only for entries with ``chunks``)."""
-    parts = [{k: v for k, v in p.items() if k != "chunks"} for p in entry.get("partitions", [])]
-    return cast(DiskEntry, {**entry, "partitions": parts})
-
-
 def raise_receive_buffer(size: int = RCVBUF) -> None:
     """net.core.rmem_max caps udp-receiver's --rcvbuf (208 KiB by default): bursts while the disk is busy
     would be lost and asked for again."""
@@ -213,33 +206,41 @@ class Receiver:
         self.interface = interface
         self.sender = sender
         self.indexes = indexes or {}
-        self.transfer = Transfer()   # chunked partitions: fetched = stored bytes received, wrote = chunk bytes
 
     def restore(self, file: str, tool: str, device: str, progress: Progress, shrunk: bool = False) -> None:
-        portbase, meta = self.ports[file], self.files[file]
+        meta = self.files[file]
+        self._receive(file, lambda stream, name: datapath.restore_stream(
+            stream, name, tool, device, expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),
+            on_progress=progress.add, on_stored=progress.add_stored, shrunk=shrunk))
+
+    def restore_chunks(self, image_dir: str, file: str, tool: str, device: str, progress: Progress,
+                       transfer: Transfer, reuse: bool = False, shrunk: bool = False) -> None:
+        """A chunked partition as one stream, each chunk checked against its index (read before the first write);
+        nothing is reused: a multicast writes every block."""
+        index = self.indexes[file]
+
+        def received(n: int) -> None:
+            progress.add_stored(n)
+            transfer.count(fetched=n)
+
+        def restore(stream: datapath.Readable, name: str) -> None:
+            def feed(sink: IO[bytes]) -> None:
+                raw = receive_chunked(stream, index, name, sink, on_progress=progress.add, on_stored=received)
+                transfer.count(wrote=raw - len(index.header) - len(index.bitmap))
+            datapath.feed_partclone(tool, device, feed, shrunk=shrunk)
+
+        self._receive(file, restore)
+
+    def _receive(self, file: str, restore: Callable[[datapath.Readable, str], object]) -> None:
+        """udp-receiver for ``file``'s port, its stdout handed to ``restore``; its own failure is the reason."""
+        portbase = self.ports[file]
         argv = receiver_argv(ReceiverOptions(portbase=portbase, interface=self.interface,
                                              mcast_rdv_address=self.sender, start_timeout=START_TIMEOUT,
                                              receive_timeout=RECEIVE_TIMEOUT, rcvbuf=RCVBUF, progress=False))
         udp = process.spawn(argv, stdout=process.PIPE)
         datapath.widen_pipe(udp.stdout)
-        stream = cast(datapath.Readable, udp.stdout)
-        name = f"multicast stream {file} on port {portbase}"
-        index = self.indexes.get(file)
         try:
-            if index is not None:
-                def received(n: int) -> None:
-                    progress.add_stored(n)
-                    self.transfer.count(fetched=n)
-
-                def feed(sink: IO[bytes]) -> None:
-                    raw = receive_chunked(stream, index, name, sink, on_progress=progress.add, on_stored=received)
-                    self.transfer.count(wrote=raw - len(index.header) - len(index.bitmap))
-
-                datapath.feed_partclone(tool, device, feed, shrunk=shrunk)
-            else:
-                datapath.restore_stream(stream, name, tool, device,
-                                        expected_sha256=meta.get("sha256"), expected_size=meta.get("size"),
-                                        on_progress=progress.add, on_stored=progress.add_stored, shrunk=shrunk)
+            restore(cast(datapath.Readable, udp.stdout), f"multicast stream {file} on port {portbase}")
         except Exception:
             time.sleep(0.5)
             if udp.proc.poll() not in (None, 0):   # the receiver's failure is the reason, not the short stream
@@ -250,9 +251,6 @@ class Receiver:
             udp.kill()
             raise
         self._check(udp, portbase)
-
-    def chunk_reader(self) -> ChunkReader:
-        raise InvalidImage("multicast receives a chunked partition as one stream (as_streams), never from a store")
 
     @staticmethod
     def _check(udp: process.Spawned, portbase: int) -> None:
