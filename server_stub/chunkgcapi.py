@@ -27,7 +27,7 @@ from server_stub.errors import Conflict
 from server_stub.http import Handler, json_response
 from server_stub.replication import Replicator
 from server_stub.store import Store
-from server_stub.store.models import Image, ImageVersion, StorageNode
+from server_stub.store.models import StorageNode
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +136,11 @@ class ChunkCollector:
     # --- automatic triggers -------------------------------------------------------------------------
     def collect_after_removals(self) -> None:
         """Every removal of an old version or of an image, whoever asks for it (API, console), is followed by a
-        run on the nodes concerned: the store's two removal methods are wrapped here, once, at start-up."""
-        remove_version, remove_image = self.store.remove_image_version, self.store.remove_image
-
-        def version_removed(name: str, version: str) -> list[ImageVersion]:
-            removed = remove_version(name, version)
-            for node in sorted({v["node"] for v in removed}):
+        run on the nodes concerned (the store tells its removal listeners)."""
+        def removed(nodes: set[str]) -> None:
+            for node in sorted(nodes):
                 self.request(node)
-            return removed
-
-        def image_removed(name: str) -> Image:
-            image = remove_image(name)
-            for node in self.store.storage_nodes():
-                if node["group_id"] == image["group_id"] or node["id"] == image["storage_id"]:
-                    self.request(node["name"])
-            return image
-
-        self.store.remove_image_version = version_removed
-        self.store.remove_image = image_removed
+        self.store.on_removal(removed)
 
     def due_nodes(self, nodes: list[StorageNode] | None = None) -> list[str]:
         """Local nodes (of ``nodes``, default the store's) with a chunk store whose last run is ``interval`` old

@@ -5,6 +5,8 @@ attributes for code that wants one subject (``store.tasks_repo.transition``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from server_stub.store.accounts import Accounts
 from server_stub.store.adopt import ImageAdopter
 from server_stub.store.database import Database
@@ -18,6 +20,7 @@ from server_stub.store.schedules import Schedules
 from server_stub.store.scripts import Scripts
 from server_stub.store.storage import Storage
 from server_stub.store.tasks import Tasks
+from server_stub.store.models import Image, ImageVersion
 from server_stub.store.versions import ImageVersions
 
 
@@ -102,11 +105,12 @@ class Store:
         self.edit_host = self.hosts_repo.edit_host
         self.remove_host = self.hosts_repo.remove_host
         self.tasks_page = self.tasks_repo.tasks_page
-        self.remove_image = self.images_repo.remove_image
         self.edit_image = self.images_repo.edit_image
         self.image_source_host = self.images_repo.source_host
         self.image_versions = self.versions_repo.image_versions
-        self.remove_image_version = self.versions_repo.remove_image_version
+        # told the storage nodes whose files a removal freed (the chunk collector runs there)
+        self.removal_listeners: list[Callable[[set[str]], None]] = []
+        self.on_removal = self.removal_listeners.append
         # FOG and Clonezilla trees on a master become image definitions (issue 14)
         self.adopt_images = ImageAdopter(self.db, self.storage_repo, self.images_repo).adopt_images
         self.rename_group = self.storage_repo.rename_group
@@ -117,6 +121,21 @@ class Store:
         self.settings = self.menu_repo.settings
         # scheduled and recurring tasks (issue 16; their times and runs: server_stub/scheduler.py)
         self.schedules_repo = Schedules(self.db, self.hosts_repo, self.images_repo)
+
+    def remove_image_version(self, name: str, version: str) -> list[ImageVersion]:
+        removed = self.versions_repo.remove_image_version(name, version)
+        self._removed({v["node"] for v in removed})
+        return removed
+
+    def remove_image(self, name: str) -> Image:
+        image = self.images_repo.remove_image(name)
+        self._removed({n["name"] for n in self.storage_nodes()
+                       if n["group_id"] == image["group_id"] or n["id"] == image["storage_id"]})
+        return image
+
+    def _removed(self, nodes: set[str]) -> None:
+        for listener in self.removal_listeners:
+            listener(nodes)
 
     def close(self) -> None:
         self.db.close()
