@@ -54,14 +54,20 @@ def published(root: Path, name: str, files: dict[str, bytes]) -> str:
     return version
 
 
-@pytest.fixture
-def store(tmp_path):
+def store_with_image(tmp_path):
+    """A store with node 'node' (its directory: the returned ``images``) and image 'img', counted as captured."""
     s = Store(str(tmp_path / "s.sqlite3"))
     images = tmp_path / "images"
     images.mkdir()
     s.add_storage("node", "10.0.0.1:/images", rsync_target=str(images))
     s.add_image("img", storage="node")
     s.db.execute("UPDATE images SET captured = ?", time.time())
+    return s, images
+
+
+@pytest.fixture
+def store(tmp_path):
+    s, images = store_with_image(tmp_path)
     published(images, "img", {"d1p1.pcl.zst": b"one", "d1p2.pcl.zst": b"two"})
     for i in range(3):
         s.add_host(f"52:54:00:00:00:0{i}", f"pc{i}")

@@ -20,10 +20,10 @@ from contract.chunkindex import Chunk, ChunkIndex
 from server_stub import multicast
 from server_stub.config import ServerConfig
 from server_stub.errors import Invalid
-from server_stub.store import Store
 from server_stub.udpcast import SenderOptions, SenderProcess, sender_argv
 from tests.server_stub.chunkfiles import BLOCK, GRID, chunk_path, partclone_header, store_chunk
-from tests.server_stub.test_multicast import MACS, NEEDS, SERVER, Net, clients, join, sender_alive, serve_captured_image, wait_session
+from tests.server_stub.test_multicast import (MACS, NEEDS, Net, clients, join, sender_alive, serve_captured_image,
+                                              store_with_image, wait_session)
 
 VERSION = "img@20260101T000000-abcdef"
 
@@ -51,12 +51,7 @@ def chunked_image(root: Path, ranges: int, seed: int = 0) -> tuple[ChunkIndex, b
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(str(tmp_path / "s.sqlite3"))
-    images = tmp_path / "images"
-    images.mkdir()
-    s.add_storage("node", "10.0.0.1:/images", rsync_target=str(images))
-    s.add_image("img", storage="node")
-    s.db.execute("UPDATE images SET captured = ?", time.time())
+    s, images = store_with_image(tmp_path)
     s.index, s.raw = chunked_image(images, 4)
     s.images = images
     yield s

@@ -25,7 +25,7 @@ from imager.progress import Progress
 from server_stub.chunkfeed import ChunkFeed
 from server_stub.udpcast import SenderOptions, SenderProcess, SenderResult, sender_argv
 from tests.imager.ops.test_capture_deploy_on_loop_devices import blank, make_disk
-from tests.imager.ops.test_multicast_on_loop_devices import CLIENT, REPO, SENDER_IP
+from tests.imager.ops.test_multicast_on_loop_devices import CLIENT, REPO, SENDER_IP, stop_senders
 from tests.imager.test_chunked_on_loop_devices import device_stream_sha, image_stream_sha
 from tests.qemu.lab import attached, read_disk
 from tests.server_stub.test_udpcast import NEEDS, lan  # noqa: F401  (the namespaces fixture)
@@ -97,13 +97,7 @@ def send_and_receive(lan: Any, root: Path, image_dir: str, targets: list[str]) -
             kind, body = line.split(" ", 1)
             outcomes.append({kind.lower(): json.loads(body), "log": err})
     finally:   # a sender still waiting for a client is stopped, by its PID, before the namespaces go
-        done.set()
-        for _ in range(60):
-            for sender in running:
-                sender.stop()
-            senders.join(timeout=0.5)
-            if not senders.is_alive():
-                break
+        stop_senders(done, running, senders)
     assert not senders.is_alive()
     assert all(not feed.running and feed.read_fd == -1 for feed in feeds)   # no writer, no pipe left
     return {"clients": outcomes, "sent": sent, "feeds": feeds}

@@ -103,13 +103,7 @@ def multicast(lan, storage: Path, image_dir: str, target: str) -> dict:
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = client.communicate(timeout=180)
     finally:   # a sender still waiting for this client is stopped, by its PID, before the namespaces go
-        done.set()
-        for _ in range(60):
-            for sender in running:
-                sender.stop()
-            senders.join(timeout=0.5)
-            if not senders.is_alive():
-                break
+        stop_senders(done, running, senders)
     assert not senders.is_alive()
     line = next((l for l in out.splitlines() if l.startswith(("RESULT ", "ERROR "))), None)
     assert line is not None, f"the client printed no outcome:\n{out[-2000:]}\n{err[-2000:]}"
@@ -149,3 +143,14 @@ def test_a_multicast_stream_that_is_not_the_manifests_fails_on_its_sha256(lan, t
         assert table.returncode != 0 and "label:" not in table.stdout, table.stdout
     assert outcome.get("error", {}).get("code") == "checksum_mismatch", outcome
     assert "d1p1.pcl.zst" in outcome["error"]["message"]
+
+
+def stop_senders(done, running, senders) -> None:
+    """The senders' thread told to end and each sender still waiting for a client stopped, by its PID."""
+    done.set()
+    for _ in range(60):
+        for sender in running:
+            sender.stop()
+        senders.join(timeout=0.5)
+        if not senders.is_alive():
+            break
