@@ -12,7 +12,6 @@ from typing import Any, Callable, Mapping, TypedDict, cast
 from server_stub.errors import Invalid
 
 FIGURES = ("reused_bytes", "fetched_bytes", "wrote_bytes")
-WORDS = {"reused_bytes": "reused", "fetched_bytes": "fetched", "wrote_bytes": "wrote"}
 MAX_BYTES = 2**63 - 1  # SQLite's integers; JSON would take more, nothing reads them back then
 
 
@@ -48,4 +47,4 @@ def figures_of(*reports: Any) -> DeployFigures:
 
 def figures_text(figures: Mapping[str, Any], size: Callable[[int], str]) -> str:
     """'reused 1.2 GiB, fetched 30.0 MiB, wrote 2.0 GiB' (only those present), sizes by the face's ``size``."""
-    return ", ".join(f"{WORDS[key]} {size(figures[key])}" for key in FIGURES if key in figures)
+    return ", ".join(f"{key.removesuffix('_bytes')} {size(figures[key])}" for key in FIGURES if key in figures)
