@@ -8,9 +8,11 @@
 2. The source changes as bench/chunking.py changes it (2 % of the files rewritten dpkg-style, 50 MB added) and is
    captured again as v2 in both formats, beside v1: the store growth is what v2 adds.
 3. Two network namespaces of the benchmark's own, joined by a veth shaped with tbf at 200 Mbit/s, then 1 Gbit/s.
-   The server's holds the store, served by a plain web server (aiohttp's static files: Range and HEAD, no imager
-   route) and by nfs-ganesha (NFSv4); the client's runs imager's deploy (bench/incremental_deploy.py), over HTTP
-   with imager.httpstore, or from the store mounted by NFS (bench/nfsfuse.py: this kernel has no NFS client).
+   The server's holds the store, served over HTTP by aiohttp's static files (Range and HEAD) with the imager
+   server's chunk batch answer beside them (server_stub/chunkbatch.py), and by nfs-ganesha (NFSv4); the client's
+   runs imager's deploy (bench/incremental_deploy.py): ``http`` as from the imager server (chunks in batches),
+   ``web`` as from a plain web server (one chunk a GET; its stream row would be http's, so it is not repeated),
+   ``nfs`` from the store mounted by NFS (bench/nfsfuse.py: this kernel has no NFS client).
 4. For each rate and transport: a full v2 deploy onto a blank target in each format, and the v1 → v2 redeploy of
    the chunked image onto a target holding v1. Figures: wall seconds, bytes over the link (the client veth's
    rx+tx counters), reused/fetched/wrote from the deploy's result, and exactness: the SHA-256 of the target
@@ -18,7 +20,7 @@
 Then the issue's goals, PASS or FAIL. Everything made (namespaces, servers, mounts, loop devices) goes on every path.
 
 Settings (environment): INCREMENTAL_SMALL=1, INCREMENTAL_DISK_GB (3), INCREMENTAL_RATES (Mbit/s, "200,1000"),
-INCREMENTAL_TRANSPORTS ("http,nfs"); CHUNKING_SOURCES and CHUNKING_WORKDIR as bench/chunking.py.
+INCREMENTAL_TRANSPORTS ("http,web,nfs"); CHUNKING_SOURCES and CHUNKING_WORKDIR as bench/chunking.py.
 """
 from __future__ import annotations
 
@@ -49,9 +51,9 @@ from imager.progress import Progress  # noqa: E402
 
 DISK_GB = shared._numbers("INCREMENTAL_DISK_GB", "1" if SMALL else "3")[0]
 RATES = shared._numbers("INCREMENTAL_RATES", "200,1000")
-TRANSPORTS = os.environ.get("INCREMENTAL_TRANSPORTS", "http,nfs").split(",")
-if not set(TRANSPORTS) <= {"http", "nfs"} or not TRANSPORTS:
-    raise SystemExit(f"bench-incremental: INCREMENTAL_TRANSPORTS={TRANSPORTS}: http and/or nfs")
+TRANSPORTS = os.environ.get("INCREMENTAL_TRANSPORTS", "http,web,nfs").split(",")
+if not set(TRANSPORTS) <= {"http", "web", "nfs"} or not TRANSPORTS:
+    raise SystemExit(f"bench-incremental: INCREMENTAL_TRANSPORTS={TRANSPORTS}: some of http, web, nfs")
 CHUNKED = "image_format" in inspect.signature(capture_image).parameters  # the client can capture chunked images
 FORMATS = ("stream", "chunked") if CHUNKED else ("stream",)
 MB = 1e6
@@ -127,10 +129,12 @@ def local_deploy(store: Path, fmt: str, name: str, target: str) -> None:
 
 
 def client_deploy(link: Link, servers: Servers, transport: str, fmt: str, name: str, target: str) -> dict[str, float]:
-    if transport == "http":
+    if transport in ("http", "web"):
         args = ["--http", f"{servers.http_base}{fmt}/{name}/"]
         if fmt == "chunked":
             args += ["--chunks-url", f"{servers.http_base}{fmt}/.chunks/"]
+            if transport == "http":  # the imager server's way: many chunks an answer
+                args += ["--chunks-batch-url", f"{servers.http_base}batch/{fmt}"]
     else:
         args = ["--dir", str(servers.nfs_mount / fmt / name)]
     done = subprocess.run(link.in_client([PYTHON, str(BENCH / "incremental_deploy.py"), target, *args]),
@@ -190,7 +194,9 @@ def report(rows: list[Deploy], sizes: dict[str, tuple[int, int]], captures: dict
     by = {(r.transport, r.rate, r.kind): r for r in rows}
     for transport in TRANSPORTS:
         for rate in RATES:
-            full, chunked = by.get((transport, rate, "full stream")), by.get((transport, rate, "full chunked"))
+            # a plain web server serves the stream file as the imager's route does: http's row is the yardstick
+            full = by.get((transport, rate, "full stream")) or by.get(("http", rate, "full stream"))
+            chunked = by.get((transport, rate, "full chunked"))
             redeploy = by.get((transport, rate, "redeploy chunked"))
             if full is None or chunked is None or redeploy is None:
                 continue
@@ -268,7 +274,7 @@ def main() -> int:
         for rate in RATES:
             link.shape(rate)
             for transport in transports:
-                for fmt in FORMATS:
+                for fmt in FORMATS if transport != "web" or "http" not in transports else FORMATS[1:]:
                     Disks.blank(target)
                     rows.append(measured(link, servers, transport, rate, f"full {fmt}", fmt, target, v2_sha))
                 if CHUNKED:

@@ -1,6 +1,7 @@
 """One deploy as the booted client does it, for bench/incremental.py: run inside the client's network namespace.
 
-    incremental_deploy.py TARGET --http URL [--chunks-url URL]     the task's storage over HTTP (deploy_over_http)
+    incremental_deploy.py TARGET --http URL [--chunks-url URL [--chunks-batch-url URL]]
+                                                                    the task's storage over HTTP (deploy_over_http)
     incremental_deploy.py TARGET --dir IMAGE_DIR                    an image on a mounted store (the NFS mount)
 
 Prints one JSON line: wall seconds of the deploy and the figures of its result (reused/fetched/wrote when the
@@ -25,12 +26,15 @@ from imager.progress import Progress  # noqa: E402
 FIGURES = ("reused_bytes", "fetched_bytes", "wrote_bytes")
 
 
-def deploy(target: str, http: str | None, chunks_url: str | None, image_dir: str | None) -> dict[str, Any]:
+def deploy(target: str, http: str | None, chunks_url: str | None, batch_url: str | None,
+           image_dir: str | None) -> dict[str, Any]:
     if http:
         from imager.ops.deploy import deploy_over_http  # what the deploy task runs when its storage says http
         storage: TaskStorage = {"export": "", "transport": "http", "url": http}
         if chunks_url:
             storage["chunks_url"] = chunks_url
+        if batch_url:
+            storage["chunks_batch_url"] = batch_url
         name = http.rstrip("/").rsplit("/", 1)[-1]
         ctx = OpContext.local(Progress(), image=name, disk=target)
         ctx.task["storage"] = storage
@@ -47,10 +51,11 @@ def main() -> int:
     source.add_argument("--http")
     source.add_argument("--dir")
     parser.add_argument("--chunks-url")
+    parser.add_argument("--chunks-batch-url")
     args = parser.parse_args()
     started = time.perf_counter()
     try:
-        result = deploy(args.target, args.http, args.chunks_url, args.dir)
+        result = deploy(args.target, args.http, args.chunks_url, args.chunks_batch_url, args.dir)
     except ImagerError as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1

@@ -22,10 +22,21 @@ SERVER_IP, CLIENT_IP = "10.98.0.1", "10.98.0.2"
 HTTP_PORT = 8098
 BENCH = Path(__file__).resolve().parent
 
+# Static files (Range, HEAD) as any web server serves them, and the imager server's chunk batch answer
+# (server_stub/chunkbatch.py's send_chunks, without the task lookup): POST /batch/<format> {"chunks": [...]}.
 STATIC_SERVER = """
-import sys
+import os, sys
+sys.path.insert(0, sys.argv[4])
 from aiohttp import web
+from server_stub.chunkbatch import names_of, send_chunks
+from server_stub.http import read_json
+
+async def batch(request):
+    root = os.path.join(sys.argv[1], request.match_info["fmt"])
+    return await send_chunks(request, root, names_of(await read_json(request)))
+
 app = web.Application()
+app.router.add_post("/batch/{fmt}", batch)
 app.router.add_static("/", sys.argv[1], follow_symlinks=True)
 web.run_app(app, host=sys.argv[2], port=int(sys.argv[3]), print=None, access_log=None)
 """
@@ -112,7 +123,7 @@ class Servers:
     def start_http(self) -> None:
         log = self.store.parent / "http.log"
         proc = self._spawn(self.link.in_ns(self.link.server_ns, [sys.executable, "-c", STATIC_SERVER, str(self.store),
-                                                                 SERVER_IP, str(HTTP_PORT)]), log)
+                                                                 SERVER_IP, str(HTTP_PORT), str(BENCH.parent)]), log)
         self._wait_port(HTTP_PORT, "the static web server", proc, log)
 
     def start_nfs(self) -> str:

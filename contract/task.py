@@ -26,6 +26,7 @@ class TaskStorage(TypedDict):
     transport: NotRequired[str]     # TRANSPORTS: nfs (default: mount ``export``) or http (fetch from ``url``)
     url: NotRequired[str]           # http: the image directory; '<url><file>'. A path: this server, task token
     chunks_url: NotRequired[str]    # http: the node's chunk store; '<chunks_url><2 hex>/<sha256>.zst'
+    chunks_batch_url: NotRequired[str]  # http, this server: POST many chunk names, get them back to back
 
 
 IMAGE_FORMATS = ("stream", "chunked")   # docs/image-format.md; chunked: content-addressed chunks, incremental deploys

@@ -13,6 +13,7 @@ address order, so the index and partclone's stream stay in order.  A chunk is on
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import logging
 import os
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # the stream format's level 2 (level 3: 7.8 %) at 0.8× level 3's speed (bench/chunk_tuning.py, docs/chunking.md).
 ZSTD_LEVEL = 6
 WORKERS = max(2, min(4, os.cpu_count() or 2))
+TARGET_READERS = 8   # the target's ranges read and hashed at once: a disk's queue, not the CPUs, sets this
 T = TypeVar("T")
 
 
@@ -188,21 +190,30 @@ def capture_stream(source: datapath.Readable, store: LocalChunks, index_path: st
     return ChunkedResult(index.raw_bytes, index.stored_bytes, new_bytes, len(index.chunks), index.grid_blocks)
 
 
+def batches(chunks: list[Chunk], size: int) -> Iterator[list[Chunk]]:
+    for at in range(0, len(chunks), size):
+        yield chunks[at:at + size]
+
+
 def restore_full(index: ChunkIndex, reader: ChunkReader, tool: str, device: str, progress: Progress,
                  transfer: Transfer, shrunk: bool = False) -> None:
     """Every chunk fetched and checked, fed to partclone with the index's header and bitmap, in order."""
     block = index.info.block_size
+
+    def fetch(group: list[Chunk]) -> list[bytes]:
+        return reader.fetch_many(group, [c.used_blocks * block for c in group])
 
     def feed(sink: IO[bytes]) -> None:
         sink.write(index.header)
         sink.write(index.bitmap)
         progress.add(len(index.header) + len(index.bitmap))
         before = reader.fetched_bytes()
-        jobs = (lambda c=c: reader.fetch(c, c.used_blocks * block) for c in index.chunks)
-        for data in in_order(jobs, reader.parallel):
-            sink.write(data)
-            progress.add(len(data))
-            transfer.count(wrote=len(data))
+        jobs = (lambda g=g: fetch(g) for g in batches(index.chunks, reader.batch))
+        for group in in_order(jobs, reader.parallel):
+            for data in group:
+                sink.write(data)
+                progress.add(len(data))
+                transfer.count(wrote=len(data))
         transfer.count(fetched=reader.fetched_bytes() - before)
 
     datapath.feed_partclone(tool, device, feed, shrunk=shrunk)
@@ -214,12 +225,14 @@ class TargetUnreadable(Exception):
 
 def restore_incremental(index: ChunkIndex, reader: ChunkReader, device: str, progress: Progress,
                         transfer: Transfer) -> None:
-    """Bring ``device`` to the version: ranges whose blocks already match are kept, the others written."""
+    """Bring ``device`` to the version: ranges whose blocks already match are kept, the others fetched (a batch
+    at a time when the store serves batches) and written."""
     block = index.info.block_size
     bits = index.padded_bits()
     progress.add(len(index.header) + len(index.bitmap))
 
-    def sync_range(fd: int, chunk: Chunk) -> int:
+    def differs(fd: int, chunk: Chunk) -> Chunk | None:
+        """The chunk if the target's blocks at its positions do not hash to its name (None: reused)."""
         runs = index.runs(chunk, bits)
         digest = hashlib.sha256()
         try:
@@ -230,24 +243,40 @@ def restore_incremental(index: ChunkIndex, reader: ChunkReader, device: str, pro
                 digest.update(got)
         except OSError as exc:
             raise TargetUnreadable(f"{device} cannot be read at block {runs[0][0]}: {exc.strerror}") from exc
-        size = chunk.used_blocks * block
-        if digest.hexdigest() == chunk.sha256:
-            transfer.count(reused=size)
-            return size
-        data = reader.fetch(chunk, size)
-        at = 0
-        for first, count in runs:
-            os.pwrite(fd, data[at:at + count * block], first * block)
-            at += count * block
-        transfer.count(wrote=size)
-        return size
+        if digest.hexdigest() != chunk.sha256:
+            return chunk
+        transfer.count(reused=chunk.used_blocks * block)
+        progress.add(chunk.used_blocks * block)
+        return None
+
+    def write(fd: int, group: list[Chunk]) -> None:
+        for chunk, data in zip(group, reader.fetch_many(group, [c.used_blocks * block for c in group])):
+            at = 0
+            for first, count in index.runs(chunk, bits):
+                os.pwrite(fd, data[at:at + count * block], first * block)
+                at += count * block
+            transfer.count(wrote=len(data))
+            progress.add(len(data))
 
     before = reader.fetched_bytes()
     fd = os.open(device, os.O_RDWR)
     try:
-        jobs = (lambda c=c: sync_range(fd, c) for c in index.chunks)
-        for size in in_order(jobs, reader.parallel):
-            progress.add(size)
+        with ThreadPoolExecutor(reader.parallel, thread_name_prefix="chunk-writes") as writers:
+            pending: collections.deque[Future[None]] = collections.deque()
+            group: list[Chunk] = []
+            checks = (functools.partial(differs, fd, c) for c in index.chunks)
+            for chunk in in_order(checks, TARGET_READERS):
+                if chunk is not None:
+                    group.append(chunk)
+                if len(group) == reader.batch:
+                    pending.append(writers.submit(write, fd, group))
+                    group = []
+                while len(pending) > reader.parallel * 2 or (pending and pending[0].done()):
+                    pending.popleft().result()
+            if group:
+                pending.append(writers.submit(write, fd, group))
+            for job in pending:
+                job.result()
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -26,10 +26,14 @@ class ChunkReader(Protocol):
     """Where a deploy's chunks come from."""
 
     where: str      # for messages: a directory or a URL
-    parallel: int   # chunks read at once: enough to hide the network's latency
+    parallel: int   # fetches at once: enough to hide the network's latency
+    batch: int      # chunks a ``fetch_many`` asks for at once (1: the store serves one chunk a request)
 
     def fetch(self, chunk: Chunk, raw_size: int) -> bytes:
         """The chunk's raw bytes (``raw_size`` of them), checked against its name."""
+
+    def fetch_many(self, chunks: list[Chunk], raw_sizes: list[int]) -> list[bytes]:
+        """Each chunk's raw bytes, in order, each checked against its name."""
 
     def fetched_bytes(self) -> int:
         """Compressed bytes read so far (what crossed the network)."""
@@ -56,6 +60,7 @@ class LocalChunks:
     """The chunk store of a node's root directory (an NFS mount on a client, a local directory on a test)."""
 
     parallel = 8   # over NFS each chunk is an open, a read and a close: round trips to overlap
+    batch = 1
 
     def __init__(self, root: str) -> None:
         self.dir = os.path.join(root, CHUNKS_DIR)
@@ -112,6 +117,9 @@ class LocalChunks:
         with self._lock:
             self._fetched += len(packed)
         return unpack(packed, chunk, raw_size, self.dir)
+
+    def fetch_many(self, chunks: list[Chunk], raw_sizes: list[int]) -> list[bytes]:
+        return [self.fetch(chunk, raw_size) for chunk, raw_size in zip(chunks, raw_sizes)]
 
     def fetched_bytes(self) -> int:
         return self._fetched

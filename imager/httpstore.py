@@ -33,9 +33,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from contract.chunkindex import Chunk, chunk_relpath
 from imager import datapath, manifest
-from imager.chunkstore import ChunkReader, unpack
+from imager.chunkstore import ChunkReader
 from imager.incremental import FromChunkStore
 from imager.api import Backoff, RetryLater, call_with_retries, reason_of
 from imager.errors import ImageNotFound, InvalidImage, InvalidTask
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 SEGMENT = 8 * 1024 * 1024
 PARALLEL = 4
 MAX_SMALL_FILE = 16 * 1024 * 1024   # manifest, tables, LVM metadata: fetched whole into memory (an index: its size)
-CHUNKS_PARALLEL = 16                # chunks of ~30 KiB: 16 in flight fill 200 Mbit/s at 20 ms of latency
 READ = 256 * 1024
 TIMEOUT = (10.0, 30.0)              # connect, and between two reads of a body
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -169,7 +167,7 @@ def fetch_range(remote: Remote, file: str, start: int, end: int, total: int) -> 
             else:
                 raise _final(remote, file, response)
             try:
-                for chunk in _body(response):
+                for chunk in body_parts(response):
                     if skip:
                         dropped = min(skip, len(chunk))
                         chunk, skip = chunk[dropped:], skip - dropped
@@ -184,7 +182,7 @@ def fetch_range(remote: Remote, file: str, start: int, end: int, total: int) -> 
     return call_with_retries(f"{file} bytes {start}-{end - 1}", remote.base, send, judge, remote.backoff)
 
 
-def _body(response: requests.Response) -> Iterator[bytes]:
+def body_parts(response: requests.Response) -> Iterator[bytes]:
     """The body as it arrives. ``read1`` (urllib3 ≥ 2.2) gives what has come, so a connection cut loses no byte
     already received (``read(n)`` there waits for n bytes and drops them with the error); urllib3 1.26 (the boot
     image's) gives a short read before the error."""
@@ -248,7 +246,7 @@ class HttpImage(FromChunkStore):
     label = ""
 
     def __init__(self, remote: Remote, files: Mapping[str, FileEntry], infos: Mapping[str, FileInfo],
-                 chunks: HttpChunks | None = None) -> None:
+                 chunks: ChunkReader | None = None) -> None:
         self.remote, self.files, self.infos, self.chunks = remote, files, infos, chunks
 
     def chunk_reader(self) -> ChunkReader:
@@ -269,58 +267,7 @@ class HttpImage(FromChunkStore):
                                     on_stored=progress.add_stored, shrunk=shrunk)
 
 
-class HttpChunks:
-    """A node's chunk store over HTTP: ``<chunks_url><2 hex>/<sha256>.zst``, each checked against its name."""
-
-    parallel = CHUNKS_PARALLEL
-
-    def __init__(self, remote: Remote) -> None:
-        self.remote = remote
-        self.where = remote.base
-        token = remote.session.headers.get("Authorization")
-        self._headers = {"Accept-Encoding": "identity", **({"Authorization": str(token)} if token else {})}
-        self._fetched = 0
-        self._lock = threading.Lock()
-
-    def fetch(self, chunk: Chunk, raw_size: int) -> bytes:
-        name = chunk_relpath(chunk.sha256).split("/", 1)[1]   # '<2 hex>/<sha>.zst' below the store
-        packed = self._plain_get(name, chunk.stored_size)
-        if packed is None:  # anything unusual: the careful path retries, resumes and says what is wrong
-            packed = fetch_range(self.remote, name, 0, chunk.stored_size, chunk.stored_size)
-        with self._lock:
-            self._fetched += len(packed)
-        return unpack(packed, chunk, raw_size, self.remote.url(name))
-
-    def fetched_bytes(self) -> int:
-        return self._fetched
-
-    def _plain_get(self, name: str, size: int) -> bytes | None:
-        """One GET on the session's own connection pool, without requests' per-call machinery (a full deploy
-        asks for tens of thousands of chunks: requests' overhead a call would be most of the client's CPU).
-        Plain http only (https keeps the session's certificate checks); None unless a whole 200 came."""
-        url = self.remote.url(name)
-        if not url.startswith("http://"):
-            return None
-        try:
-            pool = self.remote.session.get_adapter(url).poolmanager.connection_from_url(url)  # type: ignore[attr-defined]
-            answer = pool.urlopen("GET", urlsplit(url).path, headers=self._headers, retries=False, redirect=False,
-                                  timeout=urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1]))
-        except (urllib3.exceptions.HTTPError, OSError, AttributeError):
-            return None
-        data = answer.data
-        return data if answer.status == 200 and len(data) == size else None
-
-
-def chunks_remote(image_remote: Remote, chunks_url: str) -> Remote:
-    """The store's URL next to the image's: the same session (token, pin), its own connection pool."""
-    parts = urlsplit(chunks_url)
-    base = chunks_url if parts.scheme else image_remote.base[:len(image_remote.base) - len(urlsplit(image_remote.base).path)] + chunks_url
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=CHUNKS_PARALLEL)
-    image_remote.session.mount(base, adapter)
-    return Remote(base, image_remote.session, image_remote.backoff)
-
-
-def fetch_image(remote: Remote, local_dir: str, chunks_url: str | None = None) -> HttpImage:
+def fetch_image(remote: Remote, local_dir: str, chunks: ChunkReader | None = None) -> HttpImage:
     """The manifest and small files into ``local_dir``, every other file's size asked: nothing written to a disk."""
     import json
 
@@ -348,4 +295,4 @@ def fetch_image(remote: Remote, local_dir: str, chunks_url: str | None = None) -
             raise InvalidImage(f"{remote.url(name)} is {infos[name].size} bytes, the manifest says {expected}",
                                hint="The web server holds another version of this file: check the node's HTTP URL "
                                     "and its replication.")
-    return HttpImage(remote, files, infos, HttpChunks(chunks_remote(remote, chunks_url)) if chunks_url else None)
+    return HttpImage(remote, files, infos, chunks)

@@ -97,6 +97,8 @@ def checkin_storage(task: Task, node: StorageNode) -> dict[str, Any]:
     if answer["transport"] == "http":
         answer["url"] = image_url(task, node)
         answer["chunks_url"] = chunks_url(task, node)
+        if node["http_url"] == SERVER_HTTP:  # this server sends many chunks an answer (chunkbatch.py)
+            answer["chunks_batch_url"] = f"/api/tasks/{task['id']}/chunks/batch"
     return answer
 
 

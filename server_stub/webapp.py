@@ -21,7 +21,7 @@ from server_stub import reportsapi
 from server_stub import scriptsapi
 from server_stub import scheduler, schedulesapi
 from server_stub import setupapi
-from server_stub import deployfigures, imageserve
+from server_stub import chunkbatch, deployfigures, imageserve
 from server_stub import chunkgcapi
 from server_stub.accounts import AUTH, PRINCIPAL_KEY, Authenticator, require
 from server_stub.appkeys import CONFIG, STORE
@@ -402,6 +402,7 @@ def make_app(store: Store, config: ServerConfig) -> web.Application:
         *reportsapi.routes(technician),  # task history, CSV export, storage report (issue 16)
         *scriptsapi.routes(admin_only, technician, authorized_task),  # post-deploy scripts (issue 16)
         *imageserve.routes(authorized_task),  # a deploy's image files over HTTP (issue 17)
+        *chunkbatch.routes(authorized_task),  # many chunks an answer for a deploy over HTTP (issue 17)
         *chunkgcapi.routes(admin_only, technician),  # collecting a node's unused chunks (issue 17)
         *schedulesapi.routes(admin_only, technician),  # scheduled and recurring tasks (issue 16)
         *setupapi.routes(technician),  # the site's DHCP, NFS and firewall settings (issue 16, imager-server init)

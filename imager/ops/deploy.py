@@ -53,7 +53,7 @@ def deploy(ctx: OpContext) -> dict[str, Any]:
 def deploy_over_http(ctx: OpContext) -> dict[str, Any]:
     """The manifest, tables and chunk indexes fetched into a temporary directory, the streams and chunks fetched
     as they are restored (imager/httpstore.py)."""
-    from imager import httpstore
+    from imager import httpchunks, httpstore
 
     storage = ctx.task.get("storage")
     url = storage.get("url") if storage else None
@@ -65,7 +65,9 @@ def deploy_over_http(ctx: OpContext) -> dict[str, Any]:
     log.info("deploying image %r over HTTP from %s", ctx.image_name,
              remote.base if urlsplit(url).scheme else f"the imager server ({url})")
     with tempfile.TemporaryDirectory(prefix="imager-http-") as local:
-        image = httpstore.fetch_image(remote, local, storage.get("chunks_url"))
+        chunks_url = storage.get("chunks_url")
+        chunks = httpchunks.chunks_for(remote, chunks_url, storage.get("chunks_batch_url")) if chunks_url else None
+        image = httpstore.fetch_image(remote, local, chunks)
         return deploy_image(local, ctx.task.get("disk"), ctx.progress, partition=ctx.task.get("partition"),
                             hostname=ctx.task.get("hostname"), remote=image)
 

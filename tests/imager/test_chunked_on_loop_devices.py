@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from contract import chunkindex
-from imager import httpstore, imagestore
+from imager import httpchunks, httpstore, imagestore
 from imager.chunkstore import LocalChunks
 from imager.errors import ChecksumMismatch
 from imager.ops.capture import capture_image
@@ -189,7 +189,7 @@ def test_an_incremental_redeploy_over_http_fetches_only_the_missing_chunks(store
     deploy(root, versions["v1"], target)
     with python_http_server(root) as url, attached(target) as device, tempfile.TemporaryDirectory() as local:
         remote = httpstore.Remote(f"{url}.images/{versions['v2']}/", requests.Session())
-        image = httpstore.fetch_image(remote, local, chunks_url=f"{url}.chunks/")
+        image = httpstore.fetch_image(remote, local, httpchunks.chunks_for(remote, f"{url}.chunks/"))
         result = deploy_image(local, device, Progress(), remote=image)
     v2_stored = json.loads((root / ".images" / versions["v2"] / "manifest.json").read_text())
     stored = sum(p["stored_bytes"] for p in v2_stored["disks"][0]["partitions"])

@@ -1,0 +1,157 @@
+"""A storage node's chunk store over HTTP (issue 17, docs/http-transport.md#chunked-images).
+
+- one chunk a request from any web server: ``GET <chunks_url><2 hex>/<sha256>.zst``, ``CHUNKS_PARALLEL`` in
+  flight, on the session's own connection pool (plain http), or the careful path (retries with backoff, a
+  dropped answer resumed with a range request) for anything unusual;
+- many chunks a request from the imager server (``chunks_batch_url``, server_stub/chunkbatch.py): a full deploy
+  needs tens of thousands of chunks, and a request each costs both ends more CPU than the chunk's bytes. A
+  batch that fails in any way (refused, cut short, a chunk that does not match its name) is not an error: what
+  it did not deliver whole is fetched one chunk a request, through the careful path, which says what is wrong.
+
+Every chunk is checked against its name after decompressing (chunkstore.unpack), whichever way it came.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+
+from contract.chunkindex import Chunk, chunk_relpath
+from imager.chunkstore import unpack
+from imager.errors import ChecksumMismatch
+from imager.httpstore import TIMEOUT, Remote, body_parts, fetch_range
+
+log = logging.getLogger(__name__)
+
+CHUNKS_PARALLEL = 16   # chunks of ~30 KiB one a request: 16 in flight fill 200 Mbit/s at 20 ms of latency
+BATCH_CHUNKS = 64      # chunks a batch: ~2 MiB stored, 4 MiB raw
+BATCHES_PARALLEL = 4   # batches in flight (the server takes 6 a task)
+GIVE_UP_BATCHES = 3    # batches failing in a row before the rest go one chunk a request
+
+
+class HttpChunks:
+    """``ChunkReader`` over HTTP: ``fetch`` one chunk, ``fetch_many`` a batch (one request when the server can)."""
+
+    def __init__(self, remote: Remote, batch_url: str | None = None) -> None:
+        self.remote = remote
+        self.where = remote.base
+        self.batch_url = batch_url
+        self.batch = BATCH_CHUNKS if batch_url else 1
+        self.parallel = BATCHES_PARALLEL if batch_url else CHUNKS_PARALLEL
+        token = remote.session.headers.get("Authorization")
+        self._headers = {"Accept-Encoding": "identity", **({"Authorization": str(token)} if token else {})}
+        self._fetched = 0
+        self._failed_batches = 0
+        self._lock = threading.Lock()
+
+    def fetch(self, chunk: Chunk, raw_size: int) -> bytes:
+        name = chunk_relpath(chunk.sha256).split("/", 1)[1]   # '<2 hex>/<sha>.zst' below the store
+        packed = self._plain_get(name, chunk.stored_size)
+        if packed is None:  # anything unusual: the careful path retries, resumes and says what is wrong
+            packed = fetch_range(self.remote, name, 0, chunk.stored_size, chunk.stored_size)
+        self._count(len(packed))
+        return unpack(packed, chunk, raw_size, self.remote.url(name))
+
+    def fetch_many(self, chunks: list[Chunk], raw_sizes: list[int]) -> list[bytes]:
+        """Each chunk's raw bytes, in order: one batch request, then one request each for what it lacked."""
+        got = self._batch_post(chunks) if self.batch_url and len(chunks) > 1 and self._batches_work() else []
+        out = []
+        for at, (chunk, raw_size) in enumerate(zip(chunks, raw_sizes)):
+            if at < len(got):
+                try:
+                    out.append(unpack(got[at], chunk, raw_size, f"{self.batch_url} (a batch)"))
+                    continue
+                except ChecksumMismatch as exc:
+                    log.warning("%s; fetching it alone", exc)
+            out.append(self.fetch(chunk, raw_size))
+        return out
+
+    def fetched_bytes(self) -> int:
+        return self._fetched
+
+    def _count(self, size: int) -> None:
+        with self._lock:
+            self._fetched += size
+
+    def _batches_work(self) -> bool:
+        return self._failed_batches < GIVE_UP_BATCHES
+
+    def _batch_post(self, chunks: list[Chunk]) -> list[bytes]:
+        """The stored bytes of the leading chunks a batch answer delivered whole (all of them, normally)."""
+        assert self.batch_url is not None
+        pieces: list[bytes] = []
+        body = json.dumps({"chunks": [chunk.sha256 for chunk in chunks]})
+        try:
+            with self.remote.session.post(self.batch_url, data=body, stream=True, timeout=TIMEOUT,
+                                          headers={"Content-Type": "application/json",
+                                                   "Accept-Encoding": "identity"}) as answer:
+                sizes = answer.headers.get("Chunk-Sizes", "")
+                expected = ",".join(str(chunk.stored_size) for chunk in chunks)
+                if answer.status_code != 200 or sizes != expected:
+                    self._batch_failed(f"HTTP {answer.status_code}" if answer.status_code != 200 else
+                                       "the chunk sizes it announced are not the index's")
+                    return []
+                buffer = bytearray()
+                sizes_left = [chunk.stored_size for chunk in reversed(chunks)]
+                for part in body_parts(answer):
+                    buffer += part
+                    while sizes_left and len(buffer) >= sizes_left[-1]:
+                        size = sizes_left.pop()
+                        pieces.append(bytes(buffer[:size]))
+                        del buffer[:size]
+            why = "the answer ended early"
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        self._count(sum(map(len, pieces)))
+        if len(pieces) < len(chunks):
+            self._batch_failed(f"{why}, after {len(pieces)} of {len(chunks)} chunks")
+        else:
+            self._failed_batches = 0
+        return pieces
+
+    def _batch_failed(self, why: str) -> None:
+        with self._lock:
+            self._failed_batches += 1
+            last = self._failed_batches == GIVE_UP_BATCHES
+        log.warning("a batch of chunks from %s failed (%s)%s", self.batch_url, why,
+                    "; the rest are fetched one a request" if last else "; what it lacked is fetched one by one")
+
+    def _plain_get(self, name: str, size: int) -> bytes | None:
+        """One GET on the session's own connection pool, without requests' per-call machinery (a full deploy
+        from a plain web server asks for tens of thousands of chunks: requests' overhead a call would be most of
+        the client's CPU). Plain http only (https keeps the session's certificate checks); None unless a whole
+        200 came."""
+        url = self.remote.url(name)
+        if not url.startswith("http://"):
+            return None
+        try:
+            pool = self.remote.session.get_adapter(url).poolmanager.connection_from_url(url)  # type: ignore[attr-defined]
+            answer = pool.urlopen("GET", urlsplit(url).path, headers=self._headers, retries=False, redirect=False,
+                                  timeout=urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1]))
+        except (urllib3.exceptions.HTTPError, OSError, AttributeError):
+            return None
+        data = answer.data
+        return data if answer.status == 200 and len(data) == size else None
+
+
+def _absolute(image_remote: Remote, url: str) -> str:
+    """``url`` as given (a web server's) or a path on the imager server the image comes from."""
+    if urlsplit(url).scheme:
+        return url
+    origin = image_remote.base[:len(image_remote.base) - len(urlsplit(image_remote.base).path)]
+    return origin + url
+
+
+def chunks_for(image_remote: Remote, chunks_url: str, batch_url: str | None = None) -> HttpChunks:
+    """The node's chunk store next to the image: the same session (token, pin), its own connection pool."""
+    base = _absolute(image_remote, chunks_url)
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=CHUNKS_PARALLEL)
+    image_remote.session.mount(base, adapter)
+    batch = _absolute(image_remote, batch_url) if batch_url else None
+    if batch and not batch.startswith(base):
+        image_remote.session.mount(batch, requests.adapters.HTTPAdapter(pool_maxsize=BATCHES_PARALLEL))
+    return HttpChunks(Remote(base, image_remote.session, image_remote.backoff), batch)
