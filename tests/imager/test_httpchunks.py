@@ -67,16 +67,20 @@ def damaged(data: bytes) -> bytes:
 @dataclass
 class ChunkServer:
     """What the test server saw and how it misbehaves. ``posts``: each batch's names; ``gets``: each GET's chunk.
-    Batches: ``status`` answers every batch with it; ``cut`` closes the connection after that many body bytes;
-    ``sizes`` is announced as Chunk-Sizes instead of the true ones; ``bad_in_batch`` chunks are sent damaged in a
-    batch, ``bad_get`` to a GET. Without any of them a batch is ``server_stub.chunkbatch.send_chunks``'s."""
+    Batches: ``status`` answers every batch with it (an error, unless ``whole``: then with the right sizes and
+    bytes); ``cut`` closes the connection after that many body bytes (or, ``ended``, ends the answer there cleanly:
+    chunked encoding, no length); ``sizes`` is announced as Chunk-Sizes instead of the true ones; ``bad_in_batch``
+    chunks are sent damaged in a batch, ``bad_get`` to a GET. Without any of them a batch is
+    ``server_stub.chunkbatch.send_chunks``'s."""
 
     root: Path
     url: str = ""
     posts: list[list[str]] = field(default_factory=list)
     gets: list[str] = field(default_factory=list)
     status: int | None = None
+    whole: bool = False
     cut: int | None = None
+    ended: bool = False
     sizes: str | None = None
     bad_in_batch: set[str] = field(default_factory=set)
     bad_get: set[str] = field(default_factory=set)
@@ -102,19 +106,22 @@ def chunk_server(root: Path) -> Iterator[ChunkServer]:
     async def batch(request: web.Request) -> web.StreamResponse:
         names = (await request.json())["chunks"]
         state.posts.append(names)
-        if state.status is not None:
+        if state.status is not None and not state.whole:
             return web.json_response({"error": "no batches here", "code": "test"}, status=state.status)
-        if state.cut is None and state.sizes is None and not state.bad_in_batch:
+        if state.status is None and state.cut is None and state.sizes is None and not state.bad_in_batch:
             return await send_chunks(request, str(state.root), names)
         files = [state.path(name).read_bytes() for name in names]
         body = b"".join(damaged(data) if name in state.bad_in_batch else data for name, data in zip(names, files))
-        response = web.StreamResponse(headers={
+        response = web.StreamResponse(status=state.status or 200, headers={
             "Content-Type": "application/octet-stream",
             "Chunk-Sizes": state.sizes if state.sizes is not None else ",".join(str(len(f)) for f in files)})
-        response.content_length = len(body)
+        if state.ended:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
         await response.prepare(request)
-        if state.cut is None:
-            await response.write(body)
+        if state.cut is None or state.ended:
+            await response.write(body[:state.cut])
             await response.write_eof()
             return response
         await response.write(body[:state.cut])
@@ -198,6 +205,17 @@ def test_a_batch_cut_short_gives_the_chunks_before_the_cut_and_the_rest_come_one
     assert chunks.fetched_bytes() == stored_bytes(store)  # the cut chunk's first bytes are not counted twice
 
 
+@pytest.mark.parametrize("into", [0, 100])
+def test_a_batch_ending_cleanly_but_short_is_used_up_to_its_last_whole_chunk(
+        server: ChunkServer, store: list[Stored], into: int) -> None:
+    """No Content-Length (chunked encoding), the answer ends ``into`` bytes into the fourth chunk."""
+    server.cut, server.ended = stored_bytes(store[:3]) + into, True
+    chunks = reader(server)
+    assert fetch_all(chunks, store) == [s.raw for s in store]
+    assert len(server.posts) == 1 and server.gets == [s.sha for s in store[3:]]
+    assert chunks.fetched_bytes() == stored_bytes(store)  # the fourth chunk's first bytes are not counted
+
+
 def test_a_batch_announcing_sizes_other_than_the_index_is_not_used(server: ChunkServer,
                                                                     store: list[Stored]) -> None:
     """The body is right, the sizes are not the index's (two swapped): nothing is split out of it."""
@@ -227,6 +245,15 @@ def test_a_refused_batch_is_fetched_one_a_get(server: ChunkServer, store: list[S
     assert fetch_all(chunks, store) == [s.raw for s in store]
     assert len(server.posts) == 1 and server.gets == [s.sha for s in store]
     assert chunks.fetched_bytes() == stored_bytes(store)
+
+
+@pytest.mark.parametrize("status", [206, 500])
+def test_an_answer_other_than_200_is_not_split_even_with_the_right_sizes(server: ChunkServer, store: list[Stored],
+                                                                        status: int) -> None:
+    server.status, server.whole = status, True
+    chunks = reader(server)
+    assert fetch_all(chunks, store) == [s.raw for s in store]
+    assert len(server.posts) == 1 and server.gets == [s.sha for s in store]
 
 
 def test_after_three_failed_batches_in_a_row_no_more_are_asked(server: ChunkServer, store: list[Stored]) -> None:
