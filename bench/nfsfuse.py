@@ -210,8 +210,11 @@ class NfsFuse(Operations):
     def open(self, path: str, flags: int) -> int:
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_CREAT):
             raise FuseOSError(errno.EROFS)
-        self._call(lambda conn: conn.lstat(path))
-        return 0
+        return 0  # the kernel looked the name up (getattr) just before; the first read opens it (an NFSv4 OPEN)
+
+    def flush(self, path: str, fh: Any) -> int:
+        # Nothing to flush (read only); ENOSYS once tells the kernel never to send FLUSH again: a call less a file.
+        raise FuseOSError(errno.ENOSYS)
 
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
         return self._call(lambda conn: conn.pread(path, size, offset))

@@ -1,4 +1,4 @@
-"""A storage node's chunk store over HTTP (issue 17, docs/http-transport.md#chunked-images).
+"""A storage node's chunk store over HTTP (issue 17, docs/http-transport.md#chunk-batches).
 
 - one chunk a request from any web server: ``GET <chunks_url><2 hex>/<sha256>.zst``, ``CHUNKS_PARALLEL`` in
   flight, on the session's own connection pool (plain http), or the careful path (retries with backoff, a
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import requests
@@ -59,16 +60,25 @@ class HttpChunks:
     def fetch_many(self, chunks: list[Chunk], raw_sizes: list[int]) -> list[bytes]:
         """Each chunk's raw bytes, in order: one batch request, then one request each for what it lacked."""
         got = self._batch_post(chunks) if self.batch_url and len(chunks) > 1 and self._batches_work() else []
-        out = []
+        out: list[bytes | None] = []
         for at, (chunk, raw_size) in enumerate(zip(chunks, raw_sizes)):
+            out.append(None)
             if at < len(got):
                 try:
-                    out.append(unpack(got[at], chunk, raw_size, f"{self.batch_url} (a batch)"))
-                    continue
+                    out[at] = unpack(got[at], chunk, raw_size, f"{self.batch_url} (a batch)")
                 except ChecksumMismatch as exc:
                     log.warning("%s; fetching it alone", exc)
-            out.append(self.fetch(chunk, raw_size))
-        return out
+                    self._batch_failed("a chunk did not match its name")
+        lacking = [at for at, data in enumerate(out) if data is None]
+        if got and not lacking:
+            self._failed_batches = 0  # failures are counted in a row
+        if len(lacking) > 1:  # as many GETs in flight as without batches: this call is one of `parallel`
+            with ThreadPoolExecutor(max(1, CHUNKS_PARALLEL // self.parallel), thread_name_prefix="chunk-gets") as pool:
+                for at, data in zip(lacking, pool.map(lambda at: self.fetch(chunks[at], raw_sizes[at]), lacking)):
+                    out[at] = data
+        elif lacking:
+            out[lacking[0]] = self.fetch(chunks[lacking[0]], raw_sizes[lacking[0]])
+        return [data for data in out if data is not None]
 
     def fetched_bytes(self) -> int:
         return self._fetched
@@ -109,8 +119,6 @@ class HttpChunks:
         self._count(sum(map(len, pieces)))
         if len(pieces) < len(chunks):
             self._batch_failed(f"{why}, after {len(pieces)} of {len(chunks)} chunks")
-        else:
-            self._failed_batches = 0
         return pieces
 
     def _batch_failed(self, why: str) -> None:

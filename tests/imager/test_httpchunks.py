@@ -210,7 +210,7 @@ def test_a_batch_cut_short_gives_the_chunks_before_the_cut_and_the_rest_come_one
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
     assert len(server.posts) == 1
-    assert server.gets == [s.sha for s in store[2:]]
+    assert sorted(server.gets) == sorted([s.sha for s in store[2:]])
     assert chunks.fetched_bytes() == stored_bytes(store)  # the cut chunk's first bytes are not counted twice
 
 
@@ -221,7 +221,7 @@ def test_a_batch_ending_cleanly_but_short_is_used_up_to_its_last_whole_chunk(
     server.cut, server.ended = stored_bytes(store[:3]) + into, True
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
-    assert len(server.posts) == 1 and server.gets == [s.sha for s in store[3:]]
+    assert len(server.posts) == 1 and sorted(server.gets) == sorted([s.sha for s in store[3:]])
     assert chunks.fetched_bytes() == stored_bytes(store)  # the fourth chunk's first bytes are not counted
 
 
@@ -234,7 +234,7 @@ def test_a_batch_announcing_sizes_other_than_the_index_is_not_used(server: Chunk
     server.sizes = ",".join(map(str, sizes))
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
-    assert len(server.posts) == 1 and server.gets == [s.sha for s in store]
+    assert len(server.posts) == 1 and sorted(server.gets) == sorted([s.sha for s in store])
     assert chunks.fetched_bytes() == stored_bytes(store)
 
 
@@ -244,7 +244,7 @@ def test_a_batch_without_the_right_number_of_sizes_is_not_used(server: ChunkServ
     server.sizes = sizes
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
-    assert server.gets == [s.sha for s in store]
+    assert sorted(server.gets) == sorted([s.sha for s in store])
 
 
 @pytest.mark.parametrize("status", [404, 405, 500])
@@ -252,7 +252,7 @@ def test_a_refused_batch_is_fetched_one_a_get(server: ChunkServer, store: list[S
     server.status = status
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
-    assert len(server.posts) == 1 and server.gets == [s.sha for s in store]
+    assert len(server.posts) == 1 and sorted(server.gets) == sorted([s.sha for s in store])
     assert chunks.fetched_bytes() == stored_bytes(store)
 
 
@@ -262,7 +262,7 @@ def test_an_answer_other_than_200_is_not_split_even_with_the_right_sizes(server:
     server.status, server.whole = status, True
     chunks = reader(server)
     assert fetch_all(chunks, store) == [s.raw for s in store]
-    assert len(server.posts) == 1 and server.gets == [s.sha for s in store]
+    assert len(server.posts) == 1 and sorted(server.gets) == sorted([s.sha for s in store])
 
 
 def test_after_three_failed_batches_in_a_row_no_more_are_asked(server: ChunkServer, store: list[Stored]) -> None:
@@ -271,7 +271,7 @@ def test_after_three_failed_batches_in_a_row_no_more_are_asked(server: ChunkServ
     for _ in range(5):
         assert fetch_all(chunks, store[:3]) == [s.raw for s in store[:3]]
     assert len(server.posts) == httpchunks.GIVE_UP_BATCHES == 3
-    assert server.gets == [s.sha for s in store[:3]] * 5
+    assert sorted(server.gets) == sorted([s.sha for s in store[:3]] * 5)
     server.status = None  # the server would answer now: the client no longer asks
     assert fetch_all(chunks, store) == [s.raw for s in store]
     assert len(server.posts) == 3
@@ -284,7 +284,7 @@ def test_a_batch_that_works_resets_the_count_of_failures(server: ChunkServer, st
         server.status = status
         assert fetch_all(chunks, store) == [s.raw for s in store]
     assert len(server.posts) == 6
-    assert server.gets == [s.sha for s in store] * 4
+    assert sorted(server.gets) == sorted([s.sha for s in store] * 4)
 
 
 def test_failures_of_any_kind_count_towards_giving_up(server: ChunkServer, store: list[Stored]) -> None:
@@ -301,17 +301,24 @@ def test_failures_of_any_kind_count_towards_giving_up(server: ChunkServer, store
     assert len(server.posts) == 3
 
 
-@pytest.mark.xfail(strict=True, reason="finding: a failed batch's chunks are fetched one GET after another inside "
-                   "fetch_many, so after giving up batches a deploy has BATCHES_PARALLEL (4) GETs in flight, not "
-                   "CHUNKS_PARALLEL (16): chunkpath reads reader.batch and reader.parallel once, at its start")
 def test_the_chunks_a_failed_batch_lacked_come_with_several_gets_in_flight(tmp_path: Path) -> None:
     store = make_store(tmp_path, 8)
     with chunk_server(tmp_path) as server:
         server.status, server.get_delay = 404, 0.05
         chunks = reader(server)
         assert fetch_all(chunks, store) == [s.raw for s in store]
-        assert server.gets == [s.sha for s in store]
+        assert sorted(server.gets) == sorted(s.sha for s in store)
         assert server.most_in_flight > 1
+
+
+def test_batches_that_keep_bringing_a_damaged_chunk_are_given_up(server: ChunkServer, store: list[Stored]) -> None:
+    """A proxy that damages every batch: three in a row count as failures, then one chunk a GET (not everything
+    fetched twice for ever)."""
+    server.bad_in_batch = {store[1].sha}
+    chunks = reader(server)
+    for _ in range(5):
+        assert fetch_all(chunks, store) == [s.raw for s in store]
+    assert len(server.posts) == httpchunks.GIVE_UP_BATCHES
 
 
 def test_a_damaged_chunk_in_a_batch_is_fetched_again_alone(server: ChunkServer, store: list[Stored]) -> None:
@@ -335,7 +342,7 @@ def test_without_a_batch_url_every_chunk_is_one_get(server: ChunkServer, store: 
     chunks = reader(server, batches=False)
     assert chunks.batch == 1 and chunks.parallel == httpchunks.CHUNKS_PARALLEL
     assert fetch_all(chunks, store) == [s.raw for s in store]  # even when handed many
-    assert server.posts == [] and server.gets == [s.sha for s in store]
+    assert server.posts == [] and sorted(server.gets) == sorted([s.sha for s in store])
     assert chunks.fetch(store[0].chunk, len(store[0].raw)) == store[0].raw
     assert chunks.fetched_bytes() == stored_bytes(store) + store[0].chunk.stored_size
 
