@@ -16,7 +16,7 @@ APT_PACKAGES := \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
 	smartmontools nvme-cli python3-pexpect clonezilla partimage casync strace \
 	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis \
-	isc-dhcp-server kea-dhcp4-server libnfs-utils libfuse2
+	isc-dhcp-server kea-dhcp4-server libnfs-utils libfuse2 nginx-light
 
 .PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 

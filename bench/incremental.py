@@ -11,7 +11,8 @@
    The server's holds the store, served over HTTP by aiohttp's static files (Range and HEAD) with the imager
    server's chunk batch answer beside them (server_stub/chunkbatch.py), and by nfs-ganesha (NFSv4); the client's
    runs imager's deploy (bench/incremental_deploy.py): ``http`` as from the imager server (chunks in batches),
-   ``web`` as from a plain web server (one chunk a GET; its stream row would be http's, so it is not repeated),
+   ``web`` from nginx, a plain web server (chunks by GETs, back to back on a connection; its stream row would be
+   http's, so it is not repeated),
    ``nfs`` from the store mounted by NFS (bench/nfsfuse.py: this kernel has no NFS client).
 4. For each rate and transport: a full v2 deploy onto a blank target in each format, and the v1 → v2 redeploy of
    the chunked image onto a target holding v1. Figures: wall seconds, bytes over the link (the client veth's
@@ -130,9 +131,10 @@ def local_deploy(store: Path, fmt: str, name: str, target: str) -> None:
 
 def client_deploy(link: Link, servers: Servers, transport: str, fmt: str, name: str, target: str) -> dict[str, float]:
     if transport in ("http", "web"):
-        args = ["--http", f"{servers.http_base}{fmt}/{name}/"]
+        base = servers.http_base if transport == "http" else servers.web_base
+        args = ["--http", f"{base}{fmt}/{name}/"]
         if fmt == "chunked":
-            args += ["--chunks-url", f"{servers.http_base}{fmt}/.chunks/"]
+            args += ["--chunks-url", f"{base}{fmt}/.chunks/"]
             if transport == "http":  # the imager server's way: many chunks an answer
                 args += ["--chunks-batch-url", f"{servers.http_base}batch/{fmt}"]
     else:
@@ -266,6 +268,8 @@ def main() -> int:
         servers.start_http()
         nfs_note = ""
         transports = list(TRANSPORTS)
+        if "web" in transports and (web_note := servers.start_web()):
+            say(web_note)
         if "nfs" in transports:
             nfs_note = servers.start_nfs()
             if nfs_note:

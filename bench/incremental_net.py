@@ -3,7 +3,7 @@
 Link: namespaces ``imgi-s-<tag>`` (server, 10.98.0.1) and ``imgi-c-<tag>`` (client, 10.98.0.2), unique per run,
 a veth pair shaped with tbf at both ends (this kernel has no netem), the client end's byte counters.
 Servers, in the server's namespace: aiohttp's static files over the store (what any web server does: Range, HEAD,
-symlinks followed) and nfs-ganesha exporting it (NFSv4, userspace: no nfsd here); in the client's namespace, the
+symlinks followed) with the imager server's chunk batch answer, nginx (the plain web server) and nfs-ganesha exporting it (NFSv4, userspace: no nfsd here); in the client's namespace, the
 export mounted by bench/nfsfuse.py (FUSE over libnfs: no NFS client in this kernel). Processes are stopped by
 their PID, the mount unmounted and the namespaces removed by ``close``, on every path.
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 SERVER_IP, CLIENT_IP = "10.98.0.1", "10.98.0.2"
 HTTP_PORT = 8098
+WEB_PORT = 8099   # nginx: the plain web server an admin would put in front of a node
 BENCH = Path(__file__).resolve().parent
 
 # Static files (Range, HEAD) as any web server serves them, and the imager server's chunk batch answer
@@ -98,6 +99,7 @@ class Servers:
         self.link, self.store, self.nfs_mount = link, store, nfs_mount
         self.lease_seconds = lease_seconds  # ganesha's NFSv4 lease (its default 60 s; tests shorten it)
         self.http_base = f"http://{SERVER_IP}:{HTTP_PORT}/"
+        self.web_base = self.http_base  # nginx's when start_web finds it
         self.procs: list[subprocess.Popen[bytes]] = []
         self.mounted = False
         self.state = store.parent / "ganesha"
@@ -125,6 +127,29 @@ class Servers:
         proc = self._spawn(self.link.in_ns(self.link.server_ns, [sys.executable, "-c", STATIC_SERVER, str(self.store),
                                                                  SERVER_IP, str(HTTP_PORT), str(BENCH.parent)]), log)
         self._wait_port(HTTP_PORT, "the static web server", proc, log)
+
+    def start_web(self) -> str:
+        """nginx over the store (static files, sendfile), for the ``web`` rows; '' when it answers, else why not."""
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+        if nginx is None:
+            return "nginx is missing (make setup installs nginx-light): web rows from aiohttp's static files"
+        state = self.store.parent / "nginx"
+        state.mkdir(exist_ok=True)
+        temp = " ".join(f"{kind}_temp_path {state}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (state / "nginx.conf").write_text(f"""
+user root root; worker_processes 1; daemon off; pid {state}/nginx.pid; error_log {state}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off; sendfile on; tcp_nopush on; keepalive_requests 10000;
+    types {{ }} default_type application/octet-stream; {temp}
+    server {{ listen {SERVER_IP}:{WEB_PORT}; root {self.store}; }}
+}}
+""")
+        log = state / "stdout.log"
+        proc = self._spawn(self.link.in_ns(self.link.server_ns, [nginx, "-c", str(state / "nginx.conf")]), log)
+        self._wait_port(WEB_PORT, "nginx", proc, log)
+        self.web_base = f"http://{SERVER_IP}:{WEB_PORT}/"
+        return ""
 
     def start_nfs(self) -> str:
         """ganesha, then the FUSE mount in the client's namespace; '' when mounted, else why not."""
@@ -177,4 +202,5 @@ EXPORT {{
                     proc.kill()
                     proc.wait()
         shutil.rmtree(self.state, ignore_errors=True)
+        shutil.rmtree(self.store.parent / "nginx", ignore_errors=True)
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -32,6 +34,8 @@ CHUNKS_PARALLEL = 16   # chunks of ~30 KiB one a request: 16 in flight fill 200 
 BATCH_CHUNKS = 64      # chunks a batch: ~2 MiB stored, 4 MiB raw
 BATCHES_PARALLEL = 4   # batches in flight (the server takes 6 a task)
 GIVE_UP_BATCHES = 3    # batches failing in a row before the rest go one chunk a request
+READ_BUFFER = 256 * 1024
+MAX_HEAD_LINE, MAX_HEAD_LINES = 8192, 100   # an answer's head: what a web server sends, with room
 
 
 class HttpChunks:
@@ -41,8 +45,9 @@ class HttpChunks:
         self.remote = remote
         self.where = remote.base
         self.batch_url = batch_url
-        self.batch = BATCH_CHUNKS if batch_url else 1
-        self.parallel = BATCHES_PARALLEL if batch_url else CHUNKS_PARALLEL
+        self._group = self._batch_post if batch_url else self._pipelined_gets if _pipelinable(remote) else None
+        self.batch = BATCH_CHUNKS if self._group else 1
+        self.parallel = BATCHES_PARALLEL if self._group else CHUNKS_PARALLEL
         token = remote.session.headers.get("Authorization")
         self._headers = {"Accept-Encoding": "identity", **({"Authorization": str(token)} if token else {})}
         self._fetched = 0
@@ -59,13 +64,13 @@ class HttpChunks:
 
     def fetch_many(self, chunks: list[Chunk], raw_sizes: list[int]) -> list[bytes]:
         """Each chunk's raw bytes, in order: one batch request, then one request each for what it lacked."""
-        got = self._batch_post(chunks) if self.batch_url and len(chunks) > 1 and self._batches_work() else []
+        got = self._group(chunks) if self._group and len(chunks) > 1 and self._batches_work() else []
         out: list[bytes | None] = []
         for at, (chunk, raw_size) in enumerate(zip(chunks, raw_sizes)):
             out.append(None)
             if at < len(got):
                 try:
-                    out[at] = unpack(got[at], chunk, raw_size, f"{self.batch_url} (a batch)")
+                    out[at] = unpack(got[at], chunk, raw_size, f"{self.batch_url or self.where} (a batch)")
                 except ChecksumMismatch as exc:
                     log.warning("%s; fetching it alone", exc)
                     self._batch_failed("a chunk did not match its name")
@@ -121,6 +126,39 @@ class HttpChunks:
             self._batch_failed(f"{why}, after {len(pieces)} of {len(chunks)} chunks")
         return pieces
 
+    def _pipelined_gets(self, chunks: list[Chunk]) -> list[bytes]:
+        """The stored bytes of the leading chunks that came whole from GETs sent back to back on one connection
+        (HTTP/1.1 pipelining: a web server answers them in order), each a plain 200 with a Content-Length."""
+        parts = urlsplit(self.remote.base)
+        token = self._headers.get("Authorization")
+        head = f"Host: {parts.netloc}\r\nAccept-Encoding: identity\r\n" + (f"Authorization: {token}\r\n" if token else "")
+        asked = "".join(f"GET {parts.path}{chunk_relpath(chunk.sha256).split('/', 1)[1]} HTTP/1.1\r\n{head}\r\n"
+                        for chunk in chunks)
+        pieces: list[bytes] = []
+        why = "the connection closed early"
+        try:
+            with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=TIMEOUT[0]) as sock:
+                sock.settimeout(TIMEOUT[1])
+                sock.sendall(asked.encode("latin-1"))
+                answers = cast(BinaryIO, sock.makefile("rb", buffering=READ_BUFFER))
+                for chunk in chunks:
+                    status, length, closes = _answer_head(answers)
+                    if status != 200 or length != chunk.stored_size:
+                        why = f"HTTP {status}, {length} bytes for a chunk of {chunk.stored_size}"
+                        break
+                    body = answers.read(length)
+                    if len(body) < length:
+                        break
+                    pieces.append(body)
+                    if closes:  # the server ends the connection here (its limit of requests a connection)
+                        break
+        except (OSError, ValueError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        self._count(sum(map(len, pieces)))
+        if len(pieces) < len(chunks):
+            self._batch_failed(f"{why}, after {len(pieces)} of {len(chunks)} chunks")
+        return pieces
+
     def _batch_failed(self, why: str) -> None:
         with self._lock:
             self._failed_batches += 1
@@ -144,6 +182,35 @@ class HttpChunks:
             return None
         data = answer.data
         return data if answer.status == 200 and len(data) == size else None
+
+
+def _pipelinable(remote: Remote) -> bool:
+    """GETs can go back to back on a socket of our own: plain http, no proxy in the way."""
+    return remote.base.startswith("http://") and not remote.session.proxies and \
+        not requests.utils.get_environ_proxies(remote.base)
+
+
+def _answer_head(answers: BinaryIO) -> tuple[int, int, bool]:
+    """An HTTP/1.1 answer's status, Content-Length (-1 without one, or with chunked encoding) and whether the
+    server closes the connection after it; ValueError for anything that is not an HTTP/1.x answer."""
+    line = answers.readline(MAX_HEAD_LINE)
+    version, _, rest = line.decode("latin-1").partition(" ")
+    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        raise ValueError(f"not an HTTP answer: {line[:80]!r}")
+    length, encoded, closes = -1, False, version == "HTTP/1.0"
+    for _ in range(MAX_HEAD_LINES):
+        field = answers.readline(MAX_HEAD_LINE).decode("latin-1")
+        if field in ("\r\n", "\n", ""):
+            return int(rest[:3]), -1 if encoded else length, closes
+        name, _, value = field.partition(":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == "content-length" and value.isdigit():
+            length = int(value)
+        elif name == "transfer-encoding":
+            encoded = value != "identity"
+        elif name == "connection":
+            closes = "close" in value if version != "HTTP/1.0" else "keep-alive" not in value
+    raise ValueError("an answer with too many header lines")
 
 
 def _absolute(image_remote: Remote, url: str) -> str:

@@ -24,6 +24,7 @@ from imager import httpchunks, httpstore
 from imager.api import Backoff
 from imager.errors import ChecksumMismatch, ImageNotFound
 from server_stub.chunkbatch import send_chunks
+from tests.imager.webservers import python_http_server
 
 FAST = Backoff(attempts=2, base_delay=0.01, max_delay=0.01)
 
@@ -337,14 +338,36 @@ def test_a_chunk_damaged_in_the_batch_and_alone_is_a_checksum_mismatch_naming_it
     assert server.gets == [store[3].sha]
 
 
-def test_without_a_batch_url_every_chunk_is_one_get(server: ChunkServer, store: list[Stored]) -> None:
-    """A plain web server (no batch route): ``batch`` 1, so the deploy asks one chunk at a time, each a GET."""
+def test_a_plain_web_server_gets_its_gets_back_to_back(server: ChunkServer, store: list[Stored]) -> None:
+    """No batch route, plain http: a group's GETs go back to back on one connection (HTTP/1.1 pipelining), the
+    server answers them in order; a single fetch is still one GET."""
     chunks = reader(server, batches=False)
-    assert chunks.batch == 1 and chunks.parallel == httpchunks.CHUNKS_PARALLEL
-    assert fetch_all(chunks, store) == [s.raw for s in store]  # even when handed many
-    assert server.posts == [] and sorted(server.gets) == sorted([s.sha for s in store])
+    assert chunks.batch == httpchunks.BATCH_CHUNKS and chunks.parallel == httpchunks.BATCHES_PARALLEL
+    assert fetch_all(chunks, store) == [s.raw for s in store]
+    assert server.posts == [] and server.gets == [s.sha for s in store]
     assert chunks.fetch(store[0].chunk, len(store[0].raw)) == store[0].raw
     assert chunks.fetched_bytes() == stored_bytes(store) + store[0].chunk.stored_size
+
+
+def test_a_web_server_that_closes_after_each_answer_still_gives_every_chunk(tmp_path: Path) -> None:
+    """python3 -m http.server answers HTTP/1.0 and closes: one answer a connection, the rest fetched one a GET,
+    and after three such groups no more back-to-back GETs."""
+    store = make_store(tmp_path / "store", 8)
+    with python_http_server(tmp_path / "store") as url:
+        chunks = httpchunks.chunks_for(httpstore.Remote(f"{url}img/", requests.Session(), FAST), f"{url}.chunks/")
+        for _ in range(4):
+            assert fetch_all(chunks, store) == [s.raw for s in store]
+        assert not chunks._batches_work()
+
+
+def test_behind_a_proxy_or_over_https_every_chunk_is_one_get(server: ChunkServer) -> None:
+    """A proxy may not pipeline; TLS keeps the session's certificate checks: one chunk a request there."""
+    session = requests.Session()
+    session.proxies = {"http": "http://10.255.255.1:3128"}
+    proxied = httpchunks.chunks_for(httpstore.Remote(f"{server.url}images/img/", session, FAST), f"{server.url}chunks/")
+    tls = httpchunks.chunks_for(httpstore.Remote("https://files.example/img/", requests.Session(), FAST),
+                                "https://files.example/.chunks/")
+    assert (proxied.batch, tls.batch) == (1, 1) and tls.parallel == httpchunks.CHUNKS_PARALLEL
 
 
 def test_one_chunk_is_not_worth_a_batch(server: ChunkServer, store: list[Stored]) -> None:
