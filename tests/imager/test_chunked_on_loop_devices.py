@@ -29,7 +29,7 @@ from imager.ops.deploy import deploy_image
 from imager.progress import Progress
 from imager.verify import verify_image
 from tests.imager.ops.test_capture_deploy_on_loop_devices import blank, make_disk, sh
-from tests.imager.webservers import python_http_server
+from tests.imager.webservers import nginx_server, python_http_server
 from tests.qemu.lab import attached, mounted, read_disk
 
 pytestmark = pytest.mark.root
@@ -194,6 +194,26 @@ def test_an_incremental_redeploy_over_http_fetches_only_the_missing_chunks(store
     v2_stored = json.loads((root / ".images" / versions["v2"] / "manifest.json").read_text())
     stored = sum(p["stored_bytes"] for p in v2_stored["disks"][0]["partitions"])
     assert 2 * MiB < result["fetched_bytes"] < 2.5 * MiB < stored / 3
+    assert_exact(root, versions["v2"], target, root.parent / "v2.img")
+
+
+def test_a_full_deploy_from_nginx_is_exact_with_its_gets_back_to_back(store: Store, tmp_path: Path) -> None:
+    """nginx serving the node's tree as it lies (`.chunks/` too) is enough: a full deploy onto a blank disk, its
+    chunks asked 64 a connection (HTTP/1.1 pipelining), ends exact; nginx's log shows every GET answered 200."""
+    root, versions = store
+    target = blank(tmp_path / "t.img", 200)
+    with nginx_server(root, tmp_path / "nginx") as url, attached(target) as device, \
+            tempfile.TemporaryDirectory() as local:
+        remote = httpstore.Remote(f"{url}.images/{versions['v2']}/", requests.Session())
+        chunks = httpchunks.chunks_for(remote, f"{url}.chunks/")
+        assert chunks.batch == httpchunks.BATCH_CHUNKS
+        result = deploy_image(local, device, Progress(), remote=httpstore.fetch_image(remote, local, chunks))
+    assert result["reused_bytes"] == 0 and result["fetched_bytes"] > 0
+    assert chunks._batches_work(), "a group of GETs failed"
+    log = [line for line in (tmp_path / "nginx" / "access.log").read_text().splitlines()
+           if '"HEAD / ' not in line]  # nginx_server's readiness probe (no listing: 403)
+    assert len([line for line in log if "/.chunks/" in line and '" 200 ' in line]) >= result["fetched_bytes"] // (64 * 1024)
+    assert not [line for line in log if '" 200 ' not in line]
     assert_exact(root, versions["v2"], target, root.parent / "v2.img")
 
 

@@ -1,5 +1,5 @@
 """Web servers for the HTTP transport's tests, on loopback: Python's own ``http.server`` (an ordinary web server
-without byte ranges) as a process, and a small ranged file server in a thread that can drop a connection
+without byte ranges) and nginx, each as a process, and a small ranged file server in a thread that can drop a connection
 mid-file, recording every request's Range header."""
 from __future__ import annotations
 
@@ -31,6 +31,37 @@ def python_http_server(root: Path) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(100):
+            try:
+                requests.head(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def nginx_server(root: Path, state: Path) -> Iterator[str]:
+    """nginx (the plain web server an admin puts in front of a node) serving ``root`` on loopback, its files as
+    they lie (dot directories included), access logged to ``state``/access.log; its base URL. Stopped by PID."""
+    state.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    temp = " ".join(f"{kind}_temp_path {state}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (state / "nginx.conf").write_text(f"""
+user root root; worker_processes 1; daemon off; pid {state}/nginx.pid; error_log {state}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {state}/access.log; sendfile on; types {{ }} default_type application/octet-stream; {temp}
+    server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(state / "nginx.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(100):
