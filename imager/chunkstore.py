@@ -103,17 +103,28 @@ class LocalChunks:
         return [name for name in dict.fromkeys(names)
                 if not os.path.exists(self.path(name)) and not self.reclaim(name)]
 
-    def read(self, sha256: str) -> bytes:
+    def read(self, sha256: str, size: int | None = None) -> bytes:
+        """The stored chunk; ``size`` (its stored size, from the index) spares asking the file's: over NFS every
+        system call on a chunk can be a round trip, so it is an open, a read and a close, nothing else (Python's
+        ``open`` adds two stats, two seeks and a terminal ioctl). What comes is checked by ``unpack`` anyway."""
         try:
-            with open(self.path(sha256), "rb") as f:
-                return f.read()
+            fd = os.open(self.path(sha256), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise InvalidImage(f"chunk {sha256} is missing from {self.dir}",
                                hint="The chunk store lost a chunk this version needs: run `imager verify`, "
                                     "capture the image again.") from None
+        try:
+            want = os.fstat(fd).st_size if size is None else size
+            parts = []
+            while want > 0 and (part := os.read(fd, want)):
+                parts.append(part)
+                want -= len(part)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
 
     def fetch(self, chunk: Chunk, raw_size: int) -> bytes:
-        packed = self.read(chunk.sha256)
+        packed = self.read(chunk.sha256, chunk.stored_size)
         with self._lock:
             self._fetched += len(packed)
         return unpack(packed, chunk, raw_size, self.dir)

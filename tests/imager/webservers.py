@@ -29,8 +29,15 @@ def free_port() -> int:
 def python_http_server(root: Path) -> Iterator[str]:
     """``python3 -m http.server`` serving ``root``; its base URL. Stopped by its PID."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with serving([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root),
+                  str(port)], port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], port: int) -> Iterator[str]:
+    """A web server process on loopback ``port``; its base URL once it answers. Stopped by its PID."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(100):
@@ -60,20 +67,8 @@ http {{
     server {{ listen 127.0.0.1:{port}; root {root}; }}
 }}
 """)
-    proc = subprocess.Popen(["nginx", "-c", str(state / "nginx.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(100):
-            try:
-                requests.head(url, timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)
+    with serving(["nginx", "-c", str(state / "nginx.conf")], port) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @dataclass
