@@ -16,7 +16,7 @@ APT_PACKAGES := \
 	qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq-base nfs-ganesha nfs-ganesha-vfs iproute2 curl atftp rsync pxelinux syslinux-common shim-signed grub-efi-amd64-signed grub-common \
 	smartmontools nvme-cli python3-pexpect clonezilla partimage casync strace \
 	python3-jinja2 python3-argon2 chromium chromium-driver python3-selenium fonts-dejavu-core python3-hypothesis \
-	isc-dhcp-server kea-dhcp4-server libnfs-utils libfuse2 nginx-light
+	isc-dhcp-server kea-dhcp4-server libnfs-utils libfuse2 nginx-light libfuse-dev libnfs-dev pkg-config gcc libc6-dev
 
 .PHONY: setup initramfs typecheck test unit demo bench bench-server clean
 
@@ -49,10 +49,10 @@ hardware-report: initramfs
 typecheck: setup
 	$(VENV)/bin/mypy
 
-unit: typecheck
+unit: typecheck build/nfsfuse
 	$(VENV)/bin/pytest -m "not qemu" tests
 
-test: typecheck initramfs
+test: typecheck initramfs build/nfsfuse
 	$(VENV)/bin/pytest tests
 
 # The fuzz suite's long profile (tests/fuzz/): ≥ 100,000 cases over every route and the TFTP parser and server;
@@ -92,8 +92,12 @@ bench-chunking: setup
 # Incremental redeploy over a shaped link by HTTP and NFS against full deploys, stream and chunked, and the goals
 # of issue 17 (bench/incremental.py, docs/chunking.md).
 .PHONY: bench-incremental
-bench-incremental: setup
+bench-incremental: setup build/nfsfuse
 	$(VENV)/bin/python bench/incremental.py
+
+# The NFS client of bench-incremental and its tests (this kernel has none): FUSE over libnfs in C (bench/nfsfuse.c).
+build/nfsfuse: build/.apt-installed bench/nfsfuse.c
+	cc -O2 -Wall -Wextra -o $@ bench/nfsfuse.c $$(pkg-config --cflags --libs fuse libnfs)
 
 # Power-on → task running per boot path (BIOS, UEFI, Secure Boot, HTTP boot), stage by stage (bench/boot.py).
 .PHONY: bench-boot

@@ -13,7 +13,7 @@
    runs imager's deploy (bench/incremental_deploy.py): ``http`` as from the imager server (chunks in batches),
    ``web`` from nginx, a plain web server (chunks by GETs, back to back on a connection; its stream row would be
    http's, so it is not repeated),
-   ``nfs`` from the store mounted by NFS (bench/nfsfuse.py: this kernel has no NFS client).
+   ``nfs`` from the store mounted by NFS (bench/nfsfuse.c: this kernel has no NFS client).
 4. For each rate and transport: a full v2 deploy onto a blank target in each format, and the v1 → v2 redeploy of
    the chunked image onto a target holding v1. Figures: wall seconds, bytes over the link (the client veth's
    rx+tx counters), reused/fetched/wrote from the deploy's result, and exactness: the SHA-256 of the target

@@ -4,7 +4,7 @@ Link: namespaces ``imgi-s-<tag>`` (server, 10.98.0.1) and ``imgi-c-<tag>`` (clie
 a veth pair shaped with tbf at both ends (this kernel has no netem), the client end's byte counters.
 Servers, in the server's namespace: aiohttp's static files over the store (what any web server does: Range, HEAD,
 symlinks followed) with the imager server's chunk batch answer, nginx (the plain web server) and nfs-ganesha exporting it (NFSv4, userspace: no nfsd here); in the client's namespace, the
-export mounted by bench/nfsfuse.py (FUSE over libnfs: no NFS client in this kernel). Processes are stopped by
+export mounted by bench/nfsfuse.c (FUSE over libnfs: no NFS client in this kernel). Processes are stopped by
 their PID, the mount unmounted and the namespaces removed by ``close``, on every path.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ SERVER_IP, CLIENT_IP = "10.98.0.1", "10.98.0.2"
 HTTP_PORT = 8098
 WEB_PORT = 8099   # nginx: the plain web server an admin would put in front of a node
 BENCH = Path(__file__).resolve().parent
+NFSFUSE = BENCH.parent / "build" / "nfsfuse"   # bench/nfsfuse.c, built by make (test, bench-incremental)
 
 # Static files (Range, HEAD) as any web server serves them, and the imager server's chunk batch answer
 # (server_stub/chunkbatch.py's send_chunks, without the task lookup): POST /batch/<format> {"chunks": [...]}.
@@ -170,14 +171,11 @@ EXPORT {{
             "env", f"BLKID_FILE={self.state}/blkid.tab", "ganesha.nfsd", "-F", "-f", str(conf), "-L", str(log),
             "-p", str(self.state / "ganesha.pid")]), self.state / "stdout.log")
         self._wait_port(2049, "nfs-ganesha", proc, log)
-        try:
-            import fuse  # type: ignore[import-untyped]  # noqa: F401  (fusepy: make setup installs it)
-        except ImportError:
-            return "fusepy is missing (make setup installs it): HTTP only"
+        if not NFSFUSE.exists():
+            return "build/nfsfuse is missing (make bench-incremental builds it): HTTP only"
         self.nfs_mount.mkdir(exist_ok=True)
         fuse_log = self.store.parent / "nfsfuse.log"
-        fuse_proc = self._spawn(self.link.in_client([sys.executable, str(BENCH / "nfsfuse.py"), SERVER_IP, "/store",
-                                                     str(self.nfs_mount)]), fuse_log)
+        fuse_proc = self._spawn(self.link.in_client([str(NFSFUSE), SERVER_IP, "/store", str(self.nfs_mount)]), fuse_log)
         deadline = time.monotonic() + 30
         while not os.path.ismount(self.nfs_mount):
             if fuse_proc.poll() is not None or time.monotonic() > deadline:
