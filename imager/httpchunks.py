@@ -4,9 +4,12 @@
   flight, on the session's own connection pool (plain http), or the careful path (retries with backoff, a
   dropped answer resumed with a range request) for anything unusual;
 - many chunks a request from the imager server (``chunks_batch_url``, server_stub/chunkbatch.py): a full deploy
-  needs tens of thousands of chunks, and a request each costs both ends more CPU than the chunk's bytes. A
-  batch that fails in any way (refused, cut short, a chunk that does not match its name) is not an error: what
-  it did not deliver whole is fetched one chunk a request, through the careful path, which says what is wrong.
+  needs tens of thousands of chunks, and a request each costs both ends more CPU than the chunk's bytes;
+- from a plain web server over plain http (nginx), a group's GETs sent back to back on one connection of our
+  own (HTTP/1.1 pipelining) and the answers read in turn.
+A group that fails in any way (refused, cut short, a chunk that does not match its name) is not an error: what
+it did not deliver whole is fetched one chunk a request, through the careful path, which says what is wrong;
+after GIVE_UP_BATCHES such groups in a row, every chunk is.
 
 Every chunk is checked against its name after decompressing (chunkstore.unpack), whichever way it came.
 """

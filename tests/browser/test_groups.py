@@ -3,7 +3,7 @@ its busy host skipped, watch a member's task state change without a reload, and 
 the page says so, and nothing is sent)."""
 from __future__ import annotations
 
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -14,12 +14,13 @@ HOSTS = {"52:54:00:0c:00:01": "lab-pc1", "52:54:00:0c:00:02": "lab-pc2", "52:54:
 
 
 def notice(browser) -> str:
-    """The page's notice, read inside the wait: a form's answer page may replace the element between the two."""
+    """The page's notice, read inside the wait: a form's answer page may replace the element between the two (a
+    stale element, or Chromium's "unhandled inspector error" when the page it belonged to is gone)."""
     def text(driver) -> str | None:
         try:
             found = driver.find_elements(By.CSS_SELECTOR, "main .notice")
             return found[0].text if found else None
-        except StaleElementReferenceException:
+        except WebDriverException:  # StaleElementReferenceException is one
             return None
     return str(wait_for(browser, text))
 
