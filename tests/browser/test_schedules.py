@@ -31,7 +31,8 @@ def test_add_pause_resume_and_a_refusal(server, browser):
     browser.find_element(By.ID, "add-schedule-rule").send_keys("0 2 * * sun")
     assert browser.find_element(By.ID, "add-schedule-wake").is_selected()  # waking is the default
     browser.find_element(By.CSS_SELECTOR, "#add-schedule button[type=submit]").click()
-    assert re.search(r"Schedule lab3-nightly added; next run \d{4}-\d\d-\d\d 02:00 \w+\.", notice(browser))
+    added = re.compile(r"Schedule lab3-nightly added; next run \d{4}-\d\d-\d\d 02:00 \w+\.")
+    assert added.search(notice(browser, added))
     [schedule] = server.api("GET", "/api/schedules", expect=200)["schedules"]
     assert (schedule["group"], schedule["rule"], schedule["wake"]) == ("lab3", "0 2 * * sun", True)
 
@@ -39,11 +40,11 @@ def test_add_pause_resume_and_a_refusal(server, browser):
     row = browser.find_element(By.ID, f"schedule-{schedule['id']}")
     assert "active" in row.text and "group lab3" in row.text and "02:00" in row.text
     row.find_element(By.CSS_SELECTOR, f"#pause-schedule-{schedule['id']} button").click()
-    assert "paused" in notice(browser)
+    assert notice(browser, "paused")  # waits until it says so
     assert server.api("GET", "/api/schedules/lab3-nightly", expect=200)["state"] == "paused"
     browser.get(server.url + "/schedules")
     browser.find_element(By.CSS_SELECTOR, f"#resume-schedule-{schedule['id']} button").click()
-    assert "resumed" in notice(browser)
+    assert notice(browser, "resumed")  # waits until it says so
     assert server.api("GET", "/api/schedules/lab3-nightly", expect=200)["state"] == "active"
 
     browser.get(server.url + "/schedules")

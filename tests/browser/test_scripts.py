@@ -38,7 +38,8 @@ def test_upload_attach_and_the_machine_gets_the_same_bytes(server: ConsoleServer
     browser.find_element(By.ID, "add-script-file").send_keys(str(EXAMPLE))
     browser.find_element(By.CSS_SELECTOR, "#add-script-form button[type=submit]").click()
     digest = hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()
-    assert notice(browser) == f"Script machine-id-reset added (SHA-256 {digest[:16]}…)."
+    added = f"Script machine-id-reset added (SHA-256 {digest[:16]}…)."
+    assert notice(browser, added) == added
     browser.find_element(By.CSS_SELECTOR, "#attach-form input[name=target][value=image]").click()
     Select(browser.find_element(By.ID, "attach-image")).select_by_visible_text("deb12")
     timeout = browser.find_element(By.ID, "attach-timeout")
@@ -46,7 +47,8 @@ def test_upload_attach_and_the_machine_gets_the_same_bytes(server: ConsoleServer
     timeout.send_keys("90")
     Select(browser.find_element(By.ID, "attach-policy")).select_by_value("warn")
     browser.find_element(By.CSS_SELECTOR, "#attach-form button[type=submit]").click()
-    assert notice(browser) == "Script machine-id-reset runs after deploys of image deb12."
+    attached = "Script machine-id-reset runs after deploys of image deb12."
+    assert notice(browser, attached) == attached
     row = browser.find_element(By.ID, "script-machine-id-reset").text
     assert "image deb12" in row and "(order 0, 90 s, warn)" in row
     shown = browser.find_element(By.CSS_SELECTOR, "#script-machine-id-reset code").get_attribute("title")
