@@ -233,16 +233,18 @@ def restore_incremental(index: ChunkIndex, reader: ChunkReader, device: str, pro
 
     def differs(fd: int, chunk: Chunk) -> Chunk | None:
         """The chunk if the target's blocks at its positions do not hash to its name (None: reused)."""
-        runs = index.runs(chunk, bits)
         digest = hashlib.sha256()
-        try:
-            for first, count in runs:
-                got = os.pread(fd, count * block, first * block)
-                if len(got) != count * block:
+        for first, count in index.runs(chunk, bits):
+            at, end = first * block, (first + count) * block
+            while at < end:   # a read stops short before a bad sector: the next one names it
+                try:
+                    got = os.pread(fd, end - at, at)
+                except OSError as exc:
+                    raise TargetUnreadable(f"{device} cannot be read at block {at // block}: {exc.strerror}") from exc
+                if not got:
                     raise TargetUnreadable(f"{device} ends before block {first + count}")
                 digest.update(got)
-        except OSError as exc:
-            raise TargetUnreadable(f"{device} cannot be read at block {runs[0][0]}: {exc.strerror}") from exc
+                at += len(got)
         if digest.hexdigest() != chunk.sha256:
             return chunk
         transfer.count(reused=chunk.used_blocks * block)

@@ -64,11 +64,13 @@ def restore_chunked(image_dir: str, index_file: str, tool: str, device: str, rea
     reason = chunkpath.why_not_incremental(index, tool, device) if reuse else None
     if reuse and reason is None:
         log.info("%s: incremental: only the blocks that differ from %s are fetched and written", device, index_file)
+        reused_before = transfer.reused
         try:
             chunkpath.restore_incremental(index, reader, device, progress, transfer)
             return
         except TargetUnreadable as exc:
             reason = str(exc)
+            transfer.count(reused=reused_before - transfer.reused)  # it is all written anew: none of it reused
     if reuse:
         log.info("%s: full deploy: %s", device, reason)
     chunkpath.restore_full(index, reader, tool, device, progress, transfer, shrunk=shrunk)

@@ -6,6 +6,7 @@ file matches.  The redeploys onto a disk holding v1, or v2 changed by its users,
 fetch and write only the rest; a disk laid out otherwise falls back to a full deploy and says why."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -14,6 +15,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +170,52 @@ def test_a_damaged_chunk_fails_the_deploy_and_leaves_the_disk_blank(store: Store
     with attached(target) as device:
         dump = subprocess.run(["sfdisk", "--dump", device], capture_output=True, text=True)
     assert dump.returncode != 0  # no table left that looks whole
+
+
+@contextlib.contextmanager
+def with_bad_sectors(image: Path, first_byte: int, length: int, work: Path) -> Iterator[Path]:
+    """``image`` seen through tests/imager/faultydisk.c: reads of [first_byte, +length) fail until written."""
+    binary, point = work / "faultydisk", work / "faulty"
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    sh("cc", "-O2", "-Wall", "-o", str(binary), str(Path(__file__).with_name("faultydisk.c")), *flags)
+    point.mkdir()
+    daemon = subprocess.Popen([str(binary), str(image), str(point), str(first_byte), str(length)])
+    try:
+        for _ in range(100):
+            if (point / "disk").exists() or daemon.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert (point / "disk").exists(), "faultydisk did not mount"
+        yield point / "disk"
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def test_a_target_with_unreadable_blocks_is_deployed_in_full_where_it_fails_and_says_why(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Bad sectors under a file of partition 1 (one the version needs): reading them to compare fails, so that
+    partition is written in full (the write remaps them, as on a real disk); partition 2 is still reused."""
+    root, versions = store
+    target = blank(tmp_path / "t.img", 200)
+    deploy(root, versions["v1"], target)
+    with attached(target) as device:
+        block = int(subprocess.run(["debugfs", "-R", "bmap /file1.bin 100", f"{device}p1"], capture_output=True,
+                                   text=True, check=True).stdout.split()[-1])
+        start = int(Path(f"/sys/class/block/{os.path.basename(device)}p1/start").read_text()) * 512
+    size = chunkindex.read(str(root / ".images" / versions["v2"] / "d1p1.cidx")).info.block_size
+    with with_bad_sectors(target, start + block * size, 3 * 4096, tmp_path) as faulty, \
+            attached(faulty) as device:
+        with open(f"{device}p1", "rb") as disk, pytest.raises(OSError):
+            os.pread(disk.fileno(), size, block * size)   # the sectors really are bad
+        caplog.set_level(logging.INFO)
+        result = deploy_image(str(root / ".images" / versions["v2"]), device, Progress())
+    assert re.search(r"p1: full deploy: \S+p1 cannot be read at block \d+", caplog.text), caplog.text
+    partition_2 = chunkindex.read(str(root / ".images" / versions["v2"] / "d1p2.cidx")).raw_bytes
+    assert 0 < result["reused_bytes"] <= partition_2   # nothing of partition 1 counts as reused
+    assert_exact(root, versions["v2"], target, root.parent / "v2.img")
 
 
 def test_verify_checks_every_chunk_a_version_needs(store: Store, tmp_path: Path) -> None:
