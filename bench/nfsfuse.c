@@ -27,6 +27,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <limits.h>
+#include <time.h>
+#include <nfsc/libnfs-raw.h>
+#include <nfsc/libnfs-raw-nfs.h>
 #include <unistd.h>
 
 #define CONNECTIONS 4
@@ -96,12 +100,126 @@ static int final(int result)
     return result >= 0 || result == -ENOENT || result == -ENOTDIR || result == -EISDIR || result == -EACCES;
 }
 
+/* Attributes from directory listings, as a kernel client's attribute cache holds them: a chunked deploy looks up
+ * tens of thousands of files in 256 directories, and a kernel client's open of a name it has not seen is one
+ * call (an OPEN that looks the name up and returns its attributes), where libnfs needs a GETATTR before the
+ * OPEN. So a lookup is answered from the listing of its directory (one READDIR with attributes for all its
+ * files, taken again when older than ATTR_SECONDS, like the kernel's acdirmin), and only a name the listing
+ * lacks costs a GETATTR. */
+#define ATTR_SECONDS 30
+#define ATTR_BUCKETS 65536
+
+struct cached_attr {
+    struct cached_attr *next;
+    char *path;             /* a file's path, or a listed directory's path with a '/' appended */
+    struct stat st;
+    time_t at;
+};
+
+static struct cached_attr *attrs[ATTR_BUCKETS];
+static pthread_mutex_t attrs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned path_hash(const char *path)
+{
+    unsigned hash = 5381;
+    while (*path)
+        hash = hash * 33 + (unsigned char)*path++;
+    return hash;
+}
+
+/* The entry for ``path`` (attrs_lock held), made if ``create``. */
+static struct cached_attr *attr_entry(const char *path, int create)
+{
+    struct cached_attr **bucket = &attrs[path_hash(path) % ATTR_BUCKETS], *e;
+    for (e = *bucket; e; e = e->next)
+        if (strcmp(e->path, path) == 0)
+            return e;
+    if (!create || (e = calloc(1, sizeof *e)) == NULL || (e->path = strdup(path)) == NULL) {
+        free(e);
+        return NULL;
+    }
+    e->next = *bucket;
+    *bucket = e;
+    return e;
+}
+
+static int cached_attr(const char *path, struct stat *out, time_t now)
+{
+    struct cached_attr *e;
+    int hit = 0;
+    pthread_mutex_lock(&attrs_lock);
+    e = attr_entry(path, 0);
+    if (e && now - e->at < ATTR_SECONDS) {
+        *out = e->st;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&attrs_lock);
+    return hit;
+}
+
+/* Lists ``dir`` (once an ATTR_SECONDS) and keeps its files' attributes. */
+static void list_directory(const char *dir, time_t now)
+{
+    char key[PATH_MAX + 2], path[PATH_MAX + NAME_MAX + 2];
+    struct connection *c;
+    struct cached_attr *e;
+    struct nfsdir *listing;
+    struct nfsdirent *entry;
+    snprintf(key, sizeof key, "%s/", dir);
+    pthread_mutex_lock(&attrs_lock);
+    e = attr_entry(key, 1);
+    if (!e || now - e->at < ATTR_SECONDS) {  /* listed lately (or being listed by another thread) */
+        pthread_mutex_unlock(&attrs_lock);
+        return;
+    }
+    e->at = now;
+    pthread_mutex_unlock(&attrs_lock);
+    if ((c = take()) == NULL)
+        return;
+    if (nfs_opendir(c->nfs, dir, &listing) == 0) {
+        pthread_mutex_lock(&attrs_lock);
+        while ((entry = nfs_readdir(c->nfs, listing)) != NULL) {
+            if (entry->type != NF3REG)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, entry->name);
+            if ((e = attr_entry(path, 1)) == NULL)
+                break;
+            memset(&e->st, 0, sizeof e->st);
+            e->st.st_mode = S_IFREG | (entry->mode & 0555);
+            e->st.st_nlink = entry->nlink;
+            e->st.st_size = entry->size;
+            e->st.st_uid = entry->uid;
+            e->st.st_gid = entry->gid;
+            e->st.st_ino = entry->inode;
+            e->st.st_atim.tv_sec = entry->atime.tv_sec;
+            e->st.st_mtim.tv_sec = entry->mtime.tv_sec;
+            e->st.st_ctim.tv_sec = entry->ctime.tv_sec;
+            e->at = now;
+        }
+        pthread_mutex_unlock(&attrs_lock);
+        nfs_closedir(c->nfs, listing);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 static int nfs_getattr(const char *path, struct stat *out)
 {
     struct nfs_stat_64 st;
-    struct connection *c = take();
+    struct connection *c;
+    char dir[PATH_MAX + 1];
+    const char *slash = strrchr(path, '/');
+    time_t now = time(NULL);
     int r;
-    if (!c)
+    if (slash && slash != path && (size_t)(slash - path) < sizeof dir) {
+        if (cached_attr(path, out, now))
+            return 0;
+        memcpy(dir, path, slash - path);
+        dir[slash - path] = 0;
+        list_directory(dir, now);
+        if (cached_attr(path, out, now))
+            return 0;
+    }
+    if ((c = take()) == NULL)
         return -EIO;
     r = nfs_lstat64(c->nfs, path, &st);
     if (!final(r) && connect_nfs(c) == 0)
@@ -168,10 +286,7 @@ static int nfs_readdir_(const char *path, void *buf, fuse_fill_dir_t fill, off_t
  * path's hash) and its opens share one handle. */
 static struct connection *connection_of(const char *path)
 {
-    unsigned hash = 5381;
-    while (*path)
-        hash = hash * 33 + (unsigned char)*path++;
-    return &connections[hash % CONNECTIONS];
+    return &connections[path_hash(path) % CONNECTIONS];
 }
 
 static int nfs_open_(const char *path, struct fuse_file_info *fi)
