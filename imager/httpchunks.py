@@ -30,6 +30,7 @@ from contract.chunkindex import Chunk, chunk_relpath
 from imager.chunkstore import unpack
 from imager.errors import ChecksumMismatch
 from imager.httpstore import TIMEOUT, Remote, body_parts, fetch_range
+from imager.pinning import pooled_adapter
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +227,10 @@ def _absolute(image_remote: Remote, url: str) -> str:
 
 def chunks_for(image_remote: Remote, chunks_url: str, batch_url: str | None = None) -> HttpChunks:
     """The node's chunk store next to the image: the same session (token, pin), its own connection pool."""
+    session = image_remote.session
     base = _absolute(image_remote, chunks_url)
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=CHUNKS_PARALLEL)
-    image_remote.session.mount(base, adapter)
     batch = _absolute(image_remote, batch_url) if batch_url else None
     if batch and not batch.startswith(base):
-        image_remote.session.mount(batch, requests.adapters.HTTPAdapter(pool_maxsize=BATCHES_PARALLEL))
-    return HttpChunks(Remote(base, image_remote.session, image_remote.backoff), batch)
+        session.mount(batch, pooled_adapter(session, batch, BATCHES_PARALLEL))
+    session.mount(base, pooled_adapter(session, base, CHUNKS_PARALLEL))
+    return HttpChunks(Remote(base, session, image_remote.backoff), batch)

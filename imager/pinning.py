@@ -25,9 +25,9 @@ def pin_server(server: str, fingerprint: str | None) -> None:
 
 
 class _PinnedAdapter(requests.adapters.HTTPAdapter):
-    def __init__(self, sha256_hex: str) -> None:
+    def __init__(self, sha256_hex: str, **pool: Any) -> None:
         self.sha256_hex = sha256_hex  # before super().__init__, which builds the pool manager
-        super().__init__()
+        super().__init__(**pool)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["assert_fingerprint"] = self.sha256_hex  # urllib3 compares it after the handshake
@@ -44,6 +44,15 @@ def session_for(server: str) -> requests.Session:
     if pin:
         session.mount("https://", _PinnedAdapter(pin.removeprefix("sha256:")))
     return session
+
+
+def pooled_adapter(session: requests.Session, url: str, pool_maxsize: int) -> requests.adapters.HTTPAdapter:
+    """An adapter of its own for ``url`` (a pool of ``pool_maxsize`` connections) that trusts what ``session``
+    trusts there: the imager server's pinned certificate stays the whole trust for its chunk routes."""
+    current = session.get_adapter(url)
+    if isinstance(current, _PinnedAdapter):
+        return _PinnedAdapter(current.sha256_hex, pool_connections=4, pool_maxsize=pool_maxsize)
+    return requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize)
 
 
 def identity_error(server: str, exc: Exception) -> ServerIdentityError:

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ import zstandard
 from aiohttp import web
 
 from contract.chunkindex import Chunk, chunk_relpath
-from imager import httpchunks, httpstore
+from imager import httpchunks, httpstore, pinning
 from imager.api import Backoff
-from imager.errors import ChecksumMismatch, ImageNotFound
+from imager.errors import ChecksumMismatch, ImageNotFound, ImagerError
 from server_stub.chunkbatch import send_chunks
 from tests.imager.webservers import python_http_server
 
@@ -94,8 +95,9 @@ class ChunkServer:
 
 
 @contextlib.contextmanager
-def chunk_server(root: Path) -> Iterator[ChunkServer]:
-    """``<url>chunks/<2 hex>/<sha>.zst`` (GET, with ranges) and ``<url>batch`` (POST), in a thread of its own."""
+def chunk_server(root: Path, tls: ssl.SSLContext | None = None) -> Iterator[ChunkServer]:
+    """``<url>chunks/<2 hex>/<sha>.zst`` (GET, with ranges) and ``<url>batch`` (POST), in a thread of its own
+    (over https with ``tls``)."""
     state = ChunkServer(root)
 
     async def one(request: web.Request) -> web.StreamResponse:
@@ -149,10 +151,10 @@ def chunk_server(root: Path) -> Iterator[ChunkServer]:
     def serve() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         loop.run_until_complete(site.start())
         port = runner.addresses[0][1]
-        state.url = f"http://127.0.0.1:{port}/"
+        state.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/"
         started.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
@@ -384,6 +386,34 @@ def test_a_full_batch_of_the_largest_size_the_client_asks(tmp_path: Path) -> Non
         assert fetch_all(chunks, store) == [s.raw for s in store]
         assert len(server.posts) == 1 and server.gets == []
         assert chunks.fetched_bytes() == stored_bytes(store)
+
+
+def test_over_https_the_servers_pinned_certificate_is_the_trust_for_chunks_and_batches(
+        tmp_path: Path, store: list[Stored]) -> None:
+    """The imager server's certificate is pinned on the kernel command line (no CA): its chunk and batch routes,
+    on connection pools of their own, still check exactly that certificate, and refuse another."""
+    from tests.server_stub.test_tls import make_cert
+
+    good, other = make_cert(tmp_path, "imager-test"), make_cert(tmp_path, "impostor")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(good["cert"], good["key"])
+    with chunk_server(tmp_path, tls) as server:
+        def pinned_reader(fingerprint: str) -> httpchunks.HttpChunks:
+            pinning.pin_server(server.url, fingerprint)
+            image = httpstore.Remote(f"{server.url}images/img/", pinning.session_for(server.url), FAST)
+            return httpchunks.chunks_for(image, f"{server.url}chunks/", f"{server.url}batch")
+        try:
+            chunks = pinned_reader(good["fp"])
+            assert fetch_all(chunks, store) == [s.raw for s in store]
+            assert len(server.posts) == 1 and server.gets == []
+            assert chunks.fetch(store[0].chunk, len(store[0].raw)) == store[0].raw
+            assert len(server.posts) == 1 and server.gets == [store[0].sha]
+            impostor = pinned_reader(other["fp"])
+            with pytest.raises(ImagerError):
+                fetch_all(impostor, store[:1])
+            assert len(server.posts) == 1 and len(server.gets) == 1   # nothing got through the handshake
+        finally:
+            pinning.pin_server(server.url, None)
 
 
 # The imager server's real route, end to end: checkin → chunks_url and chunks_batch_url → the client.
