@@ -5,8 +5,9 @@
   dropped answer resumed with a range request) for anything unusual;
 - many chunks a request from the imager server (``chunks_batch_url``, server_stub/chunkbatch.py): a full deploy
   needs tens of thousands of chunks, and a request each costs both ends more CPU than the chunk's bytes;
-- from a plain web server over plain http (nginx), a group's GETs sent back to back on one connection of our
-  own (HTTP/1.1 pipelining) and the answers read in turn.
+- from a plain web server (nginx), over http or https, a group's GETs sent back to back on one connection of
+  our own (HTTP/1.1 pipelining) and the answers read in turn; over https with the certificate checks the
+  session would make (its CA bundle, REQUESTS_CA_BUNDLE, or none if told so).
 A group that fails in any way (refused, cut short, a chunk that does not match its name) is not an error: what
 it did not deliver whole is fetched one chunk a request, through the careful path, which says what is wrong;
 after GIVE_UP_BATCHES such groups in a row, every chunk is.
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, cast
@@ -50,6 +53,8 @@ class HttpChunks:
         self.where = remote.base
         self.batch_url = batch_url
         self._group = self._batch_post if batch_url else self._pipelined_gets if _pipelinable(remote) else None
+        self._tls = _tls_context(remote) if self._group == self._pipelined_gets and remote.base.startswith(
+            "https://") else None
         self.batch = BATCH_CHUNKS if self._group else 1
         self.parallel = BATCHES_PARALLEL if self._group else CHUNKS_PARALLEL
         token = remote.session.headers.get("Authorization")
@@ -141,7 +146,9 @@ class HttpChunks:
         pieces: list[bytes] = []
         why = "the connection closed early"
         try:
-            with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=TIMEOUT[0]) as sock:
+            default_port = 443 if self._tls else 80
+            with socket.create_connection((parts.hostname or "", parts.port or default_port),
+                                          timeout=TIMEOUT[0]) as raw, self._wrapped(raw, parts.hostname) as sock:
                 sock.settimeout(TIMEOUT[1])
                 sock.sendall(asked.encode("latin-1"))
                 answers = cast(BinaryIO, sock.makefile("rb", buffering=READ_BUFFER))
@@ -162,6 +169,9 @@ class HttpChunks:
         if len(pieces) < len(chunks):
             self._batch_failed(f"{why}, after {len(pieces)} of {len(chunks)} chunks")
         return pieces
+
+    def _wrapped(self, sock: socket.socket, hostname: str | None) -> socket.socket:
+        return self._tls.wrap_socket(sock, server_hostname=hostname) if self._tls else sock
 
     def _batch_failed(self, why: str) -> None:
         with self._lock:
@@ -189,9 +199,25 @@ class HttpChunks:
 
 
 def _pipelinable(remote: Remote) -> bool:
-    """GETs can go back to back on a socket of our own: plain http, no proxy in the way."""
-    return remote.base.startswith("http://") and not remote.session.proxies and \
+    """GETs can go back to back on a socket of our own: no proxy in the way, and over https only with the
+    session's usual certificate checks (a pinned certificate is the imager server's, which sends batches)."""
+    plain = type(remote.session.get_adapter(remote.base)) is requests.adapters.HTTPAdapter
+    return remote.base.startswith(("http://", "https://")) and plain and not remote.session.proxies and \
         not requests.utils.get_environ_proxies(remote.base)
+
+
+def _tls_context(remote: Remote) -> ssl.SSLContext:
+    """The checks requests would make for ``remote``: its CA bundle (the session's ``verify``, else
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else requests' own), the host name, or none when verify is False."""
+    verify = remote.session.merge_environment_settings(remote.base, {}, None, None, None)["verify"]
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    where = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
+    return ssl.create_default_context(capath=where) if os.path.isdir(where) else \
+        ssl.create_default_context(cafile=where)
 
 
 def _answer_head(answers: BinaryIO) -> tuple[int, int, bool]:

@@ -23,9 +23,9 @@ from aiohttp import web
 from contract.chunkindex import Chunk, chunk_relpath
 from imager import httpchunks, httpstore, pinning
 from imager.api import Backoff
-from imager.errors import ChecksumMismatch, ImageNotFound, ImagerError
+from imager.errors import ChecksumMismatch, ImageNotFound, ImagerError, ServerIdentityError
 from server_stub.chunkbatch import send_chunks
-from tests.imager.webservers import python_http_server
+from tests.imager.webservers import nginx_server, python_http_server
 
 FAST = Backoff(attempts=2, base_delay=0.01, max_delay=0.01)
 
@@ -362,14 +362,48 @@ def test_a_web_server_that_closes_after_each_answer_still_gives_every_chunk(tmp_
         assert not chunks._batches_work()
 
 
-def test_behind_a_proxy_or_over_https_every_chunk_is_one_get(server: ChunkServer) -> None:
-    """A proxy may not pipeline; TLS keeps the session's certificate checks: one chunk a request there."""
+def test_behind_a_proxy_or_with_a_pinned_certificate_every_chunk_is_one_get(server: ChunkServer) -> None:
+    """A proxy may not pipeline; a pinned certificate is the imager server's, whose chunks come in batches (or
+    else through requests, which checks the pin): one chunk a request there."""
     session = requests.Session()
     session.proxies = {"http": "http://10.255.255.1:3128"}
     proxied = httpchunks.chunks_for(httpstore.Remote(f"{server.url}images/img/", session, FAST), f"{server.url}chunks/")
-    tls = httpchunks.chunks_for(httpstore.Remote("https://files.example/img/", requests.Session(), FAST),
-                                "https://files.example/.chunks/")
-    assert (proxied.batch, tls.batch) == (1, 1) and tls.parallel == httpchunks.CHUNKS_PARALLEL
+    pinning.pin_server("https://imager.example", "sha256:" + "ab" * 32)
+    try:
+        pinned = httpchunks.chunks_for(httpstore.Remote("https://imager.example/img/",
+                                                        pinning.session_for("https://imager.example"), FAST),
+                                       "https://imager.example/chunks/")
+    finally:
+        pinning.pin_server("https://imager.example", None)
+    assert (proxied.batch, pinned.batch) == (1, 1) and pinned.parallel == httpchunks.CHUNKS_PARALLEL
+
+
+def test_nginx_over_https_gets_its_gets_back_to_back_with_the_usual_certificate_checks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A web server's https: the GETs of a group go back to back on one TLS connection, trusting the CA bundle
+    requests would (here REQUESTS_CA_BUNDLE); trusting another, no chunk is asked and the error is clear."""
+    from tests.server_stub.test_tls import make_cert
+
+    store = make_store(tmp_path / "store", httpchunks.BATCH_CHUNKS + 6)
+    cert, other = make_cert(tmp_path, "files"), make_cert(tmp_path, "impostor")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with nginx_server(tmp_path / "store", tmp_path / "nginx", (cert["cert"], cert["key"])) as url:
+        assert url.startswith("https://")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert["cert"]))
+        chunks = httpchunks.chunks_for(httpstore.Remote(f"{url}img/", requests.Session(), FAST), f"{url}.chunks/")
+        assert chunks.batch == httpchunks.BATCH_CHUNKS
+        assert fetch_all(chunks, store) == [s.raw for s in store]
+        assert chunks._batches_work()
+        log = (tmp_path / "nginx" / "connections.log").read_text().split("\n")
+        answered = [line.split() for line in log if "/.chunks/" in line]
+        assert len(answered) == len(store) and {status for _, status, _ in answered} == {"200"}
+        assert len({connection for connection, _, _ in answered}) <= 2   # one a group of 64: 2 groups
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other["cert"]))
+        stranger = httpchunks.chunks_for(httpstore.Remote(f"{url}img/", requests.Session(), FAST), f"{url}.chunks/")
+        with pytest.raises(ServerIdentityError, match="failed the TLS check"):
+            fetch_all(stranger, store[:3])
+        assert len([line for line in (tmp_path / "nginx" / "connections.log").read_text().split("\n")
+                    if "/.chunks/" in line]) == len(store)   # nothing asked without trust
 
 
 def test_one_chunk_is_not_worth_a_batch(server: ChunkServer, store: list[Stored]) -> None:

@@ -35,14 +35,14 @@ def python_http_server(root: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serving(argv: list[str], port: int) -> Iterator[str]:
+def serving(argv: list[str], port: int, scheme: str = "http") -> Iterator[str]:
     """A web server process on loopback ``port``; its base URL once it answers. Stopped by its PID."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+    url = f"{scheme}://127.0.0.1:{port}/"
     try:
         for _ in range(100):
             try:
-                requests.head(url, timeout=1)
+                requests.head(url, timeout=1, verify=False)
                 break
             except requests.ConnectionError:
                 time.sleep(0.05)
@@ -53,21 +53,26 @@ def serving(argv: list[str], port: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx_server(root: Path, state: Path) -> Iterator[str]:
+def nginx_server(root: Path, state: Path, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """nginx (the plain web server an admin puts in front of a node) serving ``root`` on loopback, its files as
-    they lie (dot directories included), access logged to ``state``/access.log; its base URL. Stopped by PID."""
+    they lie (dot directories included), over https with ``tls`` (certificate, key); access logged to
+    ``state``/access.log, and each request's connection number to connections.log. Its base URL; stopped by PID."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     temp = " ".join(f"{kind}_temp_path {state}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    listen = f"listen 127.0.0.1:{port} ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else \
+        f"listen 127.0.0.1:{port};"
     (state / "nginx.conf").write_text(f"""
 user root root; worker_processes 1; daemon off; pid {state}/nginx.pid; error_log {state}/error.log;
 events {{ worker_connections 64; }}
 http {{
     access_log {state}/access.log; sendfile on; types {{ }} default_type application/octet-stream; {temp}
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
+    log_format connection '$connection $status $request_uri';
+    access_log {state}/connections.log connection;
+    server {{ {listen} root {root}; }}
 }}
 """)
-    with serving(["nginx", "-c", str(state / "nginx.conf")], port) as url:
+    with serving(["nginx", "-c", str(state / "nginx.conf")], port, "https" if tls else "http") as url:
         yield url
 
 
