@@ -68,6 +68,9 @@ def _remember(root: str, report: dict[str, Any]) -> None:
         log.warning("chunk collection: cannot write %s: %s", path, exc.strerror)
 
 
+AUDIT_ACTOR = "chunk collector"
+
+
 class ChunkCollector:
     def __init__(self, store: Store, replicator: Replicator, *, grace: float = chunkgc.GRACE,
                  interval: float = INTERVAL, check_every: float = CHECK_EVERY, clock: Clock = time.time) -> None:
@@ -93,15 +96,23 @@ class ChunkCollector:
         except chunkgc.GcError as exc:
             raise Conflict(f"chunk collection on node {node['name']} stopped: {exc}", node=node["name"]) from None
 
-    def _start(self, node: StorageNode, root: str) -> asyncio.Task[dict[str, Any]]:
+    def _start(self, node: StorageNode, root: str, automatic: bool = False) -> asyncio.Task[dict[str, Any]]:
         self.replicator.paused_nodes.add(node["id"])
-        task = asyncio.get_running_loop().create_task(self._collect(node, root))
+        task = asyncio.get_running_loop().create_task(self._collect(node, root, automatic))
         self.running[node["name"]] = task
         return task
 
-    async def _collect(self, node: StorageNode, root: str) -> dict[str, Any]:
+    async def _collect(self, node: StorageNode, root: str, automatic: bool) -> dict[str, Any]:
         try:
-            report = await asyncio.to_thread(chunkgc.collect, root, now=self.clock(), grace=self.grace)
+            try:
+                report = await asyncio.to_thread(chunkgc.collect, root, now=self.clock(), grace=self.grace)
+            except Exception as exc:
+                if automatic:
+                    self._audit(node, f"stopped: {exc}")
+                raise
+            if automatic:  # an admin's run is audited as their request
+                self._audit(node, f"ok: {report.deleted} deleted ({report.freed_bytes} bytes freed), "
+                                  f"{report.quarantined - report.restored} quarantined")
             answer = {"node": node["name"], **report.as_dict(), "finished": self.clock()}
             await asyncio.to_thread(_remember, root, answer)
             log.info("chunk collection on %s: %d marked, %d quarantined (%d put back), %d deleted, %d bytes freed "
@@ -126,7 +137,11 @@ class ChunkCollector:
         if node["name"] in self.running or node["id"] in self.replicator.running:
             self.again.add(node["name"])  # when the run ends, or at the next periodic look
             return
-        self._start(node, root).add_done_callback(self._log_failure)
+        self._start(node, root, automatic=True).add_done_callback(self._log_failure)
+
+    def _audit(self, node: StorageNode, outcome: str) -> None:
+        """Automatic runs delete data nobody clicked for: the audit log says when and what they did."""
+        self.store.accounts.audit(AUDIT_ACTOR, "system", "automatic", "collect chunks", node["name"], outcome, None)
 
     @staticmethod
     def _log_failure(task: asyncio.Task[dict[str, Any]]) -> None:

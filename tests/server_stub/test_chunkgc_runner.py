@@ -61,6 +61,11 @@ def test_one_run_per_node_and_no_replication_there_meanwhile(setup):
         await until(lambda: len(runs) == 2 and not collector.running)
         assert replicator.paused_nodes == set()
         assert chunkgcapi.last_run(store.storage("m")["rsync_target"])["marked"] == 2
+        # the automatic run is in the audit log (the admin's is audited by the API, as their request)
+        entries, total = store.accounts.audit_page()
+        assert total == 1 and (entries[0]["actor"], entries[0]["via"], entries[0]["action"], entries[0]["target"],
+                               entries[0]["outcome"]) == ("chunk collector", "automatic", "collect chunks", "m",
+                                                          "ok: 0 deleted (0 bytes freed), 0 quarantined")
 
     asyncio.run(scenario())
 
@@ -98,3 +103,22 @@ def test_nodes_are_due_every_interval_from_their_last_run(setup):
         assert collector.due_nodes() == ["m", "n"]
 
     asyncio.run(scenario())
+
+
+def test_an_automatic_run_that_stops_is_in_the_audit_log_with_why(setup, monkeypatch):
+    store, _release, _runs = setup
+
+    def refusing(root, *, now, grace):
+        raise chunkgc.GcError(f"{root}/.images/x@1/d1p1.cidx cannot be read")
+
+    monkeypatch.setattr(chunkgc, "collect", refusing)
+
+    async def scenario():
+        collector = ChunkCollector(store, Replicator(store))
+        collector.request("n")
+        await until(lambda: not collector.running)
+
+    asyncio.run(scenario())
+    entries, total = store.accounts.audit_page()
+    assert total == 1 and entries[0]["target"] == "n"
+    assert entries[0]["outcome"].startswith("stopped: ") and "d1p1.cidx cannot be read" in entries[0]["outcome"]
