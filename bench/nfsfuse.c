@@ -4,8 +4,8 @@
  * This host's kernel has no NFS client, and the boot image deploys from an NFS mount. bench/nfsfuse.py does the
  * same in Python, but a chunked image is tens of thousands of files read once each: there every file's lookup,
  * open, read and release went through the Python daemon, which then used more CPU than the deploy itself. This
- * one costs about what a kernel client does: the NFS calls (a lookup, an open, reads, a close a file) and little
- * else.
+ * one makes about the NFS calls a kernel client makes (an open, reads, a close a file; lookups from directory
+ * listings, see nfs_getattr) plus FUSE's trips.
  *
  *     nfsfuse SERVER EXPORT MOUNTPOINT        (foreground; stop with SIGTERM, then umount)
  *
