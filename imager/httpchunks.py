@@ -53,8 +53,13 @@ class HttpChunks:
         self.where = remote.base
         self.batch_url = batch_url
         self._group = self._batch_post if batch_url else self._pipelined_gets if _pipelinable(remote) else None
-        self._tls = _tls_context(remote) if self._group == self._pipelined_gets and remote.base.startswith(
-            "https://") else None
+        self._tls: ssl.SSLContext | None = None
+        if self._group == self._pipelined_gets and remote.base.startswith("https://"):
+            try:
+                self._tls = _tls_context(remote)
+            except (OSError, ssl.SSLError) as exc:  # no CA bundle there: requests' own path says so per chunk
+                log.warning("chunks from %s: one GET a chunk (no TLS context for pipelining: %s)", remote.base, exc)
+                self._group = None
         self.batch = BATCH_CHUNKS if self._group else 1
         self.parallel = BATCHES_PARALLEL if self._group else CHUNKS_PARALLEL
         token = remote.session.headers.get("Authorization")

@@ -406,6 +406,14 @@ def test_nginx_over_https_gets_its_gets_back_to_back_with_the_usual_certificate_
                     if "/.chunks/" in line]) == len(store)   # nothing asked without trust
 
 
+def test_without_a_ca_bundle_an_https_web_servers_chunks_are_one_get_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA bundle path that is not there: no pipelining (requests' own path then fails each GET clearly)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    chunks = httpchunks.chunks_for(httpstore.Remote("https://files.example/img/", requests.Session(), FAST),
+                                   "https://files.example/.chunks/")
+    assert (chunks.batch, chunks.parallel) == (1, httpchunks.CHUNKS_PARALLEL)
+
+
 def test_one_chunk_is_not_worth_a_batch(server: ChunkServer, store: list[Stored]) -> None:
     chunks = reader(server)
     assert fetch_all(chunks, store[:1]) == [store[0].raw]
