@@ -65,8 +65,9 @@ def storage_text(report: dict[str, Any]) -> str:
         if images else "(no images)"
     node_table = table(report["nodes"], [
         field("name", "node"), "group", "target",
+        computed("chunks", lambda n: "-" if n["chunk_store_bytes"] is None else human_size(n["chunk_store_bytes"])),
         computed("free", lambda n: UNKNOWN if n["free_bytes"] is None else human_size(n["free_bytes"])),
         computed("size", lambda n: UNKNOWN if n["total_bytes"] is None else human_size(n["total_bytes"]))]) \
         if report["nodes"] else "(no storage nodes)"
     return (f"{image_table}\n\nstored in all: {human_size(report['stored_bytes'])} (every version on the nodes "
-            f"this server reaches)\n\n{node_table}")
+            f"this server reaches, shared chunks counted once)\n\n{node_table}")

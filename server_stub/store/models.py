@@ -214,5 +214,6 @@ class ImageVersion(TypedDict):
     node: str
     current: bool           # what the node's ``<name>`` symlink points at
     created: float          # the directory's modification time
-    stored_bytes: int       # bytes of its files
+    stored_bytes: int       # bytes of its files, and of the chunks it names (chunked: see chunk_bytes)
+    chunk_bytes: int        # of those, the chunks in the node's store, shared with its other versions and images
     raw_bytes: int | None   # the data the image holds, uncompressed (from its manifest)

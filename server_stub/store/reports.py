@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from contract.chunkindex import CHUNKS_DIR
 from server_stub.deployfigures import figures_of
 from server_stub.errors import Invalid, NotFound
 from server_stub.store.database import Database, Row
@@ -19,7 +20,7 @@ from server_stub.store.hosts import Hosts
 from server_stub.store.models import ImageVersion, StorageNode
 from server_stub.store.storage import NODES
 from server_stub.store.validate import check_page
-from server_stub.store.versions import ImageVersions
+from server_stub.store.versions import ImageVersions, bytes_under
 
 MAX_EXPORT_ROWS = 10_000  # rows of one CSV export; more: narrow it by date
 UNKNOWN = "unknown"       # who queued a task from before migration 9
@@ -68,6 +69,7 @@ class NodeSpace(TypedDict):
     target: str | None
     free_bytes: int | None    # None: unknown (not a directory on this server, or not there)
     total_bytes: int | None
+    chunk_store_bytes: int | None   # its .chunks/ (shared by its chunked versions); None: none here
 
 
 class ImageStorage(TypedDict):
@@ -77,13 +79,13 @@ class ImageStorage(TypedDict):
     captured: float | None
     stored_bytes: int | None       # the current version, as its capture reported
     versions: list[ImageVersion]   # every version on every node this server reaches
-    versions_bytes: int            # their files, summed
+    versions_bytes: int            # their stored_bytes, summed (the chunks each names counted for each)
 
 
 class StorageReport(TypedDict):
     images: list[ImageStorage]
     nodes: list[NodeSpace]
-    stored_bytes: int              # every version found, summed
+    stored_bytes: int              # every version's files, and each node's chunk store once
 
 
 def parse_when(text: str | None, field: str, end_of_day: bool = False) -> float | None:
@@ -195,19 +197,23 @@ class Reports:
             images.append({"name": image["name"], "group": image["group_name"], "type": image["type"],
                            "captured": image["captured"], "stored_bytes": image["stored_bytes"],
                            "versions": versions, "versions_bytes": sum(v["stored_bytes"] for v in versions)})
-        return {"images": images, "nodes": [node_space(n) for n in nodes],
-                "stored_bytes": sum(i["versions_bytes"] for i in images)}
+        spaces = [node_space(n) for n in nodes]
+        own_files = sum(v["stored_bytes"] - v["chunk_bytes"] for i in images for v in i["versions"])
+        return {"images": images, "nodes": spaces,
+                "stored_bytes": own_files + sum(n["chunk_store_bytes"] or 0 for n in spaces)}
 
 
 def node_space(node: StorageNode) -> NodeSpace:
     """The node's free and total bytes when its rsync target is a directory on this server (statvfs)."""
     target = node["rsync_target"]
-    free = total = None
+    free = total = chunks = None
     if target and target.startswith("/"):
         try:
             stats = os.statvfs(target)
             free, total = stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize
         except OSError:
             pass
+        if os.path.isdir(os.path.join(target, CHUNKS_DIR)):
+            chunks = bytes_under(os.path.join(target, CHUNKS_DIR))
     return {"name": node["name"], "group": node["group_name"], "master": bool(node["master"]), "target": target,
-            "free_bytes": free, "total_bytes": total}
+            "free_bytes": free, "total_bytes": total, "chunk_store_bytes": chunks}

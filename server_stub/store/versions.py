@@ -43,9 +43,10 @@ class ImageVersions:
                 path = os.path.join(root, VERSIONS_DIR, entry)
                 if not is_version(entry, name) or not os.path.isdir(path):
                     continue
+                raw, chunk_bytes = _manifest_figures(path)
                 found.append({"version": entry, "node": node["name"], "current": entry == current,
-                              "created": os.path.getmtime(path), "stored_bytes": bytes_under(path),
-                              "raw_bytes": _raw_bytes(path)})
+                              "created": os.path.getmtime(path), "stored_bytes": bytes_under(path) + chunk_bytes,
+                              "chunk_bytes": chunk_bytes, "raw_bytes": raw})
         return sorted(found, key=lambda v: (-v["created"], v["version"], v["node"]))
 
     def remove_image_version(self, name: str, version: str) -> list[ImageVersion]:
@@ -95,20 +96,23 @@ def bytes_under(path: str) -> int:
     return total
 
 
-def _raw_bytes(path: str) -> int | None:
-    """The uncompressed data of the version's streams, from its manifest (None: no readable manifest)."""
+def _manifest_figures(path: str) -> tuple[int | None, int]:
+    """From the version's manifest: the uncompressed data of its streams (None: no readable manifest), and the
+    stored size of the chunks its chunked partitions name (they live in the node's shared chunk store)."""
     try:
         with open(os.path.join(path, MANIFEST)) as f:
             manifest: dict[str, Any] = json.load(f)
-        total = 0
+        raw = chunks = 0
         for disk in manifest.get("disks", []):
             if disk.get("mode") == "raw":
-                total += int(disk.get("raw_bytes") or 0)
+                raw += int(disk.get("raw_bytes") or 0)
                 continue
             for part in disk.get("partitions", []):
-                total += int(part.get("raw_bytes") or 0)
+                raw += int(part.get("raw_bytes") or 0)
+                if "chunks" in part:
+                    chunks += int(part.get("stored_bytes") or 0)
                 for volume in (part.get("lvm") or {}).get("volumes", []):
-                    total += int(volume.get("raw_bytes") or 0)
-        return total
+                    raw += int(volume.get("raw_bytes") or 0)
+        return raw, chunks
     except (OSError, ValueError, TypeError, AttributeError):
-        return None
+        return None, 0

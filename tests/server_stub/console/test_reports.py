@@ -72,9 +72,12 @@ def test_the_storage_report_says_unknown_for_a_node_it_cannot_see(technician, tm
     store = technician.store
     store.add_storage("main", "10.0.0.1:/images", rsync_target=str(tmp_path))
     store.add_storage("far", "10.0.0.2:/images", rsync_target="rsync://10.0.0.2/images/")
+    (tmp_path / ".chunks" / "ab").mkdir(parents=True)
+    (tmp_path / ".chunks" / "ab" / ("ab" + "0" * 62 + ".zst")).write_bytes(b"c" * 3000)
     nodes = {r[0]: r for r in technician.get("/reports").by_id("storage-nodes").rows()}
-    assert nodes["far"][3:] == ["unknown", "unknown"]
-    assert nodes["main (master)"][3].endswith("B") and nodes["main (master)"][3] != "unknown"
+    assert nodes["far"][3:] == ["–", "unknown", "unknown"]   # chunk store, free, size
+    assert nodes["main (master)"][3] == "2.9 KiB"
+    assert nodes["main (master)"][4].endswith("B") and nodes["main (master)"][4] != "unknown"
 
 
 def test_host_and_image_pages_show_their_history_with_who_queued(console):

@@ -187,3 +187,33 @@ def test_a_multicast_sessions_tasks_name_who_started_it(store):
     rows, total = reports(store).task_history(HistoryFilter(image="win10"))
     assert total == 2 and {(r["type"], r["queued_by"]) for r in rows} == {("multicast", "carol")}
     assert len(session["clients"]) == 2
+
+
+def test_a_chunked_version_counts_the_chunks_it_names_and_the_total_counts_the_store_once(tmp_path):
+    """Two chunked versions naming 600 and 650 bytes of chunks in a store of 700: each version shows what it
+    needs, the node its chunk store, and the total each byte on the disk once."""
+    root = tmp_path / "node"
+    for version, chunk_bytes in (("lab@20260101-000000", 600), ("lab@20260201-000000", 650)):
+        folder = root / ".images" / version
+        folder.mkdir(parents=True)
+        manifest = {"disks": [{"partitions": [{"raw_bytes": 4000, "stored_bytes": chunk_bytes,
+                                               "chunks": {"count": 3, "new_bytes": 100}}]}]}
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        (folder / "d1p1.cidx").write_bytes(b"i" * 100)
+    os.symlink(".images/lab@20260201-000000", root / "lab")
+    (root / ".chunks" / "ab").mkdir(parents=True)
+    (root / ".chunks" / "ab" / ("ab" + "0" * 62 + ".zst")).write_bytes(b"c" * 700)
+    store = Store(str(tmp_path / "store.sqlite3"))
+    try:
+        store.add_storage("main", "10.0.0.1:/images", rsync_target=str(root))
+        store.add_image("lab", "main")
+        report = reports(store).storage_report()
+    finally:
+        store.close()
+    manifests = [len((root / ".images" / v / "manifest.json").read_bytes())
+                 for v in ("lab@20260201-000000", "lab@20260101-000000")]
+    versions = report["images"][0]["versions"]
+    assert [(v["stored_bytes"], v["chunk_bytes"], v["raw_bytes"]) for v in versions] == \
+        [(manifests[0] + 100 + 650, 650, 4000), (manifests[1] + 100 + 600, 600, 4000)]
+    assert report["nodes"][0]["chunk_store_bytes"] == 700
+    assert report["stored_bytes"] == sum(manifests) + 200 + 700
