@@ -181,7 +181,7 @@ static void list_directory(const char *dir, time_t now)
         while ((entry = nfs_readdir(c->nfs, listing)) != NULL) {
             if (entry->type != NF3REG)
                 continue;
-            snprintf(path, sizeof path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, entry->name);
+            snprintf(path, sizeof path, "%s/%s", dir, entry->name);   /* dir is never "/": see nfs_getattr */
             if ((e = attr_entry(path, 1)) == NULL)
                 break;
             memset(&e->st, 0, sizeof e->st);

@@ -246,8 +246,8 @@ def restore_full(index: ChunkIndex, reader: ChunkReader, tool: str, device: str,
             data = next(fetched) if step.fetch else kept[chunk.sha256]
             if step.keep:
                 kept[chunk.sha256] = data
-            else:
-                kept.pop(chunk.sha256, None)
+            elif not step.fetch:  # its last use
+                del kept[chunk.sha256]
             sink.write(data)
             progress.add(len(data))
             transfer.count(wrote=len(data))

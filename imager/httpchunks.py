@@ -53,13 +53,10 @@ class HttpChunks:
         self.where = remote.base
         self.batch_url = batch_url
         self._group = self._batch_post if batch_url else self._pipelined_gets if _pipelinable(remote) else None
-        self._tls: ssl.SSLContext | None = None
-        if self._group == self._pipelined_gets and remote.base.startswith("https://"):
-            try:
-                self._tls = _tls_context(remote)
-            except (OSError, ssl.SSLError) as exc:  # no CA bundle there: requests' own path says so per chunk
-                log.warning("chunks from %s: one GET a chunk (no TLS context for pipelining: %s)", remote.base, exc)
-                self._group = None
+        https = self._group == self._pipelined_gets and remote.base.startswith("https://")
+        self._tls = _tls_context(remote) if https else None
+        if https and self._tls is None:
+            self._group = None
         self.batch = BATCH_CHUNKS if self._group else 1
         self.parallel = BATCHES_PARALLEL if self._group else CHUNKS_PARALLEL
         token = remote.session.headers.get("Authorization")
@@ -211,9 +208,10 @@ def _pipelinable(remote: Remote) -> bool:
         not requests.utils.get_environ_proxies(remote.base)
 
 
-def _tls_context(remote: Remote) -> ssl.SSLContext:
+def _tls_context(remote: Remote) -> ssl.SSLContext | None:
     """The checks requests would make for ``remote``: its CA bundle (the session's ``verify``, else
-    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else requests' own), the host name, or none when verify is False."""
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, else requests' own), the host name, or none when verify is False.
+    None when the bundle cannot be loaded: then one GET a chunk, and requests' own path says what is wrong."""
     verify = remote.session.merge_environment_settings(remote.base, {}, None, None, None)["verify"]
     if verify is False:
         context = ssl.create_default_context()
@@ -221,8 +219,13 @@ def _tls_context(remote: Remote) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         return context
     where = verify if isinstance(verify, str) else requests.utils.DEFAULT_CA_BUNDLE_PATH
-    return ssl.create_default_context(capath=where) if os.path.isdir(where) else \
-        ssl.create_default_context(cafile=where)
+    try:
+        if os.path.isdir(where):
+            return ssl.create_default_context(capath=where)
+        return ssl.create_default_context(cafile=where)
+    except (OSError, ssl.SSLError) as exc:
+        log.warning("chunks from %s: one GET a chunk (no TLS context for pipelining: %s)", remote.base, exc)
+        return None
 
 
 def _answer_head(answers: BinaryIO) -> tuple[int, int, bool]:

@@ -104,13 +104,13 @@ class ChunkCollector:
 
     async def _collect(self, node: StorageNode, root: str, automatic: bool) -> dict[str, Any]:
         try:
-            try:
-                report = await asyncio.to_thread(chunkgc.collect, root, now=self.clock(), grace=self.grace)
-            except Exception as exc:
-                if automatic:
-                    self._audit(node, f"stopped: {exc}")
-                raise
+            report = await asyncio.to_thread(chunkgc.collect, root, now=self.clock(), grace=self.grace)
+        except Exception as exc:
             if automatic:  # an admin's run is audited as their request
+                self._audit(node, f"stopped: {exc}")
+            raise
+        else:
+            if automatic:
                 self._audit(node, f"ok: {report.deleted} deleted ({report.freed_bytes} bytes freed), "
                                   f"{report.quarantined - report.restored} quarantined")
             answer = {"node": node["name"], **report.as_dict(), "finished": self.clock()}
